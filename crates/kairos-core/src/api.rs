@@ -1,0 +1,671 @@
+//! The JSON shapes of the v1 API, shared by the server and clients, and their validation
+//! into domain values. Unknown fields are refused (`deny_unknown_fields`); a field left
+//! out takes the documented default.
+
+use crate::backoff::Backoff;
+use crate::duration::Duration;
+use crate::job::{Job, JobState, NewJob};
+use crate::machine::Outcome;
+use crate::queue::Queue;
+use crate::validate::{self, Checker, Invalid, Limits};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// `POST /v1/jobs` body (and one element of a batch).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    /// Queue name, default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Required.
+    pub kind: String,
+    /// Any JSON value, default `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Box<RawValue>>,
+    /// -100..=100, default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Absolute time to run (not with `delay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Timestamp>,
+    /// Run after this long (not with `run_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
+    /// Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Default exponential 2s ×2 up to 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+    /// Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// De-duplication key among unfinished jobs of the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+    /// Labels, default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+/// The default queue's name.
+pub const DEFAULT_QUEUE: &str = "default";
+/// The default lease length per attempt.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default attempts per job.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The default heartbeat extension.
+pub const DEFAULT_EXTEND: Duration = Duration::from_secs(30);
+
+impl EnqueueRequest {
+    /// Checks every field, naming problems under `prefix` (`""` or `jobs[3].`).
+    pub fn validate(self, prefix: &str, limits: &Limits) -> Result<NewJob, Invalid> {
+        let mut c = Checker::new(prefix);
+        let queue = self.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_string());
+        c.name("queue", &queue);
+        c.name("kind", &self.kind);
+        let payload = self
+            .payload
+            .unwrap_or_else(|| RawValue::from_string("{}".to_string()).expect("valid JSON"));
+        if payload.get().len() > limits.max_payload_bytes {
+            c.too_large(
+                "payload",
+                format!("is larger than {} bytes", limits.max_payload_bytes),
+            );
+        }
+        let priority = self.priority.unwrap_or(0);
+        if !validate::PRIORITY_RANGE.contains(&priority) {
+            c.invalid("priority", "must be from -100 to 100");
+        }
+        if self.run_at.is_some() && self.delay.is_some() {
+            c.invalid("delay", "give run_at or delay, not both");
+        }
+        let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if !(1..=validate::MAX_ATTEMPTS).contains(&max_attempts) {
+            c.invalid(
+                "max_attempts",
+                format!("must be from 1 to {}", validate::MAX_ATTEMPTS),
+            );
+        }
+        let backoff = self.backoff.unwrap_or_default();
+        for (field, message) in backoff.problems() {
+            c.invalid(&format!("backoff.{field}"), message);
+        }
+        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        c.duration(
+            "timeout",
+            timeout,
+            Duration::from_millis(1),
+            validate::MAX_LEASE,
+        );
+        if let Some(key) = &self.unique_key
+            && (key.is_empty() || key.len() > validate::MAX_UNIQUE_KEY_LEN)
+        {
+            c.invalid(
+                "unique_key",
+                format!("must be 1 to {} bytes", validate::MAX_UNIQUE_KEY_LEN),
+            );
+        }
+        let tags = self.tags.unwrap_or_default();
+        if tags.len() > validate::MAX_TAGS {
+            c.invalid("tags", format!("at most {} tags", validate::MAX_TAGS));
+        }
+        for (i, tag) in tags.iter().enumerate() {
+            if tag.is_empty() || tag.len() > validate::MAX_NAME_LEN {
+                c.invalid(
+                    &format!("tags[{i}]"),
+                    format!("must be 1 to {} bytes", validate::MAX_NAME_LEN),
+                );
+            }
+        }
+        c.finish()?;
+        Ok(NewJob {
+            queue,
+            kind: self.kind,
+            payload,
+            priority,
+            run_at: self.run_at,
+            delay: self.delay,
+            max_attempts,
+            backoff,
+            timeout,
+            unique_key: self.unique_key,
+            tags,
+        })
+    }
+}
+
+/// `POST /v1/jobs/batch` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// 1 to 1000 jobs, created all or none.
+    pub jobs: Vec<EnqueueRequest>,
+}
+
+impl BatchRequest {
+    /// Checks every job; any problem refuses the whole batch.
+    pub fn validate(self, limits: &Limits) -> Result<Vec<NewJob>, Invalid> {
+        if self.jobs.is_empty() || self.jobs.len() > validate::MAX_BATCH {
+            return Err(Invalid::field(
+                "jobs",
+                format!("must hold 1 to {} jobs", validate::MAX_BATCH),
+            ));
+        }
+        let mut errors = Vec::new();
+        let mut out = Vec::with_capacity(self.jobs.len());
+        for (i, job) in self.jobs.into_iter().enumerate() {
+            match job.validate(&format!("jobs[{i}]."), limits) {
+                Ok(j) => out.push(j),
+                Err(Invalid(e)) => errors.extend(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(Invalid(errors))
+        }
+    }
+}
+
+/// Answer of `POST /v1/jobs/batch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobBatch {
+    /// The jobs, in request order.
+    pub jobs: Vec<Job>,
+}
+
+/// Answer of `GET /v1/jobs`: one page, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobPage {
+    /// The jobs.
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/lease` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// Queues to take from (at least one).
+    pub queues: Vec<String>,
+    /// The worker's name.
+    pub worker: String,
+    /// Most jobs to take, default 1, up to 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// Long-poll up to this long for jobs, default 0s, up to 60s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Duration>,
+    /// Lease length; default each job's timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Duration>,
+}
+
+/// A validated lease request.
+#[derive(Debug, Clone)]
+pub struct LeaseSpec {
+    /// Queues to take from, without repeats.
+    pub queues: Vec<String>,
+    /// The worker's name.
+    pub worker: String,
+    /// Most jobs to take.
+    pub max: u32,
+    /// How long to wait for jobs.
+    pub wait: Duration,
+    /// Lease length override.
+    pub lease: Option<Duration>,
+}
+
+impl LeaseRequest {
+    /// Checks every field.
+    pub fn validate(self) -> Result<LeaseSpec, Invalid> {
+        let mut c = Checker::new("");
+        if self.queues.is_empty() {
+            c.invalid("queues", "name at least one queue");
+        }
+        let mut queues: Vec<String> = Vec::with_capacity(self.queues.len());
+        for (i, q) in self.queues.into_iter().enumerate() {
+            c.name(&format!("queues[{i}]"), &q);
+            if !queues.contains(&q) {
+                queues.push(q);
+            }
+        }
+        c.name("worker", &self.worker);
+        let max = self.max.unwrap_or(1);
+        if !(1..=validate::MAX_LEASE_MAX).contains(&max) {
+            c.invalid(
+                "max",
+                format!("must be from 1 to {}", validate::MAX_LEASE_MAX),
+            );
+        }
+        let wait = self.wait.unwrap_or(Duration::ZERO);
+        c.duration("wait", wait, Duration::ZERO, validate::MAX_WAIT);
+        if let Some(l) = self.lease {
+            c.duration("lease", l, Duration::from_millis(1), validate::MAX_LEASE);
+        }
+        c.finish()?;
+        Ok(LeaseSpec {
+            queues,
+            worker: self.worker,
+            max,
+            wait,
+            lease: self.lease,
+        })
+    }
+}
+
+/// A job handed to a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeasedJob {
+    /// The job, as leased.
+    #[serde(flatten)]
+    pub job: Job,
+    /// The token to ack and heartbeat with.
+    pub lease_token: Uuid,
+    /// When the lease runs out by the store's clock.
+    pub lease_expires_at: Timestamp,
+}
+
+/// What a worker reports in an ack item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeKind {
+    /// Done.
+    Completed,
+    /// Failed.
+    Failed,
+}
+
+/// `POST /v1/ack` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// The worker's name.
+    pub worker: String,
+    /// One item per lease, up to 1000.
+    pub results: Vec<AckItem>,
+}
+
+/// One lease's report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckItem {
+    /// The job.
+    pub id: Uuid,
+    /// The lease being reported.
+    pub lease_token: Uuid,
+    /// `completed` or `failed`.
+    pub outcome: OutcomeKind,
+    /// With `completed`: a result to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Box<RawValue>>,
+    /// With `failed`: what went wrong (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// With `failed`: `false` sends the job to dead at once. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<bool>,
+    /// With `failed`: wait this long instead of the backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in: Option<Duration>,
+}
+
+/// A validated ack item.
+#[derive(Debug, Clone)]
+pub struct AckReport {
+    /// The job.
+    pub id: Uuid,
+    /// The lease being reported.
+    pub lease_token: Uuid,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+impl AckRequest {
+    /// Checks every item; any problem refuses the whole request.
+    pub fn validate(self, limits: &Limits) -> Result<(String, Vec<AckReport>), Invalid> {
+        let mut c = Checker::new("");
+        c.name("worker", &self.worker);
+        if self.results.len() > validate::MAX_BATCH {
+            c.invalid(
+                "results",
+                format!("at most {} items", validate::MAX_BATCH),
+            );
+        }
+        let mut out = Vec::with_capacity(self.results.len());
+        for (i, item) in self.results.into_iter().enumerate() {
+            let f = |name: &str| format!("results[{i}].{name}");
+            let outcome = match item.outcome {
+                OutcomeKind::Completed => {
+                    for (present, name) in [
+                        (item.error.is_some(), "error"),
+                        (item.retry.is_some(), "retry"),
+                        (item.retry_in.is_some(), "retry_in"),
+                    ] {
+                        if present {
+                            c.invalid(&f(name), "only goes with outcome \"failed\"");
+                        }
+                    }
+                    if let Some(r) = &item.result
+                        && r.get().len() > limits.max_payload_bytes
+                    {
+                        c.too_large(
+                            &f("result"),
+                            format!("is larger than {} bytes", limits.max_payload_bytes),
+                        );
+                    }
+                    Outcome::Completed {
+                        result: item.result,
+                    }
+                }
+                OutcomeKind::Failed => {
+                    if item.result.is_some() {
+                        c.invalid(&f("result"), "only goes with outcome \"completed\"");
+                    }
+                    if let Some(d) = item.retry_in {
+                        c.duration(&f("retry_in"), d, Duration::ZERO, Duration::from_secs(30 * 86_400));
+                    }
+                    let error = match item.error {
+                        Some(e) => truncate(e, validate::MAX_ERROR_LEN),
+                        None => {
+                            c.invalid(&f("error"), "is required with outcome \"failed\"");
+                            String::new()
+                        }
+                    };
+                    Outcome::Failed {
+                        error,
+                        retry: item.retry.unwrap_or(true),
+                        retry_in: item.retry_in,
+                    }
+                }
+            };
+            out.push(AckReport {
+                id: item.id,
+                lease_token: item.lease_token,
+                outcome,
+            });
+        }
+        c.finish()?;
+        Ok((self.worker, out))
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// An RFC 9457 problem, as answered for a request or for one item of an ack or heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// A URI naming the problem kind.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short, fixed summary of the kind.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What happened this time.
+    pub detail: String,
+    /// Per-field problems for validation errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+}
+
+/// One field's problem in a [`Problem`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemField {
+    /// The field's path, like `jobs[3].kind`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One item of an ack answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AckResult {
+    /// The job.
+    pub id: Uuid,
+    /// Accepted (applied or a harmless repeat).
+    pub ok: bool,
+    /// The job's state after the ack, when accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+/// `POST /v1/heartbeat` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The worker's name.
+    pub worker: String,
+    /// Leases to extend, up to 1000.
+    pub leases: Vec<HeartbeatItem>,
+}
+
+/// One lease to extend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatItem {
+    /// The job.
+    pub id: Uuid,
+    /// The lease.
+    pub lease_token: Uuid,
+    /// New lease length from now, default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extend: Option<Duration>,
+}
+
+/// A validated heartbeat item.
+#[derive(Debug, Clone, Copy)]
+pub struct Extension {
+    /// The job.
+    pub id: Uuid,
+    /// The lease.
+    pub lease_token: Uuid,
+    /// New lease length from now.
+    pub extend: Duration,
+}
+
+impl HeartbeatRequest {
+    /// Checks every item.
+    pub fn validate(self) -> Result<(String, Vec<Extension>), Invalid> {
+        let mut c = Checker::new("");
+        c.name("worker", &self.worker);
+        if self.leases.len() > validate::MAX_BATCH {
+            c.invalid("leases", format!("at most {} items", validate::MAX_BATCH));
+        }
+        let mut out = Vec::with_capacity(self.leases.len());
+        for (i, item) in self.leases.into_iter().enumerate() {
+            let extend = item.extend.unwrap_or(DEFAULT_EXTEND);
+            c.duration(
+                &format!("leases[{i}].extend"),
+                extend,
+                Duration::from_millis(1),
+                validate::MAX_LEASE,
+            );
+            out.push(Extension {
+                id: item.id,
+                lease_token: item.lease_token,
+                extend,
+            });
+        }
+        c.finish()?;
+        Ok((self.worker, out))
+    }
+}
+
+/// One item of a heartbeat answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResult {
+    /// The job.
+    pub id: Uuid,
+    /// Extended.
+    pub ok: bool,
+    /// The new expiry, when extended.
+    pub lease_expires_at: Option<Timestamp>,
+    /// Someone asked to cancel the job: stop working on it.
+    pub cancel_requested: Option<bool>,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+/// `PATCH /v1/queues/{name}` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuePatch {
+    /// Pause or resume leasing.
+    pub paused: bool,
+}
+
+/// `GET /v1/queues` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueList {
+    /// Every known queue, by name.
+    pub queues: Vec<Queue>,
+}
+
+/// `GET /v1/jobs` query string.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Page size, default 50, up to 500.
+    pub limit: Option<u32>,
+    /// Where the previous page ended.
+    pub cursor: Option<String>,
+}
+
+/// A validated job listing request.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only jobs that read as this state.
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Opaque position from a previous page.
+    pub cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// Checks every parameter.
+    pub fn validate(self) -> Result<JobFilter, Invalid> {
+        let mut c = Checker::new("");
+        if let Some(q) = &self.queue {
+            c.name("queue", q);
+        }
+        if let Some(k) = &self.kind {
+            c.name("kind", k);
+        }
+        let state = match self.state.as_deref().map(str::parse::<JobState>) {
+            Some(Ok(s)) => Some(s),
+            Some(Err(m)) => {
+                c.invalid("state", m);
+                None
+            }
+            None => None,
+        };
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=validate::MAX_LIST_LIMIT).contains(&limit) {
+            c.invalid(
+                "limit",
+                format!("must be from 1 to {}", validate::MAX_LIST_LIMIT),
+            );
+        }
+        c.finish()?;
+        Ok(JobFilter {
+            queue: self.queue,
+            state,
+            kind: self.kind,
+            limit,
+            cursor: self.cursor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<T: for<'de> Deserialize<'de>>(s: &str) -> T {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn enqueue_defaults() {
+        let r: EnqueueRequest = parse(r#"{"kind":"email"}"#);
+        let j = r.validate("", &Limits::default()).unwrap();
+        assert_eq!(j.queue, "default");
+        assert_eq!(j.payload.get(), "{}");
+        assert_eq!(j.max_attempts, 3);
+        assert_eq!(j.timeout, Duration::from_secs(30));
+        assert_eq!(j.backoff, Backoff::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<EnqueueRequest>(r#"{"kind":"x","colour":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<EnqueueRequest>(r#"{"kind":"x","backoff":{"colour":1}}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn run_at_and_delay_together_names_delay() {
+        let r: EnqueueRequest =
+            parse(r#"{"kind":"x","run_at":"2030-01-01T00:00:00Z","delay":"5s"}"#);
+        let e = r.validate("", &Limits::default()).unwrap_err();
+        assert_eq!(e.0[0].field, "delay");
+    }
+
+    #[test]
+    fn batch_names_the_job() {
+        let r: BatchRequest = parse(r#"{"jobs":[{"kind":"ok"},{"kind":"bad name"}]}"#);
+        let e = r.validate(&Limits::default()).unwrap_err();
+        assert_eq!(e.0[0].field, "jobs[1].kind");
+    }
+
+    #[test]
+    fn payload_limit_is_too_large() {
+        let r: EnqueueRequest = parse(r#"{"kind":"x","payload":"0123456789"}"#);
+        let e = r
+            .validate("", &Limits { max_payload_bytes: 5 })
+            .unwrap_err();
+        assert!(e.is_too_large());
+    }
+
+    #[test]
+    fn failed_ack_needs_an_error() {
+        let id = Uuid::now_v7();
+        let r: AckRequest = parse(&format!(
+            r#"{{"worker":"w","results":[{{"id":"{id}","lease_token":"{id}","outcome":"failed"}}]}}"#
+        ));
+        let e = r.validate(&Limits::default()).unwrap_err();
+        assert_eq!(e.0[0].field, "results[0].error");
+    }
+}

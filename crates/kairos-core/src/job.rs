@@ -1,0 +1,260 @@
+//! The job resource: what a job is, the states it can be in, and the records it carries
+//! (attempt errors, the current lease). How a job moves between states is in
+//! [`crate::machine`].
+
+use crate::backoff::Backoff;
+use crate::duration::Duration;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for its `run_at` in the future.
+    Scheduled,
+    /// Ready to be leased.
+    Available,
+    /// Leased by a worker.
+    Running,
+    /// Failed, will run again at `run_at`.
+    Retryable,
+    /// Done.
+    Completed,
+    /// Attempts used up, or failed without retry.
+    Dead,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in the order the API lists them.
+    pub const ALL: [JobState; 7] = [
+        JobState::Scheduled,
+        JobState::Available,
+        JobState::Running,
+        JobState::Retryable,
+        JobState::Completed,
+        JobState::Dead,
+        JobState::Cancelled,
+    ];
+
+    /// Completed, dead or cancelled: nothing more will happen unless someone retries it.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Dead | JobState::Cancelled
+        )
+    }
+
+    /// Waiting for its time (scheduled or retryable).
+    pub fn is_waiting(self) -> bool {
+        matches!(self, JobState::Scheduled | JobState::Retryable)
+    }
+
+    /// The lowercase name the API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Available => "available",
+            JobState::Running => "running",
+            JobState::Retryable => "retryable",
+            JobState::Completed => "completed",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// A stable small number for storage.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The state stored as `code`.
+    pub fn from_code(code: u8) -> Option<JobState> {
+        JobState::ALL.get(code as usize).copied()
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown state {s:?}; one of scheduled, available, running, retryable, completed, dead, cancelled")
+            })
+    }
+}
+
+/// One failed attempt, kept on the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// The attempt that failed (1-based).
+    pub attempt: u32,
+    /// When it was reported (or the lease expired).
+    pub at: Timestamp,
+    /// What the worker said, or `lease expired`.
+    pub error: String,
+}
+
+/// What became of a lease, once its worker reported (or it expired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reported {
+    /// The worker acked `completed`.
+    Completed,
+    /// The worker acked `failed`.
+    Failed,
+    /// Nobody reported before the lease ran out.
+    Expired,
+}
+
+impl Reported {
+    /// A stable small number for storage.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+    /// The value stored as `code`.
+    pub fn from_code(code: u8) -> Option<Reported> {
+        [Reported::Completed, Reported::Failed, Reported::Expired]
+            .get(code as usize)
+            .copied()
+    }
+}
+
+/// The current (or last) lease of a job. Only the holder of `token` may ack or extend it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The secret the worker proves itself with.
+    pub token: Uuid,
+    /// The worker's self-chosen name.
+    pub worker: String,
+    /// When the lease runs out by the store's clock.
+    pub expires_at: Timestamp,
+    /// Set once the lease is over: how it ended.
+    pub reported: Option<Reported>,
+}
+
+/// A job as stored and as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// UUIDv7, time-ordered.
+    pub id: Uuid,
+    /// Queue name.
+    pub queue: String,
+    /// What kind of work this is; workers dispatch on it.
+    pub kind: String,
+    /// The job's arguments, kept exactly as sent.
+    pub payload: Box<RawValue>,
+    /// -100..=100, higher runs first.
+    pub priority: i32,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// Leases so far (each lease adds one).
+    pub attempt: u32,
+    /// Leases allowed before the job is dead.
+    pub max_attempts: u32,
+    /// When it may run next.
+    pub run_at: Timestamp,
+    /// When it was enqueued.
+    pub created_at: Timestamp,
+    /// When its latest attempt started.
+    pub started_at: Option<Timestamp>,
+    /// When it reached a finished state.
+    pub finished_at: Option<Timestamp>,
+    /// De-duplication key among unfinished jobs of its queue.
+    pub unique_key: Option<String>,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+    /// One entry per failed attempt.
+    pub errors: Vec<AttemptError>,
+    /// What the worker returned on completion.
+    pub result: Option<Box<RawValue>>,
+    /// Default lease length for each attempt.
+    pub timeout: Duration,
+    /// Delay policy between attempts.
+    pub backoff: Backoff,
+    /// Someone asked to cancel it while it was running.
+    pub cancel_requested: bool,
+    /// The current or last lease; never shown by the API except to its worker.
+    #[serde(skip)]
+    pub lease: Option<Lease>,
+}
+
+/// A validated request to create a job: everything but the identity and the clock.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Queue name (validated).
+    pub queue: String,
+    /// Kind (validated).
+    pub kind: String,
+    /// Payload (size-checked).
+    pub payload: Box<RawValue>,
+    /// -100..=100.
+    pub priority: i32,
+    /// An absolute run time; `None` means now.
+    pub run_at: Option<Timestamp>,
+    /// A delay from the store's now; used when `run_at` is `None`.
+    pub delay: Option<Duration>,
+    /// At least 1.
+    pub max_attempts: u32,
+    /// Delay policy between attempts.
+    pub backoff: Backoff,
+    /// Lease length per attempt.
+    pub timeout: Duration,
+    /// De-duplication key.
+    pub unique_key: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+}
+
+impl Job {
+    /// A new job from a validated request, created at `now` with `id`.
+    /// Its state is `scheduled` when it is due in the future, `available` otherwise.
+    pub fn new(spec: NewJob, id: Uuid, now: Timestamp) -> Job {
+        let run_at = match (spec.run_at, spec.delay) {
+            (Some(at), _) => at,
+            (None, Some(d)) => now.saturating_add(d.as_signed()).unwrap_or(now),
+            (None, None) => now,
+        };
+        let state = if run_at > now {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        };
+        Job {
+            id,
+            queue: spec.queue,
+            kind: spec.kind,
+            payload: spec.payload,
+            priority: spec.priority,
+            state,
+            attempt: 0,
+            max_attempts: spec.max_attempts,
+            run_at,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            unique_key: spec.unique_key,
+            tags: spec.tags,
+            errors: Vec::new(),
+            result: None,
+            timeout: spec.timeout,
+            backoff: spec.backoff,
+            cancel_requested: false,
+            lease: None,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Kairos core: the pure domain of the job server, with no I/O.
+//!
+//! A map of the modules:
+//! - [`duration`]: durations as the API writes them (`250ms`, `30s`, `1h30m`).
+//! - [`backoff`]: how long a failed job waits before its next attempt.
+//! - [`job`]: the job resource, its states and the records it carries.
+//! - [`machine`]: the state machine: every legal transition of a job lives there.
+//! - [`validate`]: names, sizes and ranges, reported per field.
+//! - [`api`]: the JSON shapes of the v1 API requests, and their validation into domain values.
+//! - [`queue`]: queue objects and per-state counts.
+//! - [`clock`]: the clock the store and engine read, so tests can move time.
+//!
+//! Backends (`kairos-store`) persist what the state machine decides; the server
+//! (`kairos-server`) translates HTTP to these types. Neither decides what a job
+//! may do next: that is [`machine`]'s job alone.
+
+pub mod api;
+pub mod backoff;
+pub mod clock;
+pub mod duration;
+pub mod job;
+pub mod machine;
+pub mod queue;
+pub mod validate;
+
+pub use backoff::{Backoff, BackoffKind};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use duration::Duration;
+pub use job::{AttemptError, Job, JobState, Lease, NewJob, Reported};
+pub use machine::{AckEffect, Outcome, TransitionError};
+pub use queue::{Queue, StateCounts};
+pub use validate::{FieldError, FieldErrorKind, Invalid, Limits};
+
+/// Timestamps everywhere in Kairos: UTC instants with microsecond storage precision.
+pub use jiff::Timestamp;
+/// Raw JSON values (payloads and results) kept as the client sent them, never re-parsed.
+pub use serde_json::value::RawValue;
