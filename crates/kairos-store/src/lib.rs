@@ -1,1 +1,127 @@
-//! placeholder
+//! Kairos storage: the [`Store`] trait every backend implements, and the embedded
+//! SQLite backend.
+//!
+//! - [`Store`]: the operations the engine needs, each one durable when it returns `Ok`.
+//! - [`signal`]: what a backend announces after each commit (jobs became available,
+//!   something is due earlier), so the engine wakes workers and timers without polling.
+//! - [`sqlite`]: the embedded backend: one writer thread that commits every waiting
+//!   request in one transaction (group commit), and a small pool of reader connections.
+//!
+//! Backends do not decide what a job may do: they load it, ask the state machine in
+//! `kairos_core::machine`, and persist the answer.
+
+pub mod error;
+pub mod signal;
+pub mod sqlite;
+
+pub use error::{ItemError, StoreError};
+pub use signal::Signals;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
+use kairos_core::{Job, JobState, NewJob, Queue, Timestamp};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// An `Idempotency-Key` with a fingerprint of the request it was first used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it, scoped by the caller (e.g. `jobs:abc`).
+    pub key: String,
+    /// A hash of the request; a repeat with another request is refused.
+    pub fingerprint: u64,
+}
+
+/// The answer to an enqueue.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    /// One entry per requested job, in order: the job and whether it was created
+    /// (`false`: an unfinished job with the same unique key already existed).
+    pub jobs: Vec<(Job, bool)>,
+    /// This answer is a replay of an earlier request with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// What a maintenance tick did, and when the next one is due.
+#[derive(Debug, Clone, Default)]
+pub struct Tick {
+    /// Waiting jobs that became available.
+    pub promoted: u64,
+    /// Running jobs whose lease ran out.
+    pub expired: u64,
+    /// Earliest time something is due (a run_at or a lease expiry), if anything is.
+    pub next_due: Option<Timestamp>,
+}
+
+/// Durable storage of jobs and queues. Every method that returns `Ok` has its change on
+/// disk. Time is the store's clock, never the caller's.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates jobs, all or none. A job whose unique key matches an unfinished job of its
+    /// queue is not created; that job is answered instead. With an idempotency key,
+    /// a repeat of the same request answers the first answer again.
+    async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Enqueued, StoreError>;
+
+    /// One job.
+    async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError>;
+
+    /// A page of jobs, newest first.
+    async fn list_jobs(&self, filter: JobFilter) -> Result<JobPage, StoreError>;
+
+    /// Cancels a job (see `Job::cancel`).
+    async fn cancel(&self, id: Uuid) -> Result<Job, StoreError>;
+
+    /// Runs a job again now (see `Job::retry`).
+    async fn retry(&self, id: Uuid) -> Result<Job, StoreError>;
+
+    /// Deletes a job that is not running.
+    async fn delete(&self, id: Uuid) -> Result<(), StoreError>;
+
+    /// Leases up to `spec.max` available jobs from unpaused queues, in lease order
+    /// (priority high to low, then run_at, then id). Never waits.
+    async fn lease(&self, spec: LeaseSpec) -> Result<Vec<LeasedJob>, StoreError>;
+
+    /// Applies workers' reports; each item succeeds or fails on its own.
+    async fn ack(
+        &self,
+        reports: Vec<AckReport>,
+    ) -> Result<Vec<Result<JobState, ItemError>>, StoreError>;
+
+    /// Extends leases; each item answers the new expiry and whether cancel was requested.
+    async fn heartbeat(
+        &self,
+        extensions: Vec<Extension>,
+    ) -> Result<Vec<Result<(Timestamp, bool), ItemError>>, StoreError>;
+
+    /// Every known queue, by name.
+    async fn queues(&self) -> Result<Vec<Queue>, StoreError>;
+
+    /// One queue, if it ever held a job or was patched.
+    async fn queue(&self, name: &str) -> Result<Option<Queue>, StoreError>;
+
+    /// Pauses or resumes leasing from a queue (creating it if new).
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, StoreError>;
+
+    /// Moves every dead job of a queue back to available with attempt 0.
+    async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError>;
+
+    /// Makes due waiting jobs available and expires lapsed leases.
+    async fn tick(&self) -> Result<Tick, StoreError>;
+
+    /// Forgets idempotency keys first used before `before`.
+    async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// What the store announces after each commit.
+    fn signals(&self) -> Arc<Signals>;
+
+    /// Finishes pending writes and closes. Later calls fail with [`StoreError::Closed`].
+    async fn close(&self);
+}

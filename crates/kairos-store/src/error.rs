@@ -1,0 +1,49 @@
+//! Store errors: one closed set, mapped once to HTTP problems at the server's edge.
+
+use kairos_core::TransitionError;
+
+/// Why a store operation failed as a whole.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// No such job (or queue).
+    #[error("not found")]
+    NotFound,
+    /// The job's state does not allow this.
+    #[error(transparent)]
+    Conflict(#[from] TransitionError),
+    /// The idempotency key was first used for a different request.
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyMismatch,
+    /// A listing cursor that this store did not make.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// The store is shut down.
+    #[error("the store is closed")]
+    Closed,
+    /// The backend failed (I/O, corruption, a bug).
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Backend(format!("stored JSON: {e}"))
+    }
+}
+
+/// Why one item of an ack or heartbeat was refused; the rest of the request stands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ItemError {
+    /// No such job.
+    #[error("no such job")]
+    NotFound,
+    /// Stale token, expired lease, or a different outcome already reported.
+    #[error(transparent)]
+    Conflict(#[from] TransitionError),
+}

@@ -1,0 +1,232 @@
+//! The embedded SQLite backend.
+//!
+//! - [`writer`]: the single writer thread and its group commit.
+//! - [`ops`]: the write operations, run inside a writer batch.
+//! - [`read`]: queries run on a small pool of reader connections (WAL lets them read
+//!   while the writer writes).
+//! - [`rows`]: the `jobs` row layout.
+//! - [`schema`]: tables, indexes and migrations.
+
+mod ops;
+mod read;
+mod rows;
+mod schema;
+mod writer;
+
+use crate::{Enqueued, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
+use async_trait::async_trait;
+use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
+use kairos_core::{Clock, Job, JobState, NewJob, Queue, SystemClock, Timestamp};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+use writer::{Batch, Msg, Op, Reply, Writer};
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "kairos.db";
+/// Reader connections kept open.
+const READERS: usize = 4;
+
+/// The embedded store: a SQLite file in WAL mode, written by one thread.
+pub struct SqliteStore {
+    path: PathBuf,
+    tx: mpsc::UnboundedSender<Msg>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    signals: Arc<Signals>,
+    clock: Arc<dyn Clock>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`, on the system clock.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with_clock(dir, Arc::new(SystemClock))
+    }
+
+    /// Opens the store in `dir` with the given clock (tests move a manual clock).
+    pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        schema::configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        let signals = Arc::new(Signals::default());
+        let writer = Writer::new(conn, clock.clone(), signals.clone())?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = std::thread::Builder::new()
+            .name("kairos-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
+        // Whatever was due or leased before this start is looked at by the first tick.
+        signals.due_at(clock.now());
+        Ok(SqliteStore {
+            path,
+            tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            signals,
+            clock,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Runs `f` in the next writer batch and answers once that batch is committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let op: Op = Box::new(move |batch: &mut Batch<'_>| {
+            if tx.is_closed() {
+                // The caller is gone (e.g. a client hung up): do nothing on its behalf.
+                return (true, Box::new(|_: Option<&StoreError>| {}) as Reply);
+            }
+            let result = f(batch);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |failed: Option<&StoreError>| {
+                let _ = tx.send(match failed {
+                    Some(e) => Err(e.clone()),
+                    None => result,
+                });
+            });
+            (ok, reply)
+        });
+        self.tx.send(Msg::Op(op)).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a reader connection, on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, Timestamp) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if self.tx.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        let now = self.clock.now();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open(&path)?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    c.pragma_update(None, "query_only", true)?;
+                    c
+                }
+            };
+            let result = f(&conn, now);
+            let mut pool = readers.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Enqueued, StoreError> {
+        self.write(move |b| ops::enqueue(b, jobs, idempotency)).await
+    }
+
+    async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        self.read(move |c, now| read::job(c, id, now)).await
+    }
+
+    async fn list_jobs(&self, filter: JobFilter) -> Result<JobPage, StoreError> {
+        self.read(move |c, now| read::list(c, filter, now)).await
+    }
+
+    async fn cancel(&self, id: Uuid) -> Result<Job, StoreError> {
+        self.write(move |b| ops::cancel(b, id)).await
+    }
+
+    async fn retry(&self, id: Uuid) -> Result<Job, StoreError> {
+        self.write(move |b| ops::retry(b, id)).await
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<(), StoreError> {
+        self.write(move |b| ops::delete(b, id)).await
+    }
+
+    async fn lease(&self, spec: LeaseSpec) -> Result<Vec<LeasedJob>, StoreError> {
+        self.write(move |b| ops::lease(b, spec)).await
+    }
+
+    async fn ack(
+        &self,
+        reports: Vec<AckReport>,
+    ) -> Result<Vec<Result<JobState, ItemError>>, StoreError> {
+        self.write(move |b| ops::ack(b, reports)).await
+    }
+
+    async fn heartbeat(
+        &self,
+        extensions: Vec<Extension>,
+    ) -> Result<Vec<Result<(Timestamp, bool), ItemError>>, StoreError> {
+        self.write(move |b| ops::heartbeat(b, extensions)).await
+    }
+
+    async fn queues(&self) -> Result<Vec<Queue>, StoreError> {
+        self.read(|c, _| read::queues(c)).await
+    }
+
+    async fn queue(&self, name: &str) -> Result<Option<Queue>, StoreError> {
+        let name = name.to_string();
+        self.read(move |c, _| read::queue(c, &name)).await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, StoreError> {
+        let name = name.to_string();
+        self.write(move |b| ops::set_paused(b, &name, paused)).await
+    }
+
+    async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError> {
+        let queue = queue.to_string();
+        self.write(move |b| ops::retry_dead(b, &queue)).await
+    }
+
+    async fn tick(&self) -> Result<Tick, StoreError> {
+        self.write(ops::tick).await
+    }
+
+    async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write(move |b| ops::prune_idempotency_keys(b, before)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c, _| {
+            c.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn signals(&self) -> Arc<Signals> {
+        self.signals.clone()
+    }
+
+    async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}

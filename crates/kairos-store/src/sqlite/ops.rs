@@ -1,0 +1,280 @@
+//! The write operations of the SQLite backend. Each runs inside a writer batch
+//! ([`Batch`]): it loads jobs, asks the core state machine for the transition, and
+//! saves the result. All SQL of a write lives here or in [`super::rows`].
+
+use super::rows::{self, StoredJob};
+use super::writer::{Batch, MAINTENANCE_CHUNK};
+use super::read;
+use crate::{Enqueued, IdempotencyKey, ItemError, StoreError, Tick};
+use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
+use kairos_core::{AckEffect, Job, JobState, NewJob, Queue, Timestamp};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// How long an idempotency key answers repeats.
+pub(crate) const IDEMPOTENCY_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// The stored first answer of an idempotent enqueue.
+#[derive(Serialize, Deserialize)]
+struct StoredAnswer {
+    created: Vec<bool>,
+    jobs: Vec<Job>,
+}
+
+/// The job as callers see it: a waiting job whose time has come reads as available.
+pub(crate) fn visible(mut job: Job, now: Timestamp) -> Job {
+    job.state = job.effective_state(now);
+    job
+}
+
+fn load(b: &Batch<'_>, id: Uuid) -> Result<StoredJob, StoreError> {
+    b.load(id)?.ok_or(StoreError::NotFound)
+}
+
+pub(crate) fn enqueue(
+    b: &mut Batch<'_>,
+    jobs: Vec<NewJob>,
+    idempotency: Option<IdempotencyKey>,
+) -> Result<Enqueued, StoreError> {
+    if let Some(key) = &idempotency {
+        let found: Option<(i64, i64, String)> = b
+            .conn
+            .prepare_cached(
+                "SELECT fingerprint, created_at, answer FROM idempotency_keys WHERE key = ?1",
+            )?
+            .query_row([&key.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let fresh_after = b.now.saturating_sub(IDEMPOTENCY_WINDOW).unwrap_or(b.now);
+        if let Some((fingerprint, created_at, answer)) = found
+            && rows::ts(created_at)? > fresh_after
+        {
+            if fingerprint != key.fingerprint as i64 {
+                return Err(StoreError::IdempotencyMismatch);
+            }
+            let answer: StoredAnswer = serde_json::from_str(&answer)?;
+            return Ok(Enqueued {
+                jobs: answer.jobs.into_iter().zip(answer.created).collect(),
+                replayed: true,
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    for spec in jobs {
+        if let Some(unique_key) = &spec.unique_key {
+            let existing: Option<i64> = b
+                .conn
+                .prepare_cached(
+                    "SELECT seq FROM jobs WHERE queue = ?1 AND unique_key = ?2 \
+                     AND state IN (0, 1, 2, 3)",
+                )?
+                .query_row(params![spec.queue, unique_key], |r| r.get(0))
+                .optional()?;
+            if let Some(seq) = existing {
+                out.push((visible(b.load_seq(seq)?.job, b.now), false));
+                continue;
+            }
+        }
+        let job = Job::new(spec, Uuid::now_v7(), b.now);
+        b.insert(&job)?;
+        out.push((job, true));
+    }
+    if let Some(key) = idempotency {
+        let (jobs, created): (Vec<Job>, Vec<bool>) = out.iter().cloned().unzip();
+        let answer = serde_json::to_string(&StoredAnswer { created, jobs })?;
+        b.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, created_at, answer) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![key.key, key.fingerprint as i64, rows::us(b.now), answer])?;
+    }
+    Ok(Enqueued {
+        jobs: out,
+        replayed: false,
+    })
+}
+
+pub(crate) fn lease(b: &mut Batch<'_>, spec: LeaseSpec) -> Result<Vec<LeasedJob>, StoreError> {
+    b.promote_due()?;
+    // (priority, run_at, seq) of the best candidates of each queue, merged in lease order.
+    let mut candidates: Vec<(i32, i64, i64)> = Vec::new();
+    {
+        let mut stmt = b.conn.prepare_cached(
+            "SELECT priority, run_at, seq FROM jobs WHERE state = 1 AND queue = ?1 \
+             ORDER BY priority DESC, run_at, seq LIMIT ?2",
+        )?;
+        for queue in &spec.queues {
+            if b.is_paused(queue) {
+                continue;
+            }
+            let rows = stmt.query_map(params![queue, spec.max], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            for row in rows {
+                candidates.push(row?);
+            }
+        }
+    }
+    if spec.queues.len() > 1 {
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        candidates.truncate(spec.max as usize);
+    }
+    let mut out = Vec::with_capacity(candidates.len());
+    for (_, _, seq) in candidates {
+        let mut stored = b.load_seq(seq)?;
+        let token = Uuid::new_v4();
+        stored.job.lease(&spec.worker, token, spec.lease, b.now)?;
+        b.save(&stored)?;
+        let expires = stored.job.lease.as_ref().map_or(b.now, |l| l.expires_at);
+        out.push(LeasedJob {
+            job: stored.job,
+            lease_token: token,
+            lease_expires_at: expires,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn ack(
+    b: &mut Batch<'_>,
+    reports: Vec<AckReport>,
+) -> Result<Vec<Result<JobState, ItemError>>, StoreError> {
+    let mut out = Vec::with_capacity(reports.len());
+    for report in reports {
+        let Some(mut stored) = b.load(report.id)? else {
+            out.push(Err(ItemError::NotFound));
+            continue;
+        };
+        match stored
+            .job
+            .ack(report.lease_token, report.outcome, b.now, fastrand::f64())
+        {
+            Ok(effect) => {
+                if let AckEffect::Applied(_) = effect {
+                    b.save(&stored)?;
+                }
+                out.push(Ok(stored.job.effective_state(b.now)));
+            }
+            Err(e) => out.push(Err(ItemError::Conflict(e))),
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn heartbeat(
+    b: &mut Batch<'_>,
+    extensions: Vec<Extension>,
+) -> Result<Vec<Result<(Timestamp, bool), ItemError>>, StoreError> {
+    let mut out = Vec::with_capacity(extensions.len());
+    for ext in extensions {
+        let Some(mut stored) = b.load(ext.id)? else {
+            out.push(Err(ItemError::NotFound));
+            continue;
+        };
+        match stored.job.heartbeat(ext.lease_token, ext.extend, b.now) {
+            Ok(until) => {
+                b.save(&stored)?;
+                out.push(Ok((until, stored.job.cancel_requested)));
+            }
+            Err(e) => out.push(Err(ItemError::Conflict(e))),
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn cancel(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
+    let mut stored = load(b, id)?;
+    stored.job.cancel(b.now)?;
+    b.save(&stored)?;
+    Ok(visible(stored.job, b.now))
+}
+
+pub(crate) fn retry(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
+    let mut stored = load(b, id)?;
+    stored.job.promote(b.now);
+    stored.job.retry(b.now)?;
+    b.save(&stored)?;
+    Ok(stored.job)
+}
+
+pub(crate) fn delete(b: &mut Batch<'_>, id: Uuid) -> Result<(), StoreError> {
+    let stored = load(b, id)?;
+    stored.job.check_delete()?;
+    b.remove(&stored)
+}
+
+pub(crate) fn set_paused(b: &mut Batch<'_>, name: &str, paused: bool) -> Result<Queue, StoreError> {
+    b.set_paused(name, paused);
+    let mut queue = read::queue(b.conn, name)?.unwrap_or(Queue {
+        name: name.to_string(),
+        paused,
+        counts: Default::default(),
+    });
+    queue.paused = paused;
+    Ok(queue)
+}
+
+pub(crate) fn retry_dead(b: &mut Batch<'_>, queue: &str) -> Result<u64, StoreError> {
+    let seqs: Vec<i64> = b
+        .conn
+        .prepare_cached("SELECT seq FROM jobs WHERE queue = ?1 AND state = 5")?
+        .query_map([queue], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut n = 0;
+    for seq in seqs {
+        let mut stored = b.load_seq(seq)?;
+        stored.job.retry(b.now)?;
+        b.save(&stored)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
+    let promoted = b.promote_due()?;
+    let seqs: Vec<i64> = b
+        .conn
+        .prepare_cached(
+            "SELECT seq FROM jobs WHERE state = 2 AND lease_expires_at <= ?1 \
+             ORDER BY lease_expires_at LIMIT ?2",
+        )?
+        .query_map(params![rows::us(b.now), MAINTENANCE_CHUNK], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut expired = 0;
+    for seq in seqs {
+        let mut stored = b.load_seq(seq)?;
+        if stored.job.expire(b.now, fastrand::f64()).is_ok() {
+            b.save(&stored)?;
+            expired += 1;
+        }
+    }
+    let next_run: Option<i64> = b
+        .conn
+        .prepare_cached("SELECT min(run_at) FROM jobs WHERE state IN (0, 3)")?
+        .query_row([], |r| r.get(0))?;
+    let next_expiry: Option<i64> = b
+        .conn
+        .prepare_cached("SELECT min(lease_expires_at) FROM jobs WHERE state = 2")?
+        .query_row([], |r| r.get(0))?;
+    let next_due = match (next_run, next_expiry) {
+        (Some(a), Some(e)) => Some(a.min(e)),
+        (a, e) => a.or(e),
+    }
+    .map(rows::ts)
+    .transpose()?;
+    b.set_next_due(next_due);
+    Ok(Tick {
+        promoted,
+        expired,
+        next_due,
+    })
+}
+
+pub(crate) fn prune_idempotency_keys(b: &mut Batch<'_>, before: Timestamp) -> Result<u64, StoreError> {
+    let n = b
+        .conn
+        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+        .execute([rows::us(before)])?;
+    Ok(n as u64)
+}

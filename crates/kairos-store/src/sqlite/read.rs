@@ -1,0 +1,117 @@
+//! Read-only queries, run on reader connections (or inside a write batch where a write
+//! needs to answer with current data). Readers see only committed data.
+
+use super::ops::visible;
+use super::rows::{self, JOB_COLUMNS};
+use crate::StoreError;
+use kairos_core::api::{JobFilter, JobPage};
+use kairos_core::{Job, JobState, Queue, StateCounts, Timestamp};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension};
+use uuid::Uuid;
+
+pub(crate) fn job(conn: &Connection, id: Uuid, now: Timestamp) -> Result<Option<Job>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?;
+    let found = stmt
+        .query_row([id.as_bytes()], rows::job_from_row)
+        .optional()?;
+    Ok(found.map(|s| visible(s.job, now)))
+}
+
+pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<JobPage, StoreError> {
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+    let mut args: Vec<Value> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: Value| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(q) = f.queue {
+        arg(&mut sql, " AND queue = ?", Value::Text(q));
+    }
+    if let Some(k) = f.kind {
+        arg(&mut sql, " AND kind = ?", Value::Text(k));
+    }
+    let now_us = Value::Integer(rows::us(now));
+    match f.state {
+        // A waiting job whose time has come reads as available.
+        Some(JobState::Available) => arg(
+            &mut sql,
+            " AND (state = 1 OR (state IN (0, 3) AND run_at <= ?))",
+            now_us,
+        ),
+        Some(s) if s.is_waiting() => {
+            sql.push_str(&format!(" AND state = {}", s.code()));
+            arg(&mut sql, " AND run_at > ?", now_us);
+        }
+        Some(s) => sql.push_str(&format!(" AND state = {}", s.code())),
+        None => {}
+    }
+    if let Some(cursor) = f.cursor {
+        let seq: i64 = cursor
+            .strip_prefix('c')
+            .and_then(|s| s.parse().ok())
+            .filter(|n| *n > 0)
+            .ok_or(StoreError::InvalidCursor)?;
+        arg(&mut sql, " AND seq < ?", Value::Integer(seq));
+    }
+    arg(&mut sql, " ORDER BY seq DESC LIMIT ?", Value::Integer(f.limit as i64 + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stored = stmt
+        .query_map(rusqlite::params_from_iter(args), rows::job_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if stored.len() > f.limit as usize {
+        stored.truncate(f.limit as usize);
+        stored.last().map(|s| format!("c{}", s.seq))
+    } else {
+        None
+    };
+    Ok(JobPage {
+        jobs: stored.into_iter().map(|s| visible(s.job, now)).collect(),
+        next_cursor,
+    })
+}
+
+fn counts(conn: &Connection, name: &str) -> Result<StateCounts, StoreError> {
+    let mut c = StateCounts::default();
+    let mut stmt = conn.prepare_cached("SELECT state, n FROM queue_counts WHERE queue = ?1")?;
+    let mut rows = stmt.query([name])?;
+    while let Some(r) = rows.next()? {
+        if let Some(s) = JobState::from_code(r.get(0)?) {
+            *c.get_mut(s) = r.get::<_, i64>(1)?.max(0) as u64;
+        }
+    }
+    Ok(c)
+}
+
+pub(crate) fn queue(conn: &Connection, name: &str) -> Result<Option<Queue>, StoreError> {
+    let paused: Option<bool> = conn
+        .prepare_cached("SELECT paused FROM queues WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    match paused {
+        Some(paused) => Ok(Some(Queue {
+            name: name.to_string(),
+            paused,
+            counts: counts(conn, name)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn queues(conn: &Connection) -> Result<Vec<Queue>, StoreError> {
+    let names: Vec<(String, bool)> = conn
+        .prepare_cached("SELECT name, paused FROM queues ORDER BY name")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    names
+        .into_iter()
+        .map(|(name, paused)| {
+            let counts = counts(conn, &name)?;
+            Ok(Queue {
+                name,
+                paused,
+                counts,
+            })
+        })
+        .collect()
+}

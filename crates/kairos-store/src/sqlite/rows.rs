@@ -1,0 +1,152 @@
+//! Mapping between `jobs` rows and [`Job`]: the only place that knows the column layout.
+
+use crate::StoreError;
+use kairos_core::{Duration, Job, JobState, Lease, RawValue, Reported, Timestamp};
+use rusqlite::{Row, params};
+use uuid::Uuid;
+
+/// Columns read for a job, in the order [`job_from_row`] expects (after `seq`).
+pub(crate) const JOB_COLUMNS: &str = "seq, id, queue, kind, payload, priority, state, attempt, \
+    max_attempts, run_at, created_at, started_at, finished_at, unique_key, tags, errors, \
+    result, timeout_ms, backoff, cancel_requested, lease_token, lease_worker, \
+    lease_expires_at, lease_reported";
+
+/// Microseconds since the epoch: the stored form of every time.
+pub(crate) fn us(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+/// A stored time back as a timestamp.
+pub(crate) fn ts(us: i64) -> rusqlite::Result<Timestamp> {
+    Timestamp::from_microsecond(us).map_err(|e| bad(12, e))
+}
+
+fn bad(col: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn uuid(bytes: Vec<u8>, col: usize) -> rusqlite::Result<Uuid> {
+    Uuid::from_slice(&bytes).map_err(|e| bad(col, e))
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, col: usize) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| bad(col, e))
+}
+
+fn raw(text: String, col: usize) -> rusqlite::Result<Box<RawValue>> {
+    RawValue::from_string(text).map_err(|e| bad(col, e))
+}
+
+/// A job row: its internal key, the job, and the state as stored (the job's `state`
+/// field may be changed by transitions before it is saved).
+pub(crate) struct StoredJob {
+    pub seq: i64,
+    pub stored_state: JobState,
+    pub job: Job,
+}
+
+/// Reads a row selected with [`JOB_COLUMNS`].
+pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
+    let state_code: u8 = r.get(6)?;
+    let state = JobState::from_code(state_code).ok_or_else(|| {
+        rusqlite::Error::IntegralValueOutOfRange(6, state_code as i64)
+    })?;
+    let lease = match r.get::<_, Option<Vec<u8>>>(20)? {
+        Some(token) => Some(Lease {
+            token: uuid(token, 20)?,
+            worker: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
+            expires_at: ts(r.get(22)?)?,
+            reported: r
+                .get::<_, Option<u8>>(23)?
+                .and_then(Reported::from_code),
+        }),
+        None => None,
+    };
+    let job = Job {
+        id: uuid(r.get(1)?, 1)?,
+        queue: r.get(2)?,
+        kind: r.get(3)?,
+        payload: raw(r.get(4)?, 4)?,
+        priority: r.get(5)?,
+        state,
+        attempt: r.get(7)?,
+        max_attempts: r.get(8)?,
+        run_at: ts(r.get(9)?)?,
+        created_at: ts(r.get(10)?)?,
+        started_at: r.get::<_, Option<i64>>(11)?.map(ts).transpose()?,
+        finished_at: r.get::<_, Option<i64>>(12)?.map(ts).transpose()?,
+        unique_key: r.get(13)?,
+        tags: json(&r.get::<_, String>(14)?, 14)?,
+        errors: json(&r.get::<_, String>(15)?, 15)?,
+        result: r.get::<_, Option<String>>(16)?.map(|t| raw(t, 16)).transpose()?,
+        timeout: Duration::from_millis(r.get::<_, i64>(17)? as u64),
+        backoff: json(&r.get::<_, String>(18)?, 18)?,
+        cancel_requested: r.get(19)?,
+        lease,
+    };
+    Ok(StoredJob {
+        seq: r.get(0)?,
+        stored_state: state,
+        job,
+    })
+}
+
+/// Inserts a new job; returns its `seq`.
+pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO jobs (id, queue, kind, payload, priority, state, attempt, max_attempts, \
+         run_at, created_at, started_at, finished_at, unique_key, tags, errors, result, \
+         timeout_ms, backoff, cancel_requested) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, ?11, ?12, '[]', NULL, \
+         ?13, ?14, 0)",
+    )?;
+    stmt.execute(params![
+        j.id.as_bytes(),
+        j.queue,
+        j.kind,
+        j.payload.get(),
+        j.priority,
+        j.state.code(),
+        j.attempt,
+        j.max_attempts,
+        us(j.run_at),
+        us(j.created_at),
+        j.unique_key,
+        serde_json::to_string(&j.tags)?,
+        j.timeout.as_millis() as i64,
+        serde_json::to_string(&j.backoff)?,
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Writes back every column a transition may change.
+pub(crate) fn save_job(tx: &rusqlite::Connection, seq: i64, j: &Job) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE jobs SET state = ?2, attempt = ?3, run_at = ?4, started_at = ?5, \
+         finished_at = ?6, errors = ?7, result = ?8, cancel_requested = ?9, \
+         lease_token = ?10, lease_worker = ?11, lease_expires_at = ?12, lease_reported = ?13 \
+         WHERE seq = ?1",
+    )?;
+    let lease = j.lease.as_ref();
+    let errors = if j.errors.is_empty() {
+        "[]".to_string()
+    } else {
+        serde_json::to_string(&j.errors)?
+    };
+    stmt.execute(params![
+        seq,
+        j.state.code(),
+        j.attempt,
+        us(j.run_at),
+        j.started_at.map(us),
+        j.finished_at.map(us),
+        errors,
+        j.result.as_ref().map(|r| r.get()),
+        j.cancel_requested,
+        lease.map(|l| l.token.as_bytes().to_vec()),
+        lease.map(|l| l.worker.as_str()),
+        lease.map(|l| us(l.expires_at)),
+        lease.and_then(|l| l.reported).map(|r| r.code()),
+    ])?;
+    Ok(())
+}

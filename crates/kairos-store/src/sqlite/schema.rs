@@ -1,0 +1,92 @@
+//! The SQLite schema and its versioned migrations (tracked in `PRAGMA user_version`).
+//!
+//! Design notes (measured on this machine kind, see docs/performance.md):
+//! - `seq INTEGER PRIMARY KEY` (the rowid) is the internal key: smaller and faster than a
+//!   blob key; the public UUIDv7 has its own unique index.
+//! - Partial indexes keep each hot path an index range read: `jobs_lease` holds only
+//!   available jobs in lease order, `jobs_due` only waiting jobs by run_at, `jobs_expiry`
+//!   only running jobs by lease expiry.
+//! - `queue_counts` is kept by the writer (one upsert per queue and state per commit),
+//!   so queue statistics never count rows.
+
+use rusqlite::Connection;
+
+/// Migrations, applied in order; index + 1 is the schema version after it.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE jobs (
+    seq              INTEGER PRIMARY KEY,
+    id               BLOB    NOT NULL,
+    queue            TEXT    NOT NULL,
+    kind             TEXT    NOT NULL,
+    payload          TEXT    NOT NULL,
+    priority         INTEGER NOT NULL,
+    state            INTEGER NOT NULL,
+    attempt          INTEGER NOT NULL,
+    max_attempts     INTEGER NOT NULL,
+    run_at           INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    unique_key       TEXT,
+    tags             TEXT    NOT NULL,
+    errors           TEXT    NOT NULL,
+    result           TEXT,
+    timeout_ms       INTEGER NOT NULL,
+    backoff          TEXT    NOT NULL,
+    cancel_requested INTEGER NOT NULL,
+    lease_token      BLOB,
+    lease_worker     TEXT,
+    lease_expires_at INTEGER,
+    lease_reported   INTEGER
+);
+CREATE UNIQUE INDEX jobs_id ON jobs (id);
+CREATE INDEX jobs_lease ON jobs (queue, priority DESC, run_at, seq) WHERE state = 1;
+CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN (0, 3);
+CREATE INDEX jobs_expiry ON jobs (lease_expires_at) WHERE state = 2;
+CREATE INDEX jobs_queue_state ON jobs (queue, state);
+CREATE UNIQUE INDEX jobs_unique ON jobs (queue, unique_key)
+    WHERE unique_key IS NOT NULL AND state IN (0, 1, 2, 3);
+
+CREATE TABLE queues (
+    name       TEXT PRIMARY KEY,
+    paused     INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE queue_counts (
+    queue TEXT    NOT NULL,
+    state INTEGER NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (queue, state)
+) WITHOUT ROWID;
+
+CREATE TABLE idempotency_keys (
+    key         TEXT PRIMARY KEY,
+    fingerprint INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    answer      TEXT    NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+"#];
+
+/// Settings for every connection: WAL so readers never block the writer, and
+/// `synchronous = FULL` so every commit is fsync'd before it is answered.
+pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    Ok(())
+}
+
+/// Brings the schema up to date.
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! The writer thread: the only connection that writes. It takes every operation waiting
+//! in its channel, runs them in one transaction (each under a savepoint, so one failing
+//! operation does not undo the others), fsyncs once at COMMIT, and only then answers
+//! them all. That is group commit: one fsync per batch of requests instead of per request.
+//!
+//! In-memory caches (paused queues, known queues) and signals change only after a commit
+//! succeeds, so a failed commit leaves nothing half-applied.
+
+use super::rows::{self, JOB_COLUMNS, StoredJob};
+use crate::{Signals, StoreError};
+use kairos_core::{Clock, Job, JobState, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Most operations in one transaction. Bounds commit latency under a flood.
+const MAX_OPS_PER_COMMIT: usize = 1024;
+/// Most waiting jobs promoted (or leases expired) in one pass; the rest go next pass.
+pub(crate) const MAINTENANCE_CHUNK: i64 = 5_000;
+
+/// Sends an operation's answer once its commit is decided (`Some(err)`: it failed).
+pub(crate) type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// One write operation: runs inside the batch transaction, says whether it succeeded.
+pub(crate) type Op = Box<dyn FnOnce(&mut Batch<'_>) -> (bool, Reply) + Send>;
+
+/// What the writer thread receives.
+pub(crate) enum Msg {
+    Op(Op),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Post-commit consequences of the operations in a batch.
+#[derive(Default)]
+struct Effects {
+    counts: HashMap<(String, JobState), i64>,
+    available: HashMap<String, u64>,
+    due: Option<Timestamp>,
+    paused: HashMap<String, bool>,
+    new_queues: HashSet<String>,
+    next_due_exact: Option<Option<Timestamp>>,
+}
+
+impl Effects {
+    fn merge(&mut self, other: Effects) {
+        for (k, v) in other.counts {
+            *self.counts.entry(k).or_default() += v;
+        }
+        for (k, v) in other.available {
+            *self.available.entry(k).or_default() += v;
+        }
+        if let Some(d) = other.due {
+            self.due = Some(self.due.map_or(d, |x| x.min(d)));
+        }
+        self.paused.extend(other.paused);
+        self.new_queues.extend(other.new_queues);
+        if other.next_due_exact.is_some() {
+            self.next_due_exact = other.next_due_exact;
+        }
+    }
+}
+
+/// Caches the writer keeps between batches.
+#[derive(Default)]
+struct Caches {
+    paused: HashSet<String>,
+    known_queues: HashSet<String>,
+}
+
+/// The transaction context an operation runs in.
+pub(crate) struct Batch<'a> {
+    /// The writer connection, inside the batch transaction.
+    pub conn: &'a Connection,
+    /// The store's clock, read once per batch (microsecond precision, as stored).
+    pub now: Timestamp,
+    caches: &'a Caches,
+    op: Effects,
+    all: Effects,
+    promoted: bool,
+}
+
+impl Batch<'_> {
+    /// Loads a job by its public id.
+    pub fn load(&self, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?;
+        Ok(stmt
+            .query_row([id.as_bytes()], rows::job_from_row)
+            .optional()?)
+    }
+
+    /// Loads a job by its internal key.
+    pub fn load_seq(&self, seq: i64) -> Result<StoredJob, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?1"))?;
+        Ok(stmt.query_row([seq], rows::job_from_row)?)
+    }
+
+    /// Inserts a new job and accounts for it.
+    pub fn insert(&mut self, job: &Job) -> Result<(), StoreError> {
+        self.ensure_queue(&job.queue)?;
+        rows::insert_job(self.conn, job)?;
+        self.account(&job.queue, None, Some(job));
+        Ok(())
+    }
+
+    /// Saves a job after a transition and accounts for the state change.
+    pub fn save(&mut self, stored: &StoredJob) -> Result<(), StoreError> {
+        rows::save_job(self.conn, stored.seq, &stored.job)?;
+        self.account(&stored.job.queue, Some(stored.stored_state), Some(&stored.job));
+        Ok(())
+    }
+
+    /// Deletes a job and accounts for it.
+    pub fn remove(&mut self, stored: &StoredJob) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM jobs WHERE seq = ?1")?
+            .execute([stored.seq])?;
+        self.account(&stored.job.queue, Some(stored.stored_state), None);
+        Ok(())
+    }
+
+    /// Count deltas, wake-ups and due times that follow from a job changing.
+    fn account(&mut self, queue: &str, from: Option<JobState>, to: Option<&Job>) {
+        let to_state = to.map(|j| j.state);
+        if from == to_state {
+            if let Some(j) = to {
+                self.note_due(j);
+            }
+            return;
+        }
+        if let Some(f) = from {
+            *self.op.counts.entry((queue.to_string(), f)).or_default() -= 1;
+        }
+        if let Some(j) = to {
+            *self.op.counts.entry((queue.to_string(), j.state)).or_default() += 1;
+            if j.state == JobState::Available {
+                *self.op.available.entry(queue.to_string()).or_default() += 1;
+            }
+            self.note_due(j);
+        }
+    }
+
+    fn note_due(&mut self, j: &Job) {
+        let at = match j.state {
+            s if s.is_waiting() => j.run_at,
+            JobState::Running => match &j.lease {
+                Some(l) => l.expires_at,
+                None => return,
+            },
+            _ => return,
+        };
+        self.op.due = Some(self.op.due.map_or(at, |d| d.min(at)));
+    }
+
+    /// Makes sure a queue row exists.
+    pub fn ensure_queue(&mut self, name: &str) -> Result<(), StoreError> {
+        if self.caches.known_queues.contains(name)
+            || self.op.new_queues.contains(name)
+            || self.all.new_queues.contains(name)
+        {
+            return Ok(());
+        }
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO queues (name, paused, created_at) VALUES (?1, 0, ?2)")?
+            .execute(params![name, rows::us(self.now)])?;
+        self.op.new_queues.insert(name.to_string());
+        Ok(())
+    }
+
+    /// Whether leasing from `queue` is paused, counting changes earlier in this batch.
+    pub fn is_paused(&self, queue: &str) -> bool {
+        if let Some(p) = self.op.paused.get(queue).or_else(|| self.all.paused.get(queue)) {
+            return *p;
+        }
+        self.caches.paused.contains(queue)
+    }
+
+    /// Records a pause change, applied to the cache after commit.
+    pub fn set_paused(&mut self, queue: &str, paused: bool) {
+        self.op.paused.insert(queue.to_string(), paused);
+        self.op.new_queues.insert(queue.to_string());
+    }
+
+    /// Records the exact next due time found by a maintenance pass.
+    pub fn set_next_due(&mut self, at: Option<Timestamp>) {
+        self.op.next_due_exact = Some(at);
+    }
+
+    /// Makes due waiting jobs available, at most once per batch. Returns how many.
+    pub fn promote_due(&mut self) -> Result<u64, StoreError> {
+        if self.promoted {
+            return Ok(0);
+        }
+        self.promoted = true;
+        let seqs: Vec<i64> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT seq FROM jobs WHERE state IN (0, 3) AND run_at <= ?1 ORDER BY run_at LIMIT ?2",
+            )?;
+            stmt.query_map(params![rows::us(self.now), MAINTENANCE_CHUNK], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut n = 0;
+        for seq in seqs {
+            let mut stored = self.load_seq(seq)?;
+            if stored.job.promote(self.now) {
+                self.save(&stored)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The writer: its connection, clock, caches and the signals it raises.
+pub(crate) struct Writer {
+    conn: Connection,
+    clock: Arc<dyn Clock>,
+    signals: Arc<Signals>,
+    caches: Caches,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        signals: Arc<Signals>,
+    ) -> Result<Writer, StoreError> {
+        let mut caches = Caches::default();
+        {
+            let mut stmt = conn.prepare("SELECT name, paused FROM queues")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let name: String = r.get(0)?;
+                if r.get::<_, bool>(1)? {
+                    caches.paused.insert(name.clone());
+                }
+                caches.known_queues.insert(name);
+            }
+        }
+        Ok(Writer {
+            conn,
+            clock,
+            signals,
+            caches,
+        })
+    }
+
+    /// Runs until shutdown or until every sender is gone.
+    pub(crate) fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut ops: Vec<Op> = Vec::new();
+        let mut done: Option<oneshot::Sender<()>> = None;
+        while done.is_none() {
+            match rx.blocking_recv() {
+                Some(Msg::Op(op)) => ops.push(op),
+                Some(Msg::Shutdown(d)) => done = Some(d),
+                None => break,
+            }
+            while done.is_none() && ops.len() < MAX_OPS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(Msg::Op(op)) => ops.push(op),
+                    Ok(Msg::Shutdown(d)) => done = Some(d),
+                    Err(_) => break,
+                }
+            }
+            if !ops.is_empty() {
+                self.commit(std::mem::take(&mut ops));
+            }
+        }
+        // Ops that raced with shutdown are answered `Closed` when `rx` drops.
+        drop(rx);
+        if let Err(e) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+            tracing::warn!(error = %e, "final checkpoint failed; the WAL will be replayed on open");
+        }
+        drop(self.conn);
+        if let Some(d) = done {
+            let _ = d.send(());
+        }
+    }
+
+    fn commit(&mut self, ops: Vec<Op>) {
+        let now = Timestamp::from_microsecond(self.clock.now().as_microsecond())
+            .expect("clock in range");
+        let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
+        let result = (|| -> Result<Effects, StoreError> {
+            self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            let mut batch = Batch {
+                conn: &self.conn,
+                now,
+                caches: &self.caches,
+                op: Effects::default(),
+                all: Effects::default(),
+                promoted: false,
+            };
+            for op in ops {
+                batch.conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+                let (ok, reply) = match std::panic::catch_unwind(AssertUnwindSafe(|| op(&mut batch))) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::error!("a store operation panicked; it was rolled back");
+                        (false, Box::new(|_: Option<&StoreError>| {}) as Reply)
+                    }
+                };
+                let effects = std::mem::take(&mut batch.op);
+                if ok {
+                    batch.all.merge(effects);
+                } else {
+                    batch.conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+                }
+                batch.conn.prepare_cached("RELEASE op")?.execute([])?;
+                replies.push(reply);
+            }
+            let effects = batch.all;
+            let mut upsert = self.conn.prepare_cached(
+                "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
+            )?;
+            for ((queue, state), delta) in &effects.counts {
+                if *delta != 0 {
+                    upsert.execute(params![queue, state.code(), delta])?;
+                }
+            }
+            for (queue, paused) in &effects.paused {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO queues (name, paused, created_at) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                    )?
+                    .execute(params![queue, paused, rows::us(now)])?;
+            }
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(effects)
+        })();
+        match result {
+            Ok(effects) => {
+                self.apply(effects);
+                for reply in replies {
+                    reply(None);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; every operation in the batch is refused");
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                for reply in replies {
+                    reply(Some(&e));
+                }
+            }
+        }
+    }
+
+    /// Post-commit: caches and signals.
+    fn apply(&mut self, e: Effects) {
+        self.caches.known_queues.extend(e.new_queues);
+        for (queue, paused) in e.paused {
+            if paused {
+                self.caches.paused.insert(queue);
+            } else {
+                self.caches.paused.remove(&queue);
+                self.signals.queue_changed(&queue);
+            }
+        }
+        if let Some(exact) = e.next_due_exact {
+            self.signals.set_next_due(exact);
+        }
+        if let Some(d) = e.due {
+            self.signals.due_at(d);
+        }
+        for (queue, n) in e.available {
+            self.signals.jobs_available(&queue, n);
+        }
+    }
+}
