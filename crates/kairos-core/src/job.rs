@@ -121,6 +121,16 @@ pub enum Reported {
     Expired,
 }
 
+impl fmt::Display for Reported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reported::Completed => "completed",
+            Reported::Failed => "failed",
+            Reported::Expired => "expired",
+        })
+    }
+}
+
 impl Reported {
     /// A stable small number for storage.
     pub fn code(self) -> u8 {

@@ -73,7 +73,7 @@ pub enum TransitionError {
     #[error("the lease expired before this report")]
     LeaseExpired,
     /// A different outcome was already reported for this lease.
-    #[error("this lease was already reported as {0:?}")]
+    #[error("this lease was already reported as {0}")]
     AlreadyReported(Reported),
     /// The job is finished (completed, dead or cancelled).
     #[error("the job is {0}")]

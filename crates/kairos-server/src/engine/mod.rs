@@ -1,0 +1,221 @@
+//! The engine: job operations as the API offers them, on top of a [`Store`].
+//!
+//! It owns what is not a single store call: validation against the configured limits,
+//! long-poll leasing (`wait`) that wakes on commit signals instead of polling, the timer
+//! that makes due jobs available and expires leases on time ([`timer`]), and shutdown.
+//! It knows nothing of HTTP.
+
+mod timer;
+
+use kairos_core::api::{
+    AckRequest, BatchRequest, EnqueueRequest, HeartbeatRequest, JobFilter, JobPage,
+    LeaseRequest, LeasedJob,
+};
+use kairos_core::{Invalid, Job, JobState, Limits, Queue, Timestamp};
+use kairos_store::{Enqueued, IdempotencyKey, ItemError, Store, StoreError};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+/// Why an engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is invalid (names the fields).
+    #[error("invalid request: {0}")]
+    Invalid(#[from] Invalid),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The engine, shared by every request handler.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    limits: Limits,
+    shutdown: watch::Sender<bool>,
+    timer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts the engine and its timer on `store`.
+    pub fn start(store: Arc<dyn Store>, limits: Limits) -> Engine {
+        let (shutdown, rx) = watch::channel(false);
+        let handle = tokio::spawn(timer::run(store.clone(), rx));
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                limits,
+                shutdown,
+                timer: tokio::sync::Mutex::new(Some(handle)),
+            }),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Waiting leases answer at once from now on, and the timer stops.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves once the timer has stopped (after [`Engine::begin_shutdown`]).
+    pub async fn stopped(&self) {
+        if let Some(h) = self.inner.timer.lock().await.take() {
+            let _ = h.await;
+        }
+    }
+
+    /// Enqueues one job.
+    pub async fn enqueue(
+        &self,
+        req: EnqueueRequest,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Enqueued, EngineError> {
+        let job = req.validate("", &self.inner.limits)?;
+        Ok(self.inner.store.enqueue(vec![job], idempotency).await?)
+    }
+
+    /// Enqueues a batch, all or nothing.
+    pub async fn enqueue_batch(
+        &self,
+        req: BatchRequest,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Enqueued, EngineError> {
+        let jobs = req.validate(&self.inner.limits)?;
+        Ok(self.inner.store.enqueue(jobs, idempotency).await?)
+    }
+
+    /// One job.
+    pub async fn job(&self, id: Uuid) -> Result<Job, EngineError> {
+        self.inner.store.job(id).await?.ok_or(EngineError::Store(StoreError::NotFound))
+    }
+
+    /// A page of jobs.
+    pub async fn list_jobs(&self, filter: JobFilter) -> Result<JobPage, EngineError> {
+        Ok(self.inner.store.list_jobs(filter).await?)
+    }
+
+    /// Cancels a job.
+    pub async fn cancel(&self, id: Uuid) -> Result<Job, EngineError> {
+        Ok(self.inner.store.cancel(id).await?)
+    }
+
+    /// Runs a job again now.
+    pub async fn retry(&self, id: Uuid) -> Result<Job, EngineError> {
+        Ok(self.inner.store.retry(id).await?)
+    }
+
+    /// Deletes a job.
+    pub async fn delete(&self, id: Uuid) -> Result<(), EngineError> {
+        Ok(self.inner.store.delete(id).await?)
+    }
+
+    /// Leases jobs, waiting up to `wait` for some to become available. Answers within
+    /// milliseconds of a matching commit: it sleeps on the queues' commit signals, never
+    /// on a polling interval.
+    pub async fn lease(&self, req: LeaseRequest) -> Result<Vec<LeasedJob>, EngineError> {
+        let spec = req.validate()?;
+        let deadline = tokio::time::Instant::now() + spec.wait.as_std();
+        let signals = self.inner.store.signals();
+        let notifies: Vec<Arc<Notify>> = spec.queues.iter().map(|q| signals.queue(q)).collect();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            // Register before looking, so a commit between the look and the wait still wakes us.
+            let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = notifies
+                .iter()
+                .map(|n| {
+                    let mut w = Box::pin(n.notified());
+                    w.as_mut().enable();
+                    w
+                })
+                .collect();
+            let jobs = self.inner.store.lease(spec.clone()).await?;
+            if !jobs.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
+                return Ok(jobs);
+            }
+            let any_wake = std::future::poll_fn(|cx| {
+                for w in waits.iter_mut() {
+                    if w.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Pending
+            });
+            tokio::select! {
+                _ = any_wake => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Applies workers' reports.
+    pub async fn ack(
+        &self,
+        req: AckRequest,
+    ) -> Result<Vec<(Uuid, Result<JobState, ItemError>)>, EngineError> {
+        let (_worker, reports) = req.validate(&self.inner.limits)?;
+        let ids: Vec<Uuid> = reports.iter().map(|r| r.id).collect();
+        let results = self.inner.store.ack(reports).await?;
+        Ok(ids.into_iter().zip(results).collect())
+    }
+
+    /// Extends leases.
+    pub async fn heartbeat(
+        &self,
+        req: HeartbeatRequest,
+    ) -> Result<Vec<(Uuid, Result<(Timestamp, bool), ItemError>)>, EngineError> {
+        let (_worker, extensions) = req.validate()?;
+        let ids: Vec<Uuid> = extensions.iter().map(|e| e.id).collect();
+        let results = self.inner.store.heartbeat(extensions).await?;
+        Ok(ids.into_iter().zip(results).collect())
+    }
+
+    /// Every known queue.
+    pub async fn queues(&self) -> Result<Vec<Queue>, EngineError> {
+        Ok(self.inner.store.queues().await?)
+    }
+
+    /// One queue.
+    pub async fn queue(&self, name: &str) -> Result<Queue, EngineError> {
+        self.inner.store.queue(name).await?.ok_or(EngineError::Store(StoreError::NotFound))
+    }
+
+    /// Pauses or resumes a queue.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, EngineError> {
+        kairos_core::validate::check_name(name).map_err(|m| Invalid::field("name", m))?;
+        Ok(self.inner.store.set_paused(name, paused).await?)
+    }
+
+    /// Moves a queue's dead jobs back to available.
+    pub async fn retry_dead(&self, queue: &str) -> Result<u64, EngineError> {
+        self.queue(queue).await?;
+        Ok(self.inner.store.retry_dead(queue).await?)
+    }
+
+    /// Whether the store answers.
+    pub async fn ready(&self) -> Result<(), EngineError> {
+        Ok(self.inner.store.ping().await?)
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// Resolves when `rx` says shutdown.
+pub(crate) async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,146 @@
+//! Extractors that give malformed input our own problem answers: JSON bodies (400 for
+//! bad syntax, 422 naming the field for a missing, unknown or mistyped one, 413 over the
+//! body limit), query strings, and job ids in paths.
+
+use super::problem::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use kairos_core::Invalid;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// A JSON body parsed into `T`, with a fingerprint of the raw bytes (for idempotency).
+#[derive(Debug)]
+pub struct ApiJson<T> {
+    /// The parsed body.
+    pub value: T,
+    /// FNV-1a hash of the body bytes.
+    pub fingerprint: u64,
+}
+
+/// FNV-1a, 64 bit: a stable hash (the standard library's may change between releases,
+/// and fingerprints are stored).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::BodyTooLarge
+            } else {
+                ApiError::MalformedJson(e.body_text())
+            }
+        })?;
+        let value = parse_json(&bytes)?;
+        Ok(ApiJson {
+            value,
+            fingerprint: fnv1a(&bytes),
+        })
+    }
+}
+
+/// Parses JSON, naming the offending field on a data error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                ApiError::Invalid(Invalid::field(field_of(&path, &message), message))
+            }
+            _ => ApiError::MalformedJson(inner.to_string()),
+        }
+    })?;
+    de.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(value)
+}
+
+/// serde_json appends " at line L column C"; the field name says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The field a data error is about: the path, plus the missing or unknown field's name,
+/// which serde reports in the message rather than the path.
+fn field_of(path: &str, message: &str) -> String {
+    let base = if path == "." { "" } else { path };
+    for prefix in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some(end) = rest.find('`')
+        {
+            let name = &rest[..end];
+            if base.is_empty() {
+                return name.to_string();
+            }
+            if base.ends_with(name) {
+                return base.to_string();
+            }
+            return format!("{base}.{name}");
+        }
+    }
+    if base.is_empty() { "body".to_string() } else { base.to_string() }
+}
+
+/// A query string parsed into `T` (unknown parameters refused, naming them).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let RawQuery(raw) = RawQuery::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::MalformedJson("unreadable query string".into()))?;
+        let raw = raw.unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+        let value = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            ApiError::Invalid(Invalid::field(field_of(&path, &message), message))
+        })?;
+        Ok(ApiQuery(value))
+    }
+}
+
+/// A job id from the path; anything that is not a UUID is simply not a job (404).
+#[derive(Debug, Clone, Copy)]
+pub struct JobId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        raw.parse().map(JobId).map_err(|_| ApiError::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names() {
+        assert_eq!(field_of(".", "missing field `kind`"), "kind");
+        assert_eq!(field_of("jobs[3]", "missing field `kind`"), "jobs[3].kind");
+        assert_eq!(field_of("jobs[3].colour", "unknown field `colour`, expected ..."), "jobs[3].colour");
+        assert_eq!(field_of("priority", "invalid type"), "priority");
+        assert_eq!(field_of(".", "invalid type"), "body");
+    }
+}

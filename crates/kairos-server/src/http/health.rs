@@ -1,0 +1,21 @@
+//! Health probes: `live` answers while the process serves; `ready` also checks the store.
+
+use super::problem::ApiError;
+use crate::engine::Engine;
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+/// `GET /health/live`.
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /health/ready`: 503 when the store does not answer.
+pub async fn ready(State(engine): State<Engine>) -> Result<Json<Value>, ApiError> {
+    engine
+        .ready()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the store does not answer: {e}")))?;
+    Ok(Json(json!({"status": "ok"})))
+}

@@ -1,0 +1,50 @@
+//! Handlers for `/v1/queues`: list, read, pause/resume, and redrive of dead jobs.
+
+use super::extract::ApiJson;
+use super::problem::ApiError;
+use crate::engine::Engine;
+use axum::Json;
+use axum::extract::{Path, State};
+use kairos_core::Queue;
+use kairos_core::api::{QueueList, QueuePatch};
+use serde::Serialize;
+
+/// `GET /v1/queues`.
+pub async fn list(State(engine): State<Engine>) -> Result<Json<QueueList>, ApiError> {
+    Ok(Json(QueueList {
+        queues: engine.queues().await?,
+    }))
+}
+
+/// `GET /v1/queues/{name}`: 404 for a queue that never held a job and was never patched.
+pub async fn get(
+    State(engine): State<Engine>,
+    Path(name): Path<String>,
+) -> Result<Json<Queue>, ApiError> {
+    Ok(Json(engine.queue(&name).await?))
+}
+
+/// `PATCH /v1/queues/{name}` with `{"paused": bool}`.
+pub async fn patch(
+    State(engine): State<Engine>,
+    Path(name): Path<String>,
+    body: ApiJson<QueuePatch>,
+) -> Result<Json<Queue>, ApiError> {
+    Ok(Json(engine.set_paused(&name, body.value.paused).await?))
+}
+
+/// `POST /v1/queues/{name}/retry-dead` answer.
+#[derive(Serialize)]
+pub struct Retried {
+    retried: u64,
+}
+
+/// `POST /v1/queues/{name}/retry-dead`.
+pub async fn retry_dead(
+    State(engine): State<Engine>,
+    Path(name): Path<String>,
+) -> Result<Json<Retried>, ApiError> {
+    Ok(Json(Retried {
+        retried: engine.retry_dead(&name).await?,
+    }))
+}
