@@ -1,0 +1,9 @@
+//! HTTP integration tests: each starts the real server (real SQLite file in a temp dir)
+//! on an ephemeral port and drives the v1 contract over HTTP.
+
+mod engine;
+mod errors;
+mod jobs;
+mod queues;
+mod support;
+mod workers;
