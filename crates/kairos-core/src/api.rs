@@ -332,10 +332,7 @@ impl AckRequest {
         let mut c = Checker::new("");
         c.name("worker", &self.worker);
         if self.results.len() > validate::MAX_BATCH {
-            c.invalid(
-                "results",
-                format!("at most {} items", validate::MAX_BATCH),
-            );
+            c.invalid("results", format!("at most {} items", validate::MAX_BATCH));
         }
         let mut out = Vec::with_capacity(self.results.len());
         for (i, item) in self.results.into_iter().enumerate() {
@@ -368,7 +365,12 @@ impl AckRequest {
                         c.invalid(&f("result"), "only goes with outcome \"completed\"");
                     }
                     if let Some(d) = item.retry_in {
-                        c.duration(&f("retry_in"), d, Duration::ZERO, Duration::from_secs(30 * 86_400));
+                        c.duration(
+                            &f("retry_in"),
+                            d,
+                            Duration::ZERO,
+                            Duration::from_secs(30 * 86_400),
+                        );
                     }
                     let error = match item.error {
                         Some(e) => truncate(e, validate::MAX_ERROR_LEN),
@@ -654,7 +656,12 @@ mod tests {
     fn payload_limit_is_too_large() {
         let r: EnqueueRequest = parse(r#"{"kind":"x","payload":"0123456789"}"#);
         let e = r
-            .validate("", &Limits { max_payload_bytes: 5 })
+            .validate(
+                "",
+                &Limits {
+                    max_payload_bytes: 5,
+                },
+            )
             .unwrap_err();
         assert!(e.is_too_large());
     }

@@ -78,7 +78,9 @@ impl FromStr for Duration {
             if start == i {
                 return Err(err("expected a number"));
             }
-            let n: u64 = input[start..i].parse().map_err(|_| err("number too large"))?;
+            let n: u64 = input[start..i]
+                .parse()
+                .map_err(|_| err("number too large"))?;
             let ustart = i;
             while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
                 i += 1;
@@ -159,14 +161,29 @@ mod tests {
 
     #[test]
     fn refuses_malformed() {
-        for s in ["", "30", "s", "3x", "1.5s", "-1s", " 1s", "1s ", "99999999999999999999s"] {
+        for s in [
+            "",
+            "30",
+            "s",
+            "3x",
+            "1.5s",
+            "-1s",
+            " 1s",
+            "1s ",
+            "99999999999999999999s",
+        ] {
             assert!(s.parse::<Duration>().is_err(), "{s:?} should be refused");
         }
     }
 
     #[test]
     fn displays_canonically_and_round_trips() {
-        for (ms, s) in [(0, "0s"), (1_500, "1s500ms"), (5_400_000, "1h30m"), (90_000, "1m30s")] {
+        for (ms, s) in [
+            (0, "0s"),
+            (1_500, "1s500ms"),
+            (5_400_000, "1h30m"),
+            (90_000, "1m30s"),
+        ] {
             let d = Duration::from_millis(ms);
             assert_eq!(d.to_string(), s);
             assert_eq!(s.parse::<Duration>().unwrap(), d);

@@ -193,7 +193,9 @@ impl Job {
     /// with error `lease expired`, under the same retry rule as a failure.
     pub fn expire(&mut self, now: Timestamp, sample: f64) -> Result<(), TransitionError> {
         let expired = match &self.lease {
-            Some(l) => self.state == JobState::Running && l.reported.is_none() && now >= l.expires_at,
+            Some(l) => {
+                self.state == JobState::Running && l.reported.is_none() && now >= l.expires_at
+            }
             None => false,
         };
         if !expired {

@@ -43,6 +43,15 @@ pub struct Enqueued {
     pub replayed: bool,
 }
 
+/// A lease extended by a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extended {
+    /// The new expiry, by the store's clock.
+    pub lease_expires_at: Timestamp,
+    /// Someone asked to cancel the job: its worker should stop.
+    pub cancel_requested: bool,
+}
+
 /// What a maintenance tick did, and when the next one is due.
 #[derive(Debug, Clone, Default)]
 pub struct Tick {
@@ -96,7 +105,7 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(
         &self,
         extensions: Vec<Extension>,
-    ) -> Result<Vec<Result<(Timestamp, bool), ItemError>>, StoreError>;
+    ) -> Result<Vec<Result<Extended, ItemError>>, StoreError>;
 
     /// Every known queue, by name.
     async fn queues(&self) -> Result<Vec<Queue>, StoreError>;

@@ -64,7 +64,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port when --listen asks for port 0.
-    println!("kairos listening on http://{addr} (data in {})", args.data_dir.display());
+    println!(
+        "kairos listening on http://{addr} (data in {})",
+        args.data_dir.display()
+    );
     kairos_server::run(listener, config, shutdown_signal())
         .await
         .context("running the server")?;

@@ -46,7 +46,10 @@ fn lease_then_complete() {
     assert_eq!(j.state, JobState::Running);
     assert_eq!(j.attempt, 1);
     assert_eq!(j.lease.as_ref().unwrap().expires_at, t(31));
-    assert_eq!(j.ack(tok, done(), t(2), 0.0), Ok(AckEffect::Applied(JobState::Completed)));
+    assert_eq!(
+        j.ack(tok, done(), t(2), 0.0),
+        Ok(AckEffect::Applied(JobState::Completed))
+    );
     assert_eq!(j.finished_at, Some(t(2)));
 }
 
@@ -58,7 +61,10 @@ fn failure_backs_off_then_dies() {
     j.ack(tok, failed(true), t(1), 0.0).unwrap();
     assert_eq!(j.state, JobState::Retryable);
     assert_eq!(j.run_at, t(3), "first retry after base 2s");
-    assert!(j.lease("w", Uuid::now_v7(), None, t(2)).is_err(), "not due yet");
+    assert!(
+        j.lease("w", Uuid::now_v7(), None, t(2)).is_err(),
+        "not due yet"
+    );
     let tok2 = Uuid::now_v7();
     j.lease("w", tok2, None, t(3)).unwrap();
     j.ack(tok2, failed(true), t(4), 0.0).unwrap();
@@ -83,7 +89,10 @@ fn repeated_ack_is_idempotent_and_different_outcome_conflicts() {
     j.lease("w", tok, None, t(0)).unwrap();
     j.ack(tok, done(), t(1), 0.0).unwrap();
     let before = format!("{j:?}");
-    assert_eq!(j.ack(tok, done(), t(2), 0.0), Ok(AckEffect::Repeated(JobState::Completed)));
+    assert_eq!(
+        j.ack(tok, done(), t(2), 0.0),
+        Ok(AckEffect::Repeated(JobState::Completed))
+    );
     assert_eq!(
         j.ack(tok, failed(true), t(2), 0.0),
         Err(TransitionError::AlreadyReported(Reported::Completed))
@@ -95,13 +104,20 @@ fn repeated_ack_is_idempotent_and_different_outcome_conflicts() {
 fn expiry_counts_as_failed_attempt_and_blocks_late_ack() {
     let mut j = job(3);
     let tok = Uuid::now_v7();
-    j.lease("w", tok, Some(Duration::from_secs(5)), t(0)).unwrap();
+    j.lease("w", tok, Some(Duration::from_secs(5)), t(0))
+        .unwrap();
     assert!(j.expire(t(4), 0.0).is_err(), "not expired yet");
-    assert_eq!(j.ack(tok, done(), t(5), 0.0), Err(TransitionError::LeaseExpired));
+    assert_eq!(
+        j.ack(tok, done(), t(5), 0.0),
+        Err(TransitionError::LeaseExpired)
+    );
     j.expire(t(5), 0.0).unwrap();
     assert_eq!(j.state, JobState::Retryable);
     assert_eq!(j.errors[0].error, "lease expired");
-    assert_eq!(j.ack(tok, done(), t(6), 0.0), Err(TransitionError::LeaseExpired));
+    assert_eq!(
+        j.ack(tok, done(), t(6), 0.0),
+        Err(TransitionError::LeaseExpired)
+    );
 }
 
 #[test]
@@ -112,8 +128,14 @@ fn cancel_running_waits_for_report() {
     j.cancel(t(1)).unwrap();
     assert_eq!(j.state, JobState::Running);
     assert!(j.cancel_requested);
-    assert_eq!(j.ack(tok, failed(true), t(2), 0.0), Ok(AckEffect::Applied(JobState::Cancelled)));
-    assert_eq!(j.cancel(t(3)), Err(TransitionError::Finished(JobState::Cancelled)));
+    assert_eq!(
+        j.ack(tok, failed(true), t(2), 0.0),
+        Ok(AckEffect::Applied(JobState::Cancelled))
+    );
+    assert_eq!(
+        j.cancel(t(3)),
+        Err(TransitionError::Finished(JobState::Cancelled))
+    );
 }
 
 #[test]
@@ -124,7 +146,10 @@ fn retry_resets_finished_jobs_and_keeps_errors() {
     j.ack(tok, failed(true), t(1), 0.0).unwrap();
     assert_eq!(j.state, JobState::Dead);
     j.retry(t(10)).unwrap();
-    assert_eq!((j.state, j.attempt, j.run_at), (JobState::Available, 0, t(10)));
+    assert_eq!(
+        (j.state, j.attempt, j.run_at),
+        (JobState::Available, 0, t(10))
+    );
     assert_eq!(j.errors.len(), 1);
     assert!(j.finished_at.is_none());
 }
@@ -179,7 +204,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn check_invariants(j: &Job) {
-    assert!(j.attempt <= j.max_attempts, "attempt {} > max {}", j.attempt, j.max_attempts);
+    assert!(
+        j.attempt <= j.max_attempts,
+        "attempt {} > max {}",
+        j.attempt,
+        j.max_attempts
+    );
     match j.state {
         JobState::Running => {
             let l = j.lease.as_ref().expect("running job has a lease");
@@ -195,10 +225,17 @@ fn check_invariants(j: &Job) {
         }
         _ => {
             assert!(j.finished_at.is_none());
-            assert!(j.attempt < j.max_attempts, "a waiting job has attempts left");
+            assert!(
+                j.attempt < j.max_attempts,
+                "a waiting job has attempts left"
+            );
         }
     }
-    assert!(j.errors.iter().all(|e| e.attempt >= 1 && e.attempt <= j.max_attempts));
+    assert!(
+        j.errors
+            .iter()
+            .all(|e| e.attempt >= 1 && e.attempt <= j.max_attempts)
+    );
 }
 
 proptest! {

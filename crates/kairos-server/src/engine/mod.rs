@@ -8,11 +8,11 @@
 mod timer;
 
 use kairos_core::api::{
-    AckRequest, BatchRequest, EnqueueRequest, HeartbeatRequest, JobFilter, JobPage,
-    LeaseRequest, LeasedJob,
+    AckRequest, BatchRequest, EnqueueRequest, HeartbeatRequest, JobFilter, JobPage, LeaseRequest,
+    LeasedJob,
 };
-use kairos_core::{Invalid, Job, JobState, Limits, Queue, Timestamp};
-use kairos_store::{Enqueued, IdempotencyKey, ItemError, Store, StoreError};
+use kairos_core::{Invalid, Job, JobState, Limits, Queue};
+use kairos_store::{Enqueued, Extended, IdempotencyKey, ItemError, Store, StoreError};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -97,7 +97,11 @@ impl Engine {
 
     /// One job.
     pub async fn job(&self, id: Uuid) -> Result<Job, EngineError> {
-        self.inner.store.job(id).await?.ok_or(EngineError::Store(StoreError::NotFound))
+        self.inner
+            .store
+            .job(id)
+            .await?
+            .ok_or(EngineError::Store(StoreError::NotFound))
     }
 
     /// A page of jobs.
@@ -174,7 +178,7 @@ impl Engine {
     pub async fn heartbeat(
         &self,
         req: HeartbeatRequest,
-    ) -> Result<Vec<(Uuid, Result<(Timestamp, bool), ItemError>)>, EngineError> {
+    ) -> Result<Vec<(Uuid, Result<Extended, ItemError>)>, EngineError> {
         let (_worker, extensions) = req.validate()?;
         let ids: Vec<Uuid> = extensions.iter().map(|e| e.id).collect();
         let results = self.inner.store.heartbeat(extensions).await?;
@@ -188,7 +192,11 @@ impl Engine {
 
     /// One queue.
     pub async fn queue(&self, name: &str) -> Result<Queue, EngineError> {
-        self.inner.store.queue(name).await?.ok_or(EngineError::Store(StoreError::NotFound))
+        self.inner
+            .store
+            .queue(name)
+            .await?
+            .ok_or(EngineError::Store(StoreError::NotFound))
     }
 
     /// Pauses or resumes a queue.

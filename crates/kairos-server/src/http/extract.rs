@@ -5,8 +5,8 @@
 use super::problem::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use kairos_core::Invalid;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -61,7 +61,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => ApiError::MalformedJson(inner.to_string()),
         }
     })?;
-    de.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     Ok(value)
 }
 
@@ -91,7 +92,11 @@ fn field_of(path: &str, message: &str) -> String {
             return format!("{base}.{name}");
         }
     }
-    if base.is_empty() { "body".to_string() } else { base.to_string() }
+    if base.is_empty() {
+        "body".to_string()
+    } else {
+        base.to_string()
+    }
 }
 
 /// A query string parsed into `T` (unknown parameters refused, naming them).
@@ -139,7 +144,10 @@ mod tests {
     fn field_names() {
         assert_eq!(field_of(".", "missing field `kind`"), "kind");
         assert_eq!(field_of("jobs[3]", "missing field `kind`"), "jobs[3].kind");
-        assert_eq!(field_of("jobs[3].colour", "unknown field `colour`, expected ..."), "jobs[3].colour");
+        assert_eq!(
+            field_of("jobs[3].colour", "unknown field `colour`, expected ..."),
+            "jobs[3].colour"
+        );
         assert_eq!(field_of("priority", "invalid type"), "priority");
         assert_eq!(field_of(".", "invalid type"), "body");
     }

@@ -50,7 +50,11 @@ pub async fn enqueue(
     let key = idempotency(&headers, "jobs", body.fingerprint)?;
     let mut out = engine.enqueue(body.value, key).await?;
     let (job, created) = out.jobs.remove(0);
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(job)).into_response())
 }
 
@@ -91,7 +95,10 @@ pub async fn retry(State(engine): State<Engine>, JobId(id): JobId) -> Result<Jso
 }
 
 /// `DELETE /v1/jobs/{id}`: 204.
-pub async fn delete(State(engine): State<Engine>, JobId(id): JobId) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(engine): State<Engine>,
+    JobId(id): JobId,
+) -> Result<StatusCode, ApiError> {
     engine.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -61,7 +61,12 @@ fn conflict(e: &TransitionError) -> Problem {
         TransitionError::AlreadyReported(_) => "already-reported",
         _ => "wrong-state",
     };
-    problem(code, "Conflict with the job's state", StatusCode::CONFLICT, e.to_string())
+    problem(
+        code,
+        "Conflict with the job's state",
+        StatusCode::CONFLICT,
+        e.to_string(),
+    )
 }
 
 fn store_problem(e: &StoreError) -> Problem {
@@ -81,7 +86,9 @@ fn store_problem(e: &StoreError) -> Problem {
             });
             p
         }
-        StoreError::InvalidCursor => validation(&Invalid::field("cursor", "not a cursor this server made")),
+        StoreError::InvalidCursor => {
+            validation(&Invalid::field("cursor", "not a cursor this server made"))
+        }
         StoreError::Closed => problem(
             "unavailable",
             "Service unavailable",
@@ -101,24 +108,36 @@ fn store_problem(e: &StoreError) -> Problem {
 }
 
 fn not_found() -> Problem {
-    problem("not-found", "Not found", StatusCode::NOT_FOUND, "no such resource".into())
+    problem(
+        "not-found",
+        "Not found",
+        StatusCode::NOT_FOUND,
+        "no such resource".into(),
+    )
 }
 
 fn validation(i: &Invalid) -> Problem {
     let (code, title, status) = if i.is_too_large() {
-        ("too-large", "Payload too large", StatusCode::PAYLOAD_TOO_LARGE)
+        (
+            "too-large",
+            "Payload too large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
     } else {
-        ("validation", "Invalid request", StatusCode::UNPROCESSABLE_ENTITY)
+        (
+            "validation",
+            "Invalid request",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
     };
     let mut p = problem(code, title, status, i.to_string());
-    p.errors = i
-        .0
-        .iter()
-        .map(|e| ProblemField {
-            field: e.field.clone(),
-            message: e.message.clone(),
-        })
-        .collect();
+    p.errors =
+        i.0.iter()
+            .map(|e| ProblemField {
+                field: e.field.clone(),
+                message: e.message.clone(),
+            })
+            .collect();
     p
 }
 

@@ -75,11 +75,11 @@ pub async fn heartbeat(
         .await?
         .into_iter()
         .map(|(id, r)| match r {
-            Ok((until, cancel_requested)) => HeartbeatResult {
+            Ok(e) => HeartbeatResult {
                 id,
                 ok: true,
-                lease_expires_at: Some(until),
-                cancel_requested: Some(cancel_requested),
+                lease_expires_at: Some(e.lease_expires_at),
+                cancel_requested: Some(e.cancel_requested),
                 error: None,
             },
             Err(e) => HeartbeatResult {

@@ -29,7 +29,10 @@ async fn shutdown_answers_waiting_leases_at_once() {
     engine.begin_shutdown();
     let jobs = waiting.await.unwrap().unwrap();
     assert!(jobs.is_empty());
-    assert!(started.elapsed() < Duration::from_secs(30), "did not wait out the long-poll");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "did not wait out the long-poll"
+    );
     engine.stopped().await;
     store.close().await;
 }

@@ -5,7 +5,11 @@ use reqwest::Method;
 use serde_json::json;
 
 async fn nothing_created(s: &TestServer) {
-    assert_eq!(s.get("/v1/jobs").await.body["jobs"], json!([]), "a refused request created nothing");
+    assert_eq!(
+        s.get("/v1/jobs").await.body["jobs"],
+        json!([]),
+        "a refused request created nothing"
+    );
 }
 
 #[tokio::test]
@@ -13,7 +17,11 @@ async fn malformed_json_is_400() {
     let s = TestServer::start().await;
     assert_problem(&s.post_raw("/v1/jobs", "{\"kind\": ").await, 400, None);
     assert_problem(&s.post_raw("/v1/jobs", "not json").await, 400, None);
-    assert_problem(&s.post_raw("/v1/jobs", "{\"kind\":\"a\"} trailing").await, 400, None);
+    assert_problem(
+        &s.post_raw("/v1/jobs", "{\"kind\":\"a\"} trailing").await,
+        400,
+        None,
+    );
     assert_problem(&s.post_raw("/v1/lease", "").await, 400, None);
     nothing_created(&s).await;
     s.stop().await;
@@ -34,16 +42,28 @@ async fn invalid_fields_are_422_naming_the_field() {
         (json!({"kind": "k", "priority": 101}), "priority"),
         (json!({"kind": "k", "priority": -101}), "priority"),
         (json!({"kind": "k", "priority": "high"}), "priority"),
-        (json!({"kind": "k", "run_at": "2030-01-01T00:00:00Z", "delay": "5s"}), "delay"),
+        (
+            json!({"kind": "k", "run_at": "2030-01-01T00:00:00Z", "delay": "5s"}),
+            "delay",
+        ),
         (json!({"kind": "k", "run_at": "tomorrow"}), "run_at"),
         (json!({"kind": "k", "delay": "5 seconds"}), "delay"),
         (json!({"kind": "k", "timeout": "0s"}), "timeout"),
         (json!({"kind": "k", "timeout": 30}), "timeout"),
         (json!({"kind": "k", "max_attempts": 0}), "max_attempts"),
         (json!({"kind": "k", "max_attempts": -1}), "max_attempts"),
-        (json!({"kind": "k", "backoff": {"type": "quadratic"}}), "backoff.type"),
-        (json!({"kind": "k", "backoff": {"factor": 0.5}}), "backoff.factor"),
-        (json!({"kind": "k", "backoff": {"colour": 1}}), "backoff.colour"),
+        (
+            json!({"kind": "k", "backoff": {"type": "quadratic"}}),
+            "backoff.type",
+        ),
+        (
+            json!({"kind": "k", "backoff": {"factor": 0.5}}),
+            "backoff.factor",
+        ),
+        (
+            json!({"kind": "k", "backoff": {"colour": 1}}),
+            "backoff.colour",
+        ),
         (json!({"kind": "k", "unique_key": ""}), "unique_key"),
         (json!({"kind": "k", "tags": ["ok", ""]}), "tags[1]"),
         (json!({"kind": "k", "tags": "one"}), "tags"),
@@ -64,13 +84,32 @@ async fn oversized_payloads_are_413() {
     })
     .await;
     let big = "x".repeat(2000);
-    assert_problem(&s.post("/v1/jobs", json!({"kind": "k", "payload": {"blob": big}})).await, 413, Some("payload"));
+    assert_problem(
+        &s.post("/v1/jobs", json!({"kind": "k", "payload": {"blob": big}}))
+            .await,
+        413,
+        Some("payload"),
+    );
     let batch = json!({"jobs": [{"kind": "k"}, {"kind": "k", "payload": big}]});
-    assert_problem(&s.post("/v1/jobs/batch", batch).await, 413, Some("jobs[1].payload"));
+    assert_problem(
+        &s.post("/v1/jobs/batch", batch).await,
+        413,
+        Some("jobs[1].payload"),
+    );
     let huge = "y".repeat(100 * 1024);
-    assert_problem(&s.post("/v1/jobs", json!({"kind": "k", "payload": huge})).await, 413, None);
+    assert_problem(
+        &s.post("/v1/jobs", json!({"kind": "k", "payload": huge}))
+            .await,
+        413,
+        None,
+    );
     nothing_created(&s).await;
-    let ok = s.post("/v1/jobs", json!({"kind": "k", "payload": {"blob": "x".repeat(900)}})).await;
+    let ok = s
+        .post(
+            "/v1/jobs",
+            json!({"kind": "k", "payload": {"blob": "x".repeat(900)}}),
+        )
+        .await;
     assert_eq!(ok.status, 201);
     s.stop().await;
 }
@@ -79,6 +118,10 @@ async fn oversized_payloads_are_413() {
 async fn unknown_routes_and_methods_are_problems() {
     let s = TestServer::start().await;
     assert_problem(&s.get("/v2/jobs").await, 404, None);
-    assert_problem(&s.call(Method::PUT, "/v1/jobs", Some(json!({}))).await, 405, None);
+    assert_problem(
+        &s.call(Method::PUT, "/v1/jobs", Some(json!({}))).await,
+        405,
+        None,
+    );
     s.stop().await;
 }

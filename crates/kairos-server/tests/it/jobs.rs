@@ -5,9 +5,26 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const FIELDS: [&str; 20] = [
-    "id", "queue", "kind", "payload", "priority", "state", "attempt", "max_attempts", "run_at",
-    "created_at", "started_at", "finished_at", "unique_key", "tags", "errors", "result",
-    "timeout", "backoff", "cancel_requested", "id",
+    "id",
+    "queue",
+    "kind",
+    "payload",
+    "priority",
+    "state",
+    "attempt",
+    "max_attempts",
+    "run_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "unique_key",
+    "tags",
+    "errors",
+    "result",
+    "timeout",
+    "backoff",
+    "cancel_requested",
+    "id",
 ];
 
 #[tokio::test]
@@ -46,10 +63,14 @@ async fn run_at_and_delay_schedule_jobs() {
     let s = TestServer::start().await;
     let later = s.enqueue(json!({"kind": "k", "delay": "1h"})).await;
     assert_eq!(later["state"], "scheduled");
-    let at = s.enqueue(json!({"kind": "k", "run_at": "2099-01-01T10:00:00+02:00"})).await;
+    let at = s
+        .enqueue(json!({"kind": "k", "run_at": "2099-01-01T10:00:00+02:00"}))
+        .await;
     assert_eq!(at["run_at"], "2099-01-01T08:00:00Z", "answered in UTC");
     assert_eq!(at["state"], "scheduled");
-    let past = s.enqueue(json!({"kind": "k", "run_at": "2001-01-01T00:00:00Z"})).await;
+    let past = s
+        .enqueue(json!({"kind": "k", "run_at": "2001-01-01T00:00:00Z"}))
+        .await;
     assert_eq!(past["state"], "available");
     let soon = s.enqueue(json!({"kind": "k", "delay": "300ms"})).await;
     assert_eq!(soon["state"], "scheduled");
@@ -65,8 +86,12 @@ async fn run_at_and_delay_schedule_jobs() {
 #[tokio::test]
 async fn unique_key_answers_the_unfinished_job() {
     let s = TestServer::start().await;
-    let first = s.enqueue(json!({"kind": "k", "unique_key": "order-7"})).await;
-    let again = s.post("/v1/jobs", json!({"kind": "k", "unique_key": "order-7"})).await;
+    let first = s
+        .enqueue(json!({"kind": "k", "unique_key": "order-7"}))
+        .await;
+    let again = s
+        .post("/v1/jobs", json!({"kind": "k", "unique_key": "order-7"}))
+        .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body["id"], first["id"]);
     let listed = s.get("/v1/jobs").await.body;
@@ -77,7 +102,9 @@ async fn unique_key_answers_the_unfinished_job() {
 #[tokio::test]
 async fn batch_is_ordered_and_all_or_nothing() {
     let s = TestServer::start().await;
-    let jobs: Vec<Value> = (0..5).map(|i| json!({"kind": format!("k{i}"), "payload": {"n": i}})).collect();
+    let jobs: Vec<Value> = (0..5)
+        .map(|i| json!({"kind": format!("k{i}"), "payload": {"n": i}}))
+        .collect();
     let a = s.post("/v1/jobs/batch", json!({"jobs": jobs})).await;
     assert_eq!(a.status, StatusCode::CREATED);
     let out = a.body["jobs"].as_array().unwrap();
@@ -93,10 +120,22 @@ async fn batch_is_ordered_and_all_or_nothing() {
         .await;
     assert_problem(&bad, 422, Some("jobs[3].kind"));
     let listed = s.get("/v1/jobs?limit=500").await.body;
-    assert_eq!(listed["jobs"].as_array().unwrap().len(), 5, "the refused batch created nothing");
+    assert_eq!(
+        listed["jobs"].as_array().unwrap().len(),
+        5,
+        "the refused batch created nothing"
+    );
     let too_many: Vec<Value> = (0..1001).map(|_| json!({"kind": "k"})).collect();
-    assert_problem(&s.post("/v1/jobs/batch", json!({"jobs": too_many})).await, 422, Some("jobs"));
-    assert_problem(&s.post("/v1/jobs/batch", json!({"jobs": []})).await, 422, Some("jobs"));
+    assert_problem(
+        &s.post("/v1/jobs/batch", json!({"jobs": too_many})).await,
+        422,
+        Some("jobs"),
+    );
+    assert_problem(
+        &s.post("/v1/jobs/batch", json!({"jobs": []})).await,
+        422,
+        Some("jobs"),
+    );
     s.stop().await;
 }
 
@@ -140,9 +179,22 @@ async fn unknown_jobs_are_404() {
     let id = uuid::Uuid::now_v7();
     assert_problem(&s.get(&format!("/v1/jobs/{id}")).await, 404, None);
     assert_problem(&s.get("/v1/jobs/not-a-uuid").await, 404, None);
-    assert_problem(&s.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await, 404, None);
-    assert_problem(&s.post(&format!("/v1/jobs/{id}/retry"), json!({})).await, 404, None);
-    assert_problem(&s.call(Method::DELETE, &format!("/v1/jobs/{id}"), None).await, 404, None);
+    assert_problem(
+        &s.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await,
+        404,
+        None,
+    );
+    assert_problem(
+        &s.post(&format!("/v1/jobs/{id}/retry"), json!({})).await,
+        404,
+        None,
+    );
+    assert_problem(
+        &s.call(Method::DELETE, &format!("/v1/jobs/{id}"), None)
+            .await,
+        404,
+        None,
+    );
     s.stop().await;
 }
 
@@ -152,26 +204,45 @@ async fn listing_pages_newest_first_with_filters() {
     let mut ids = Vec::new();
     for i in 0..7 {
         let q = if i % 2 == 0 { "even" } else { "odd" };
-        ids.push(s.enqueue(json!({"queue": q, "kind": format!("k{}", i % 2)})).await["id"].clone());
+        ids.push(
+            s.enqueue(json!({"queue": q, "kind": format!("k{}", i % 2)}))
+                .await["id"]
+                .clone(),
+        );
     }
     ids.reverse();
     let mut seen = Vec::new();
     let mut url = "/v1/jobs?limit=3".to_string();
     loop {
         let page = s.get(&url).await.body;
-        seen.extend(page["jobs"].as_array().unwrap().iter().map(|j| j["id"].clone()));
+        seen.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].clone()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => url = format!("/v1/jobs?limit=3&cursor={c}"),
             None => {
-                assert!(page.get("next_cursor").is_some(), "next_cursor present as null");
+                assert!(
+                    page.get("next_cursor").is_some(),
+                    "next_cursor present as null"
+                );
                 break;
             }
         }
     }
     assert_eq!(seen, ids);
-    let even = s.get("/v1/jobs?queue=even&state=available&kind=k0").await.body;
+    let even = s
+        .get("/v1/jobs?queue=even&state=available&kind=k0")
+        .await
+        .body;
     assert_eq!(even["jobs"].as_array().unwrap().len(), 4);
-    assert_eq!(s.get("/v1/jobs?state=running").await.body["jobs"], json!([]));
+    assert_eq!(
+        s.get("/v1/jobs?state=running").await.body["jobs"],
+        json!([])
+    );
     assert_problem(&s.get("/v1/jobs?limit=501").await, 422, Some("limit"));
     assert_problem(&s.get("/v1/jobs?limit=abc").await, 422, Some("limit"));
     assert_problem(&s.get("/v1/jobs?state=sleeping").await, 422, Some("state"));
@@ -186,27 +257,53 @@ async fn cancel_retry_and_delete_follow_the_state_rules() {
     let a = s.enqueue(json!({"kind": "a"})).await;
     let a_id = a["id"].as_str().unwrap();
     let c = s.post(&format!("/v1/jobs/{a_id}/cancel"), json!({})).await;
-    assert_eq!((c.status, c.body["state"].as_str()), (StatusCode::OK, Some("cancelled")));
-    assert_problem(&s.post(&format!("/v1/jobs/{a_id}/cancel"), json!({})).await, 409, None);
+    assert_eq!(
+        (c.status, c.body["state"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    assert_problem(
+        &s.post(&format!("/v1/jobs/{a_id}/cancel"), json!({})).await,
+        409,
+        None,
+    );
     let r = s.post(&format!("/v1/jobs/{a_id}/retry"), json!({})).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!((r.body["state"].as_str(), r.body["attempt"].as_u64()), (Some("available"), Some(0)));
+    assert_eq!(
+        (r.body["state"].as_str(), r.body["attempt"].as_u64()),
+        (Some("available"), Some(0))
+    );
 
     let leased = s.lease("default", 1).await.remove(0);
     let c = s.post(&format!("/v1/jobs/{a_id}/cancel"), json!({})).await;
     assert_eq!(c.body["state"], "running");
     assert_eq!(c.body["cancel_requested"], true);
-    assert_problem(&s.post(&format!("/v1/jobs/{a_id}/retry"), json!({})).await, 409, None);
-    assert_problem(&s.call(Method::DELETE, &format!("/v1/jobs/{a_id}"), None).await, 409, None);
+    assert_problem(
+        &s.post(&format!("/v1/jobs/{a_id}/retry"), json!({})).await,
+        409,
+        None,
+    );
+    assert_problem(
+        &s.call(Method::DELETE, &format!("/v1/jobs/{a_id}"), None)
+            .await,
+        409,
+        None,
+    );
     let item = s.ack(&leased, json!({"outcome": "completed"})).await;
     assert_eq!(item["state"], "cancelled");
 
-    let del = s.call(Method::DELETE, &format!("/v1/jobs/{a_id}"), None).await;
+    let del = s
+        .call(Method::DELETE, &format!("/v1/jobs/{a_id}"), None)
+        .await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     assert_problem(&s.get(&format!("/v1/jobs/{a_id}")).await, 404, None);
 
     let later = s.enqueue(json!({"kind": "later", "delay": "1h"})).await;
-    let r = s.post(&format!("/v1/jobs/{}/retry", later["id"].as_str().unwrap()), json!({})).await;
+    let r = s
+        .post(
+            &format!("/v1/jobs/{}/retry", later["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
     assert_eq!(r.body["state"], "available", "a scheduled job runs now");
     s.stop().await;
 }

@@ -11,10 +11,15 @@ async fn queues_show_counts_per_state() {
     assert_problem(&s.get("/v1/queues/mail").await, 404, None);
     s.enqueue(json!({"queue": "mail", "kind": "k"})).await;
     s.enqueue(json!({"queue": "mail", "kind": "k"})).await;
-    s.enqueue(json!({"queue": "mail", "kind": "k", "delay": "1h"})).await;
+    s.enqueue(json!({"queue": "mail", "kind": "k", "delay": "1h"}))
+        .await;
     s.enqueue(json!({"queue": "sms", "kind": "k"})).await;
     let l = s.lease("mail", 1).await.remove(0);
-    s.ack(&l, json!({"outcome": "failed", "error": "x", "retry": false})).await;
+    s.ack(
+        &l,
+        json!({"outcome": "failed", "error": "x", "retry": false}),
+    )
+    .await;
     let q = s.get("/v1/queues/mail").await;
     assert_eq!(q.status, StatusCode::OK);
     assert_eq!(
@@ -24,7 +29,12 @@ async fn queues_show_counts_per_state() {
             "completed": 0, "dead": 1, "cancelled": 0}})
     );
     let all = s.get("/v1/queues").await.body;
-    let names: Vec<&str> = all["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = all["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["mail", "sms"]);
     s.stop().await;
 }
@@ -32,7 +42,13 @@ async fn queues_show_counts_per_state() {
 #[tokio::test]
 async fn paused_queue_takes_jobs_but_leases_none() {
     let s = TestServer::start().await;
-    let p = s.call(Method::PATCH, "/v1/queues/mail", Some(json!({"paused": true}))).await;
+    let p = s
+        .call(
+            Method::PATCH,
+            "/v1/queues/mail",
+            Some(json!({"paused": true})),
+        )
+        .await;
     assert_eq!(p.status, StatusCode::OK);
     assert_eq!(p.body["paused"], true);
     s.enqueue(json!({"queue": "mail", "kind": "k"})).await;
@@ -49,13 +65,46 @@ async fn paused_queue_takes_jobs_but_leases_none() {
             .unwrap();
         TestServer::answer(resp).await
     });
-    let p = s.call(Method::PATCH, "/v1/queues/mail", Some(json!({"paused": false}))).await;
+    let p = s
+        .call(
+            Method::PATCH,
+            "/v1/queues/mail",
+            Some(json!({"paused": false})),
+        )
+        .await;
     assert_eq!(p.body["paused"], false);
     let got = waiter.await.unwrap();
-    assert_eq!(got.body["jobs"].as_array().unwrap().len(), 1, "resuming serves waiting workers");
-    assert_problem(&s.call(Method::PATCH, "/v1/queues/mail", Some(json!({}))).await, 422, Some("paused"));
-    assert_problem(&s.call(Method::PATCH, "/v1/queues/mail", Some(json!({"paused": "yes"}))).await, 422, Some("paused"));
-    assert_problem(&s.call(Method::PATCH, "/v1/queues/bad%20name", Some(json!({"paused": true}))).await, 422, Some("name"));
+    assert_eq!(
+        got.body["jobs"].as_array().unwrap().len(),
+        1,
+        "resuming serves waiting workers"
+    );
+    assert_problem(
+        &s.call(Method::PATCH, "/v1/queues/mail", Some(json!({})))
+            .await,
+        422,
+        Some("paused"),
+    );
+    assert_problem(
+        &s.call(
+            Method::PATCH,
+            "/v1/queues/mail",
+            Some(json!({"paused": "yes"})),
+        )
+        .await,
+        422,
+        Some("paused"),
+    );
+    assert_problem(
+        &s.call(
+            Method::PATCH,
+            "/v1/queues/bad%20name",
+            Some(json!({"paused": true})),
+        )
+        .await,
+        422,
+        Some("name"),
+    );
     s.stop().await;
 }
 
@@ -63,19 +112,32 @@ async fn paused_queue_takes_jobs_but_leases_none() {
 async fn retry_dead_redrives_the_dead_letter_queue() {
     let s = TestServer::start().await;
     for _ in 0..3 {
-        s.enqueue(json!({"queue": "pay", "kind": "k", "max_attempts": 1})).await;
+        s.enqueue(json!({"queue": "pay", "kind": "k", "max_attempts": 1}))
+            .await;
     }
     for l in s.lease("pay", 3).await {
-        s.ack(&l, json!({"outcome": "failed", "error": "declined"})).await;
+        s.ack(&l, json!({"outcome": "failed", "error": "declined"}))
+            .await;
     }
     let dead = s.get("/v1/jobs?queue=pay&state=dead").await.body;
     assert_eq!(dead["jobs"].as_array().unwrap().len(), 3);
     let r = s.post("/v1/queues/pay/retry-dead", json!({})).await;
-    assert_eq!((r.status, r.body.clone()), (StatusCode::OK, json!({"retried": 3})));
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (StatusCode::OK, json!({"retried": 3}))
+    );
     let again = s.lease("pay", 3).await;
     assert_eq!(again.len(), 3);
-    assert!(again.iter().all(|j| j["attempt"] == 1 && j["errors"].as_array().unwrap().len() == 1));
-    assert_problem(&s.post("/v1/queues/nothing/retry-dead", json!({})).await, 404, None);
+    assert!(
+        again
+            .iter()
+            .all(|j| j["attempt"] == 1 && j["errors"].as_array().unwrap().len() == 1)
+    );
+    assert_problem(
+        &s.post("/v1/queues/nothing/retry-dead", json!({})).await,
+        404,
+        None,
+    );
     s.stop().await;
 }
 
@@ -84,7 +146,10 @@ async fn health_probes() {
     let s = TestServer::start().await;
     for path in ["/health/live", "/health/ready"] {
         let a = s.get(path).await;
-        assert_eq!((a.status, a.body.clone()), (StatusCode::OK, json!({"status": "ok"})));
+        assert_eq!(
+            (a.status, a.body.clone()),
+            (StatusCode::OK, json!({"status": "ok"}))
+        );
     }
     s.stop().await;
 }

@@ -45,7 +45,9 @@ impl TestServer {
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -64,7 +66,10 @@ impl TestServer {
             Value::Null
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                panic!("answer is not JSON ({e}): {}", String::from_utf8_lossy(&bytes))
+                panic!(
+                    "answer is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
             })
         };
         Answer {
@@ -104,7 +109,10 @@ impl TestServer {
     /// Leases from `queue` (no wait) and returns the jobs.
     pub async fn lease(&self, queue: &str, max: u32) -> Vec<Value> {
         let a = self
-            .post("/v1/lease", serde_json::json!({"queues": [queue], "worker": "w1", "max": max}))
+            .post(
+                "/v1/lease",
+                serde_json::json!({"queues": [queue], "worker": "w1", "max": max}),
+            )
             .await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
         a.body["jobs"].as_array().unwrap().clone()
@@ -116,7 +124,10 @@ impl TestServer {
         item["id"] = leased["id"].clone();
         item["lease_token"] = leased["lease_token"].clone();
         let a = self
-            .post("/v1/ack", serde_json::json!({"worker": "w1", "results": [item]}))
+            .post(
+                "/v1/ack",
+                serde_json::json!({"worker": "w1", "results": [item]}),
+            )
             .await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
         a.body["results"][0].clone()
@@ -130,7 +141,10 @@ impl TestServer {
             if pred(&job) {
                 return job;
             }
-            assert!(Instant::now() < deadline, "job never reached the expected state: {job}");
+            assert!(
+                Instant::now() < deadline,
+                "job never reached the expected state: {job}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -14,16 +14,27 @@ async fn lease_then_complete_and_repeat_the_ack() {
     let l = &leased[0];
     assert_eq!(l["id"], job["id"]);
     assert_eq!(l["payload"], json!({"n": 1}));
-    assert_eq!((l["state"].as_str(), l["attempt"].as_u64()), (Some("running"), Some(1)));
+    assert_eq!(
+        (l["state"].as_str(), l["attempt"].as_u64()),
+        (Some("running"), Some(1))
+    );
     assert!(l["lease_token"].is_string() && l["lease_expires_at"].is_string());
-    let item = s.ack(l, json!({"outcome": "completed", "result": {"sent": true}})).await;
-    assert_eq!(item, json!({"id": job["id"], "ok": true, "state": "completed"}));
+    let item = s
+        .ack(l, json!({"outcome": "completed", "result": {"sent": true}}))
+        .await;
+    assert_eq!(
+        item,
+        json!({"id": job["id"], "ok": true, "state": "completed"})
+    );
     let again = s.ack(l, json!({"outcome": "completed"})).await;
     assert_eq!(again["ok"], true, "a repeated ack answers ok again");
     let other = s.ack(l, json!({"outcome": "failed", "error": "x"})).await;
     assert_eq!(other["ok"], false);
     assert_eq!(other["error"]["status"], 409);
-    let got = s.get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await.body;
+    let got = s
+        .get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap()))
+        .await
+        .body;
     assert_eq!(got["state"], "completed");
     assert_eq!(got["result"], json!({"sent": true}));
     assert!(got["finished_at"].is_string());
@@ -46,9 +57,18 @@ async fn stale_and_unknown_items_are_refused_alone() {
     assert_eq!(a.status, StatusCode::OK);
     let r = a.body["results"].as_array().unwrap();
     assert_eq!(r[0]["ok"], true);
-    assert_eq!((r[1]["ok"].as_bool(), r[1]["error"]["status"].as_u64()), (Some(false), Some(409)));
-    assert_eq!((r[2]["ok"].as_bool(), r[2]["error"]["status"].as_u64()), (Some(false), Some(404)));
-    let b = s.get(&format!("/v1/jobs/{}", leased[1]["id"].as_str().unwrap())).await.body;
+    assert_eq!(
+        (r[1]["ok"].as_bool(), r[1]["error"]["status"].as_u64()),
+        (Some(false), Some(409))
+    );
+    assert_eq!(
+        (r[2]["ok"].as_bool(), r[2]["error"]["status"].as_u64()),
+        (Some(false), Some(404))
+    );
+    let b = s
+        .get(&format!("/v1/jobs/{}", leased[1]["id"].as_str().unwrap()))
+        .await
+        .body;
     assert_eq!(b["state"], "running", "a stale token changed nothing");
     s.stop().await;
 }
@@ -59,46 +79,88 @@ async fn failures_retry_with_backoff_then_die() {
     let job = s.enqueue(json!({"kind": "k", "max_attempts": 2})).await;
     let id = job["id"].as_str().unwrap();
     let l = s.lease("default", 1).await.remove(0);
-    let item = s.ack(&l, json!({"outcome": "failed", "error": "smtp down"})).await;
+    let item = s
+        .ack(&l, json!({"outcome": "failed", "error": "smtp down"}))
+        .await;
     assert_eq!(item["state"], "retryable");
     let got = s.get(&format!("/v1/jobs/{id}")).await.body;
     assert_eq!(got["errors"][0]["error"], "smtp down");
     assert_eq!(got["errors"][0]["attempt"], 1);
     let run_at: jiff::Timestamp = got["run_at"].as_str().unwrap().parse().unwrap();
     let failed_at: jiff::Timestamp = got["errors"][0]["at"].as_str().unwrap().parse().unwrap();
-    assert_eq!(run_at.duration_since(failed_at), jiff::SignedDuration::from_secs(2));
-    assert!(s.lease("default", 1).await.is_empty(), "not before its backoff");
+    assert_eq!(
+        run_at.duration_since(failed_at),
+        jiff::SignedDuration::from_secs(2)
+    );
+    assert!(
+        s.lease("default", 1).await.is_empty(),
+        "not before its backoff"
+    );
 
     let r = s.post(&format!("/v1/jobs/{id}/retry"), json!({})).await;
     assert_eq!(r.body["state"], "available");
     let l = s.lease("default", 1).await.remove(0);
     assert_eq!(l["attempt"], 2);
-    let item = s.ack(&l, json!({"outcome": "failed", "error": "again"})).await;
+    let item = s
+        .ack(&l, json!({"outcome": "failed", "error": "again"}))
+        .await;
     assert_eq!(item["state"], "dead");
 
     let j2 = s.enqueue(json!({"kind": "k2"})).await;
     let l = s.lease("default", 1).await.remove(0);
     assert_eq!(l["id"], j2["id"]);
-    let item = s.ack(&l, json!({"outcome": "failed", "error": "bad input", "retry": false})).await;
+    let item = s
+        .ack(
+            &l,
+            json!({"outcome": "failed", "error": "bad input", "retry": false}),
+        )
+        .await;
     assert_eq!(item["state"], "dead");
 
     let j3 = s.enqueue(json!({"kind": "k3"})).await;
     let l = s.lease("default", 1).await.remove(0);
-    s.ack(&l, json!({"outcome": "failed", "error": "busy", "retry_in": "100ms"})).await;
-    s.wait_for_job(j3["id"].as_str().unwrap(), |j| j["state"] == "available").await;
+    s.ack(
+        &l,
+        json!({"outcome": "failed", "error": "busy", "retry_in": "100ms"}),
+    )
+    .await;
+    s.wait_for_job(j3["id"].as_str().unwrap(), |j| j["state"] == "available")
+        .await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn lease_order_is_priority_then_age() {
     let s = TestServer::start().await;
-    let low = s.enqueue(json!({"queue": "a", "kind": "low", "priority": -5})).await;
+    let low = s
+        .enqueue(json!({"queue": "a", "kind": "low", "priority": -5}))
+        .await;
     let mid = s.enqueue(json!({"queue": "b", "kind": "mid"})).await;
-    let high = s.enqueue(json!({"queue": "a", "kind": "high", "priority": 100})).await;
+    let high = s
+        .enqueue(json!({"queue": "a", "kind": "high", "priority": 100}))
+        .await;
     let mid2 = s.enqueue(json!({"queue": "a", "kind": "mid2"})).await;
-    let a = s.post("/v1/lease", json!({"queues": ["a", "b"], "worker": "w", "max": 10})).await;
-    let ids: Vec<_> = a.body["jobs"].as_array().unwrap().iter().map(|j| j["id"].clone()).collect();
-    assert_eq!(ids, vec![high["id"].clone(), mid["id"].clone(), mid2["id"].clone(), low["id"].clone()]);
+    let a = s
+        .post(
+            "/v1/lease",
+            json!({"queues": ["a", "b"], "worker": "w", "max": 10}),
+        )
+        .await;
+    let ids: Vec<_> = a.body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            high["id"].clone(),
+            mid["id"].clone(),
+            mid2["id"].clone(),
+            low["id"].clone()
+        ]
+    );
     s.stop().await;
 }
 
@@ -122,8 +184,16 @@ async fn waiting_lease_wakes_on_enqueue() {
     let job = s.enqueue(json!({"queue": "mail", "kind": "k"})).await;
     let a = waiter.await.unwrap();
     assert_eq!(a.body["jobs"][0]["id"], job["id"]);
-    assert!(started.elapsed() < Duration::from_secs(20), "answered before the wait ran out");
-    let empty = s.post("/v1/lease", json!({"queues": ["mail"], "worker": "w", "wait": "300ms"})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered before the wait ran out"
+    );
+    let empty = s
+        .post(
+            "/v1/lease",
+            json!({"queues": ["mail"], "worker": "w", "wait": "300ms"}),
+        )
+        .await;
     assert_eq!(empty.body, json!({"jobs": []}));
     s.stop().await;
 }
@@ -131,15 +201,34 @@ async fn waiting_lease_wakes_on_enqueue() {
 #[tokio::test]
 async fn expired_lease_is_retried() {
     let s = TestServer::start().await;
-    let job = s.enqueue(json!({"kind": "k", "backoff": {"type": "fixed", "base": "0s"}})).await;
+    let job = s
+        .enqueue(json!({"kind": "k", "backoff": {"type": "fixed", "base": "0s"}}))
+        .await;
     let id = job["id"].as_str().unwrap();
-    let a = s.post("/v1/lease", json!({"queues": ["default"], "worker": "dies", "lease": "200ms"})).await;
+    let a = s
+        .post(
+            "/v1/lease",
+            json!({"queues": ["default"], "worker": "dies", "lease": "200ms"}),
+        )
+        .await;
     let first = a.body["jobs"][0].clone();
-    let got = s.wait_for_job(id, |j| j["errors"].as_array().is_some_and(|e| !e.is_empty())).await;
+    let got = s
+        .wait_for_job(id, |j| {
+            j["errors"].as_array().is_some_and(|e| !e.is_empty())
+        })
+        .await;
     assert_eq!(got["errors"][0]["error"], "lease expired");
     let late = s.ack(&first, json!({"outcome": "completed"})).await;
-    assert_eq!((late["ok"].as_bool(), late["error"]["status"].as_u64()), (Some(false), Some(409)));
-    let again = s.post("/v1/lease", json!({"queues": ["default"], "worker": "w2", "wait": "5s"})).await;
+    assert_eq!(
+        (late["ok"].as_bool(), late["error"]["status"].as_u64()),
+        (Some(false), Some(409))
+    );
+    let again = s
+        .post(
+            "/v1/lease",
+            json!({"queues": ["default"], "worker": "w2", "wait": "5s"}),
+        )
+        .await;
     assert_eq!(again.body["jobs"][0]["id"], job["id"]);
     assert_eq!(again.body["jobs"][0]["attempt"], 2);
     s.stop().await;
@@ -150,21 +239,31 @@ async fn heartbeat_extends_and_reports_cancel() {
     let s = TestServer::start().await;
     let job = s.enqueue(json!({"kind": "k"})).await;
     let l = s.lease("default", 1).await.remove(0);
-    let hb = |token: serde_json::Value| {
-        json!({"worker": "w1", "leases": [{"id": job["id"], "lease_token": token, "extend": "2m"}]})
-    };
+    let hb = |token: serde_json::Value| json!({"worker": "w1", "leases": [{"id": job["id"], "lease_token": token, "extend": "2m"}]});
     let a = s.post("/v1/heartbeat", hb(l["lease_token"].clone())).await;
     assert_eq!(a.status, StatusCode::OK);
     let r = &a.body["results"][0];
-    assert_eq!((r["ok"].as_bool(), r["cancel_requested"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(
+        (r["ok"].as_bool(), r["cancel_requested"].as_bool()),
+        (Some(true), Some(false))
+    );
     let until: jiff::Timestamp = r["lease_expires_at"].as_str().unwrap().parse().unwrap();
     assert!(until > jiff::Timestamp::now() + jiff::SignedDuration::from_secs(100));
-    s.post(&format!("/v1/jobs/{}/cancel", job["id"].as_str().unwrap()), json!({})).await;
+    s.post(
+        &format!("/v1/jobs/{}/cancel", job["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
     let a = s.post("/v1/heartbeat", hb(l["lease_token"].clone())).await;
     assert_eq!(a.body["results"][0]["cancel_requested"], true);
-    let stale = s.post("/v1/heartbeat", hb(json!(uuid::Uuid::new_v4()))).await;
+    let stale = s
+        .post("/v1/heartbeat", hb(json!(uuid::Uuid::new_v4())))
+        .await;
     let r = &stale.body["results"][0];
-    assert_eq!((r["ok"].as_bool(), r["error"]["status"].as_u64()), (Some(false), Some(409)));
+    assert_eq!(
+        (r["ok"].as_bool(), r["error"]["status"].as_u64()),
+        (Some(false), Some(409))
+    );
     s.stop().await;
 }
 
@@ -174,10 +273,26 @@ async fn worker_requests_are_validated() {
     let lease = |body| s.post("/v1/lease", body);
     assert_problem(&lease(json!({"worker": "w"})).await, 422, Some("queues"));
     assert_problem(&lease(json!({"queues": ["q"]})).await, 422, Some("worker"));
-    assert_problem(&lease(json!({"queues": [], "worker": "w"})).await, 422, Some("queues"));
-    assert_problem(&lease(json!({"queues": ["q"], "worker": "w", "max": 1001})).await, 422, Some("max"));
-    assert_problem(&lease(json!({"queues": ["q"], "worker": "w", "wait": "61s"})).await, 422, Some("wait"));
-    assert_problem(&lease(json!({"queues": ["bad name"], "worker": "w"})).await, 422, Some("queues[0]"));
+    assert_problem(
+        &lease(json!({"queues": [], "worker": "w"})).await,
+        422,
+        Some("queues"),
+    );
+    assert_problem(
+        &lease(json!({"queues": ["q"], "worker": "w", "max": 1001})).await,
+        422,
+        Some("max"),
+    );
+    assert_problem(
+        &lease(json!({"queues": ["q"], "worker": "w", "wait": "61s"})).await,
+        422,
+        Some("wait"),
+    );
+    assert_problem(
+        &lease(json!({"queues": ["bad name"], "worker": "w"})).await,
+        422,
+        Some("queues[0]"),
+    );
     let id = uuid::Uuid::now_v7();
     let ack = |item| s.post("/v1/ack", json!({"worker": "w", "results": [item]}));
     assert_problem(

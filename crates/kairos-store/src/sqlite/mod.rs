@@ -13,7 +13,7 @@ mod rows;
 mod schema;
 mod writer;
 
-use crate::{Enqueued, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
+use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
 use async_trait::async_trait;
 use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
 use kairos_core::{Clock, Job, JobState, NewJob, Queue, SystemClock, Timestamp};
@@ -138,7 +138,8 @@ impl Store for SqliteStore {
         jobs: Vec<NewJob>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Enqueued, StoreError> {
-        self.write(move |b| ops::enqueue(b, jobs, idempotency)).await
+        self.write(move |b| ops::enqueue(b, jobs, idempotency))
+            .await
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
@@ -175,7 +176,7 @@ impl Store for SqliteStore {
     async fn heartbeat(
         &self,
         extensions: Vec<Extension>,
-    ) -> Result<Vec<Result<(Timestamp, bool), ItemError>>, StoreError> {
+    ) -> Result<Vec<Result<Extended, ItemError>>, StoreError> {
         self.write(move |b| ops::heartbeat(b, extensions)).await
     }
 
@@ -203,7 +204,8 @@ impl Store for SqliteStore {
     }
 
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write(move |b| ops::prune_idempotency_keys(b, before)).await
+        self.write(move |b| ops::prune_idempotency_keys(b, before))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -227,6 +229,9 @@ impl Store for SqliteStore {
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
-        self.readers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }

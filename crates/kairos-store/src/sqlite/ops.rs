@@ -2,10 +2,10 @@
 //! ([`Batch`]): it loads jobs, asks the core state machine for the transition, and
 //! saves the result. All SQL of a write lives here or in [`super::rows`].
 
+use super::read;
 use super::rows::{self, StoredJob};
 use super::writer::{Batch, MAINTENANCE_CHUNK};
-use super::read;
-use crate::{Enqueued, IdempotencyKey, ItemError, StoreError, Tick};
+use crate::{Enqueued, Extended, IdempotencyKey, ItemError, StoreError, Tick};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::{AckEffect, Job, JobState, NewJob, Queue, Timestamp};
 use rusqlite::{OptionalExtension, params};
@@ -87,7 +87,12 @@ pub(crate) fn enqueue(
                 "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, created_at, answer) \
                  VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![key.key, key.fingerprint as i64, rows::us(b.now), answer])?;
+            .execute(params![
+                key.key,
+                key.fingerprint as i64,
+                rows::us(b.now),
+                answer
+            ])?;
     }
     Ok(Enqueued {
         jobs: out,
@@ -165,7 +170,7 @@ pub(crate) fn ack(
 pub(crate) fn heartbeat(
     b: &mut Batch<'_>,
     extensions: Vec<Extension>,
-) -> Result<Vec<Result<(Timestamp, bool), ItemError>>, StoreError> {
+) -> Result<Vec<Result<Extended, ItemError>>, StoreError> {
     let mut out = Vec::with_capacity(extensions.len());
     for ext in extensions {
         let Some(mut stored) = b.load(ext.id)? else {
@@ -175,7 +180,10 @@ pub(crate) fn heartbeat(
         match stored.job.heartbeat(ext.lease_token, ext.extend, b.now) {
             Ok(until) => {
                 b.save(&stored)?;
-                out.push(Ok((until, stored.job.cancel_requested)));
+                out.push(Ok(Extended {
+                    lease_expires_at: until,
+                    cancel_requested: stored.job.cancel_requested,
+                }));
             }
             Err(e) => out.push(Err(ItemError::Conflict(e))),
         }
@@ -271,7 +279,10 @@ pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
     })
 }
 
-pub(crate) fn prune_idempotency_keys(b: &mut Batch<'_>, before: Timestamp) -> Result<u64, StoreError> {
+pub(crate) fn prune_idempotency_keys(
+    b: &mut Batch<'_>,
+    before: Timestamp,
+) -> Result<u64, StoreError> {
     let n = b
         .conn
         .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?

@@ -54,7 +54,11 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
             .ok_or(StoreError::InvalidCursor)?;
         arg(&mut sql, " AND seq < ?", Value::Integer(seq));
     }
-    arg(&mut sql, " ORDER BY seq DESC LIMIT ?", Value::Integer(f.limit as i64 + 1));
+    arg(
+        &mut sql,
+        " ORDER BY seq DESC LIMIT ?",
+        Value::Integer(f.limit as i64 + 1),
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut stored = stmt
         .query_map(rusqlite::params_from_iter(args), rows::job_from_row)?

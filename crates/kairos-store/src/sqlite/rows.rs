@@ -48,17 +48,14 @@ pub(crate) struct StoredJob {
 /// Reads a row selected with [`JOB_COLUMNS`].
 pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
     let state_code: u8 = r.get(6)?;
-    let state = JobState::from_code(state_code).ok_or_else(|| {
-        rusqlite::Error::IntegralValueOutOfRange(6, state_code as i64)
-    })?;
+    let state = JobState::from_code(state_code)
+        .ok_or_else(|| rusqlite::Error::IntegralValueOutOfRange(6, state_code as i64))?;
     let lease = match r.get::<_, Option<Vec<u8>>>(20)? {
         Some(token) => Some(Lease {
             token: uuid(token, 20)?,
             worker: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
             expires_at: ts(r.get(22)?)?,
-            reported: r
-                .get::<_, Option<u8>>(23)?
-                .and_then(Reported::from_code),
+            reported: r.get::<_, Option<u8>>(23)?.and_then(Reported::from_code),
         }),
         None => None,
     };
@@ -78,7 +75,10 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
         unique_key: r.get(13)?,
         tags: json(&r.get::<_, String>(14)?, 14)?,
         errors: json(&r.get::<_, String>(15)?, 15)?,
-        result: r.get::<_, Option<String>>(16)?.map(|t| raw(t, 16)).transpose()?,
+        result: r
+            .get::<_, Option<String>>(16)?
+            .map(|t| raw(t, 16))
+            .transpose()?,
         timeout: Duration::from_millis(r.get::<_, i64>(17)? as u64),
         backoff: json(&r.get::<_, String>(18)?, 18)?,
         cancel_requested: r.get(19)?,

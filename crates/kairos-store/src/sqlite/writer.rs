@@ -111,7 +111,11 @@ impl Batch<'_> {
     /// Saves a job after a transition and accounts for the state change.
     pub fn save(&mut self, stored: &StoredJob) -> Result<(), StoreError> {
         rows::save_job(self.conn, stored.seq, &stored.job)?;
-        self.account(&stored.job.queue, Some(stored.stored_state), Some(&stored.job));
+        self.account(
+            &stored.job.queue,
+            Some(stored.stored_state),
+            Some(&stored.job),
+        );
         Ok(())
     }
 
@@ -137,7 +141,11 @@ impl Batch<'_> {
             *self.op.counts.entry((queue.to_string(), f)).or_default() -= 1;
         }
         if let Some(j) = to {
-            *self.op.counts.entry((queue.to_string(), j.state)).or_default() += 1;
+            *self
+                .op
+                .counts
+                .entry((queue.to_string(), j.state))
+                .or_default() += 1;
             if j.state == JobState::Available {
                 *self.op.available.entry(queue.to_string()).or_default() += 1;
             }
@@ -166,7 +174,9 @@ impl Batch<'_> {
             return Ok(());
         }
         self.conn
-            .prepare_cached("INSERT OR IGNORE INTO queues (name, paused, created_at) VALUES (?1, 0, ?2)")?
+            .prepare_cached(
+                "INSERT OR IGNORE INTO queues (name, paused, created_at) VALUES (?1, 0, ?2)",
+            )?
             .execute(params![name, rows::us(self.now)])?;
         self.op.new_queues.insert(name.to_string());
         Ok(())
@@ -174,7 +184,12 @@ impl Batch<'_> {
 
     /// Whether leasing from `queue` is paused, counting changes earlier in this batch.
     pub fn is_paused(&self, queue: &str) -> bool {
-        if let Some(p) = self.op.paused.get(queue).or_else(|| self.all.paused.get(queue)) {
+        if let Some(p) = self
+            .op
+            .paused
+            .get(queue)
+            .or_else(|| self.all.paused.get(queue))
+        {
             return *p;
         }
         self.caches.paused.contains(queue)
@@ -283,8 +298,8 @@ impl Writer {
     }
 
     fn commit(&mut self, ops: Vec<Op>) {
-        let now = Timestamp::from_microsecond(self.clock.now().as_microsecond())
-            .expect("clock in range");
+        let now =
+            Timestamp::from_microsecond(self.clock.now().as_microsecond()).expect("clock in range");
         let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
         let result = (|| -> Result<Effects, StoreError> {
             self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
@@ -298,13 +313,14 @@ impl Writer {
             };
             for op in ops {
                 batch.conn.prepare_cached("SAVEPOINT op")?.execute([])?;
-                let (ok, reply) = match std::panic::catch_unwind(AssertUnwindSafe(|| op(&mut batch))) {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::error!("a store operation panicked; it was rolled back");
-                        (false, Box::new(|_: Option<&StoreError>| {}) as Reply)
-                    }
-                };
+                let (ok, reply) =
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| op(&mut batch))) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::error!("a store operation panicked; it was rolled back");
+                            (false, Box::new(|_: Option<&StoreError>| {}) as Reply)
+                        }
+                    };
                 let effects = std::mem::take(&mut batch.op);
                 if ok {
                     batch.all.merge(effects);

@@ -7,7 +7,7 @@ use kairos_core::{
     Duration, Job, JobState, Limits, ManualClock, NewJob, Outcome, Reported, Timestamp,
     TransitionError,
 };
-use kairos_store::{IdempotencyKey, ItemError, Store, StoreError};
+use kairos_store::{Extended, IdempotencyKey, ItemError, Store, StoreError};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -126,9 +126,19 @@ pub async fn delayed_job_waits_for_its_time(env: Env) {
     s.delay = Some(Duration::from_secs(10));
     let job = enqueue_one(&env, s).await;
     assert_eq!(job.state, JobState::Scheduled);
-    assert!(env.store.lease(lease_spec(&["default"], 10)).await.unwrap().is_empty());
+    assert!(
+        env.store
+            .lease(lease_spec(&["default"], 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     advance(&env, 10);
-    assert_eq!(state_of(&env, job.id).await, JobState::Available, "reads available once due");
+    assert_eq!(
+        state_of(&env, job.id).await,
+        JobState::Available,
+        "reads available once due"
+    );
     let leased = env.store.lease(lease_spec(&["default"], 10)).await.unwrap();
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].job.id, job.id);
@@ -159,11 +169,20 @@ pub async fn lease_respects_max_and_counts_attempts(env: Env) {
     for l in &first {
         assert_eq!(l.job.state, JobState::Running);
         assert_eq!(l.job.attempt, 1);
-        assert_eq!(l.lease_expires_at, start() + jiff::SignedDuration::from_secs(30));
+        assert_eq!(
+            l.lease_expires_at,
+            start() + jiff::SignedDuration::from_secs(30)
+        );
     }
     let second = env.store.lease(lease_spec(&["default"], 3)).await.unwrap();
     assert_eq!(second.len(), 2);
-    assert!(env.store.lease(lease_spec(&["default"], 3)).await.unwrap().is_empty());
+    assert!(
+        env.store
+            .lease(lease_spec(&["default"], 3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let mut tokens: Vec<Uuid> = first.iter().chain(&second).map(|l| l.lease_token).collect();
     tokens.sort();
     tokens.dedup();
@@ -172,20 +191,46 @@ pub async fn lease_respects_max_and_counts_attempts(env: Env) {
     custom.lease = Some(Duration::from_secs(5));
     enqueue_one(&env, spec("k")).await;
     let l = env.store.lease(custom).await.unwrap();
-    assert_eq!(l[0].lease_expires_at, start() + jiff::SignedDuration::from_secs(5));
+    assert_eq!(
+        l[0].lease_expires_at,
+        start() + jiff::SignedDuration::from_secs(5)
+    );
 }
 
 pub async fn ack_completed_is_idempotent(env: Env) {
     let job = enqueue_one(&env, spec("k")).await;
-    let l = env.store.lease(lease_spec(&["default"], 1)).await.unwrap().remove(0);
-    let r = env.store.ack(vec![completed(job.id, l.lease_token)]).await.unwrap();
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
+    let r = env
+        .store
+        .ack(vec![completed(job.id, l.lease_token)])
+        .await
+        .unwrap();
     assert_eq!(r, vec![Ok(JobState::Completed)]);
-    let r = env.store.ack(vec![completed(job.id, l.lease_token)]).await.unwrap();
-    assert_eq!(r, vec![Ok(JobState::Completed)], "a repeat answers ok again");
-    let r = env.store.ack(vec![failed(job.id, l.lease_token)]).await.unwrap();
+    let r = env
+        .store
+        .ack(vec![completed(job.id, l.lease_token)])
+        .await
+        .unwrap();
     assert_eq!(
         r,
-        vec![Err(ItemError::Conflict(TransitionError::AlreadyReported(Reported::Completed)))]
+        vec![Ok(JobState::Completed)],
+        "a repeat answers ok again"
+    );
+    let r = env
+        .store
+        .ack(vec![failed(job.id, l.lease_token)])
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        vec![Err(ItemError::Conflict(TransitionError::AlreadyReported(
+            Reported::Completed
+        )))]
     );
     let got = env.store.job(job.id).await.unwrap().unwrap();
     assert_eq!(got.state, JobState::Completed);
@@ -195,23 +240,41 @@ pub async fn ack_completed_is_idempotent(env: Env) {
 
 pub async fn stale_tokens_change_nothing(env: Env) {
     let job = enqueue_one(&env, spec("k")).await;
-    let l = env.store.lease(lease_spec(&["default"], 1)).await.unwrap().remove(0);
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
     let before = serde_json::to_string(&env.store.job(job.id).await.unwrap().unwrap()).unwrap();
     let r = env
         .store
-        .ack(vec![completed(job.id, Uuid::new_v4()), completed(Uuid::now_v7(), l.lease_token)])
+        .ack(vec![
+            completed(job.id, Uuid::new_v4()),
+            completed(Uuid::now_v7(), l.lease_token),
+        ])
         .await
         .unwrap();
     assert_eq!(
         r,
-        vec![Err(ItemError::Conflict(TransitionError::StaleLease)), Err(ItemError::NotFound)]
+        vec![
+            Err(ItemError::Conflict(TransitionError::StaleLease)),
+            Err(ItemError::NotFound)
+        ]
     );
     let hb = env
         .store
-        .heartbeat(vec![Extension { id: job.id, lease_token: Uuid::new_v4(), extend: Duration::from_secs(60) }])
+        .heartbeat(vec![Extension {
+            id: job.id,
+            lease_token: Uuid::new_v4(),
+            extend: Duration::from_secs(60),
+        }])
         .await
         .unwrap();
-    assert_eq!(hb, vec![Err(ItemError::Conflict(TransitionError::StaleLease))]);
+    assert_eq!(
+        hb,
+        vec![Err(ItemError::Conflict(TransitionError::StaleLease))]
+    );
     let after = serde_json::to_string(&env.store.job(job.id).await.unwrap().unwrap()).unwrap();
     assert_eq!(before, after);
 }
@@ -220,18 +283,53 @@ pub async fn failure_backs_off_then_dies(env: Env) {
     let mut s = spec("k");
     s.max_attempts = 2;
     let job = enqueue_one(&env, s).await;
-    let l = env.store.lease(lease_spec(&["default"], 1)).await.unwrap().remove(0);
-    assert_eq!(env.store.ack(vec![failed(job.id, l.lease_token)]).await.unwrap(), vec![Ok(JobState::Retryable)]);
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        env.store
+            .ack(vec![failed(job.id, l.lease_token)])
+            .await
+            .unwrap(),
+        vec![Ok(JobState::Retryable)]
+    );
     let got = env.store.job(job.id).await.unwrap().unwrap();
-    assert_eq!(got.run_at, start() + jiff::SignedDuration::from_secs(2), "default backoff: 2s");
+    assert_eq!(
+        got.run_at,
+        start() + jiff::SignedDuration::from_secs(2),
+        "default backoff: 2s"
+    );
     assert_eq!(got.errors.len(), 1);
-    assert!(env.store.lease(lease_spec(&["default"], 1)).await.unwrap().is_empty());
+    assert!(
+        env.store
+            .lease(lease_spec(&["default"], 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     advance(&env, 2);
-    let l = env.store.lease(lease_spec(&["default"], 1)).await.unwrap().remove(0);
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(l.job.attempt, 2);
-    assert_eq!(env.store.ack(vec![failed(job.id, l.lease_token)]).await.unwrap(), vec![Ok(JobState::Dead)]);
+    assert_eq!(
+        env.store
+            .ack(vec![failed(job.id, l.lease_token)])
+            .await
+            .unwrap(),
+        vec![Ok(JobState::Dead)]
+    );
     let got = env.store.job(job.id).await.unwrap().unwrap();
-    assert_eq!((got.state, got.attempt, got.errors.len()), (JobState::Dead, 2, 2));
+    assert_eq!(
+        (got.state, got.attempt, got.errors.len()),
+        (JobState::Dead, 2, 2)
+    );
 }
 
 pub async fn expired_lease_is_a_failed_attempt(env: Env) {
@@ -248,8 +346,15 @@ pub async fn expired_lease_is_a_failed_attempt(env: Env) {
     let got = env.store.job(job.id).await.unwrap().unwrap();
     assert_eq!(got.state, JobState::Retryable);
     assert_eq!(got.errors[0].error, "lease expired");
-    let r = env.store.ack(vec![completed(job.id, l.lease_token)]).await.unwrap();
-    assert_eq!(r, vec![Err(ItemError::Conflict(TransitionError::LeaseExpired))]);
+    let r = env
+        .store
+        .ack(vec![completed(job.id, l.lease_token)])
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        vec![Err(ItemError::Conflict(TransitionError::LeaseExpired))]
+    );
     advance(&env, 2);
     let again = env.store.lease(lease_spec(&["default"], 1)).await.unwrap();
     assert_eq!(again.len(), 1, "leased again after backoff");
@@ -258,16 +363,36 @@ pub async fn expired_lease_is_a_failed_attempt(env: Env) {
 
 pub async fn heartbeat_extends_and_reports_cancel(env: Env) {
     let job = enqueue_one(&env, spec("k")).await;
-    let l = env.store.lease(lease_spec(&["default"], 1)).await.unwrap().remove(0);
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
     advance(&env, 20);
-    let ext = Extension { id: job.id, lease_token: l.lease_token, extend: Duration::from_secs(60) };
+    let ext = Extension {
+        id: job.id,
+        lease_token: l.lease_token,
+        extend: Duration::from_secs(60),
+    };
     let r = env.store.heartbeat(vec![ext]).await.unwrap();
-    assert_eq!(r, vec![Ok((start() + jiff::SignedDuration::from_secs(80), false))]);
+    let extended = Extended {
+        lease_expires_at: start() + jiff::SignedDuration::from_secs(80),
+        cancel_requested: false,
+    };
+    assert_eq!(r, vec![Ok(extended)]);
     advance(&env, 40);
-    assert_eq!(env.store.tick().await.unwrap().expired, 0, "extended lease holds");
+    assert_eq!(
+        env.store.tick().await.unwrap().expired,
+        0,
+        "extended lease holds"
+    );
     env.store.cancel(job.id).await.unwrap();
     let r = env.store.heartbeat(vec![ext]).await.unwrap();
-    assert_eq!(r[0].as_ref().unwrap().1, true, "cancel_requested reported");
+    assert!(
+        r[0].as_ref().unwrap().cancel_requested,
+        "cancel_requested reported"
+    );
 }
 
 pub async fn cancel_rules(env: Env) {
@@ -276,13 +401,24 @@ pub async fn cancel_rules(env: Env) {
     assert_eq!(c.state, JobState::Cancelled);
     assert!(matches!(
         env.store.cancel(a.id).await,
-        Err(StoreError::Conflict(TransitionError::Finished(JobState::Cancelled)))
+        Err(StoreError::Conflict(TransitionError::Finished(
+            JobState::Cancelled
+        )))
     ));
     let b = enqueue_one(&env, spec("b")).await;
-    let l = env.store.lease(lease_spec(&["default"], 1)).await.unwrap().remove(0);
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
     let c = env.store.cancel(b.id).await.unwrap();
     assert_eq!((c.state, c.cancel_requested), (JobState::Running, true));
-    let r = env.store.ack(vec![completed(b.id, l.lease_token)]).await.unwrap();
+    let r = env
+        .store
+        .ack(vec![completed(b.id, l.lease_token)])
+        .await
+        .unwrap();
     assert_eq!(r, vec![Ok(JobState::Cancelled)]);
     let d = enqueue_one(&env, spec("d")).await;
     let mut ls = lease_spec(&["default"], 1);
@@ -291,38 +427,66 @@ pub async fn cancel_rules(env: Env) {
     env.store.cancel(d.id).await.unwrap();
     advance(&env, 1);
     env.store.tick().await.unwrap();
-    assert_eq!(state_of(&env, d.id).await, JobState::Cancelled, "cancelled when the lease expires");
-    assert!(matches!(env.store.cancel(Uuid::now_v7()).await, Err(StoreError::NotFound)));
+    assert_eq!(
+        state_of(&env, d.id).await,
+        JobState::Cancelled,
+        "cancelled when the lease expires"
+    );
+    assert!(matches!(
+        env.store.cancel(Uuid::now_v7()).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn retry_rules(env: Env) {
     let mut s = spec("k");
     s.max_attempts = 1;
     let job = enqueue_one(&env, s).await;
-    let l = env.store.lease(lease_spec(&["default"], 1)).await.unwrap().remove(0);
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
     assert!(matches!(
         env.store.retry(job.id).await,
         Err(StoreError::Conflict(TransitionError::Running))
     ));
-    env.store.ack(vec![failed(job.id, l.lease_token)]).await.unwrap();
+    env.store
+        .ack(vec![failed(job.id, l.lease_token)])
+        .await
+        .unwrap();
     assert_eq!(state_of(&env, job.id).await, JobState::Dead);
     advance(&env, 3);
     let r = env.store.retry(job.id).await.unwrap();
-    assert_eq!((r.state, r.attempt, r.errors.len()), (JobState::Available, 0, 1));
+    assert_eq!(
+        (r.state, r.attempt, r.errors.len()),
+        (JobState::Available, 0, 1)
+    );
     assert_eq!(r.run_at, env.clock_now());
     let mut later = spec("later");
     later.delay = Some(Duration::from_secs(3600));
     let later = enqueue_one(&env, later).await;
     let r = env.store.retry(later.id).await.unwrap();
     assert_eq!(r.state, JobState::Available, "scheduled runs now");
-    assert_eq!(env.store.lease(lease_spec(&["default"], 5)).await.unwrap().len(), 2);
+    assert_eq!(
+        env.store
+            .lease(lease_spec(&["default"], 5))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 pub async fn delete_rules(env: Env) {
     let a = enqueue_one(&env, spec("a")).await;
     env.store.delete(a.id).await.unwrap();
     assert!(env.store.job(a.id).await.unwrap().is_none());
-    assert!(matches!(env.store.delete(a.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        env.store.delete(a.id).await,
+        Err(StoreError::NotFound)
+    ));
     let b = enqueue_one(&env, spec("b")).await;
     env.store.lease(lease_spec(&["default"], 1)).await.unwrap();
     assert!(matches!(
@@ -337,7 +501,11 @@ pub async fn unique_key_dedupes_unfinished_jobs(env: Env) {
     let mut s = spec("k");
     s.unique_key = Some("order-1".into());
     let first = enqueue_one(&env, s.clone()).await;
-    let again = env.store.enqueue(vec![s.clone(), s.clone()], None).await.unwrap();
+    let again = env
+        .store
+        .enqueue(vec![s.clone(), s.clone()], None)
+        .await
+        .unwrap();
     assert_eq!(again.jobs.len(), 2);
     for (j, created) in &again.jobs {
         assert_eq!((j.id, *created), (first.id, false));
@@ -346,30 +514,71 @@ pub async fn unique_key_dedupes_unfinished_jobs(env: Env) {
     other.queue = "other".into();
     let o = enqueue_one(&env, other).await;
     assert_ne!(o.id, first.id, "unique per queue");
-    let l = env.store.lease(lease_spec(&["default"], 1)).await.unwrap().remove(0);
-    env.store.ack(vec![completed(first.id, l.lease_token)]).await.unwrap();
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
+    env.store
+        .ack(vec![completed(first.id, l.lease_token)])
+        .await
+        .unwrap();
     let fresh = enqueue_one(&env, s).await;
     assert_ne!(fresh.id, first.id, "a finished job no longer holds the key");
 }
 
 pub async fn idempotency_key_replays_the_first_answer(env: Env) {
-    let key = IdempotencyKey { key: "jobs:abc".into(), fingerprint: 42 };
-    let first = env.store.enqueue(vec![spec("k")], Some(key.clone())).await.unwrap();
+    let key = IdempotencyKey {
+        key: "jobs:abc".into(),
+        fingerprint: 42,
+    };
+    let first = env
+        .store
+        .enqueue(vec![spec("k")], Some(key.clone()))
+        .await
+        .unwrap();
     assert!(!first.replayed);
     let id = first.jobs[0].0.id;
-    let l = env.store.lease(lease_spec(&["default"], 1)).await.unwrap().remove(0);
-    env.store.ack(vec![completed(id, l.lease_token)]).await.unwrap();
-    let again = env.store.enqueue(vec![spec("k")], Some(key.clone())).await.unwrap();
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
+    env.store
+        .ack(vec![completed(id, l.lease_token)])
+        .await
+        .unwrap();
+    let again = env
+        .store
+        .enqueue(vec![spec("k")], Some(key.clone()))
+        .await
+        .unwrap();
     assert!(again.replayed);
     assert_eq!(again.jobs.len(), 1);
     assert_eq!((again.jobs[0].0.id, again.jobs[0].1), (id, true));
-    assert_eq!(again.jobs[0].0.state, JobState::Available, "the first answer, as it was");
-    let other = IdempotencyKey { key: "jobs:abc".into(), fingerprint: 43 };
+    assert_eq!(
+        again.jobs[0].0.state,
+        JobState::Available,
+        "the first answer, as it was"
+    );
+    let other = IdempotencyKey {
+        key: "jobs:abc".into(),
+        fingerprint: 43,
+    };
     assert!(matches!(
         env.store.enqueue(vec![spec("k")], Some(other)).await,
         Err(StoreError::IdempotencyMismatch)
     ));
-    let page = env.store.list_jobs(JobFilter { limit: 50, ..Default::default() }).await.unwrap();
+    let page = env
+        .store
+        .list_jobs(JobFilter {
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(page.jobs.len(), 1, "replays create nothing");
     advance(&env, 24 * 3600 + 1);
     let late = env.store.enqueue(vec![spec("k")], Some(key)).await.unwrap();
@@ -377,14 +586,24 @@ pub async fn idempotency_key_replays_the_first_answer(env: Env) {
     let before = env.clock_now();
     assert_eq!(env.store.prune_idempotency_keys(before).await.unwrap(), 0);
     advance(&env, 1);
-    assert_eq!(env.store.prune_idempotency_keys(env.clock_now()).await.unwrap(), 1);
+    assert_eq!(
+        env.store
+            .prune_idempotency_keys(env.clock_now())
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 pub async fn listing_pages_newest_first_and_filters(env: Env) {
     let mut ids = Vec::new();
     for i in 0..7 {
         let q = if i % 2 == 0 { "even" } else { "odd" };
-        ids.push(enqueue_one(&env, spec_in(q, &format!("k{}", i % 3))).await.id);
+        ids.push(
+            enqueue_one(&env, spec_in(q, &format!("k{}", i % 3)))
+                .await
+                .id,
+        );
     }
     let mut later = spec_in("even", "k0");
     later.delay = Some(Duration::from_secs(5));
@@ -395,7 +614,11 @@ pub async fn listing_pages_newest_first_and_filters(env: Env) {
     loop {
         let page = env
             .store
-            .list_jobs(JobFilter { limit: 3, cursor: cursor.clone(), ..Default::default() })
+            .list_jobs(JobFilter {
+                limit: 3,
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap();
         seen.extend(page.jobs.iter().map(|j| j.id));
@@ -408,24 +631,75 @@ pub async fn listing_pages_newest_first_and_filters(env: Env) {
     assert_eq!(seen, ids, "every job once, newest first");
     let even = env
         .store
-        .list_jobs(JobFilter { queue: Some("even".into()), limit: 50, ..Default::default() })
+        .list_jobs(JobFilter {
+            queue: Some("even".into()),
+            limit: 50,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(even.jobs.len(), 5);
     let k0 = env
         .store
-        .list_jobs(JobFilter { kind: Some("k0".into()), limit: 50, ..Default::default() })
+        .list_jobs(JobFilter {
+            kind: Some("k0".into()),
+            limit: 50,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(k0.jobs.len(), 4);
-    let by_state = |s| JobFilter { state: Some(s), limit: 50, ..Default::default() };
-    assert_eq!(env.store.list_jobs(by_state(JobState::Scheduled)).await.unwrap().jobs.len(), 1);
-    assert_eq!(env.store.list_jobs(by_state(JobState::Available)).await.unwrap().jobs.len(), 7);
+    let by_state = |s| JobFilter {
+        state: Some(s),
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(
+        env.store
+            .list_jobs(by_state(JobState::Scheduled))
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        1
+    );
+    assert_eq!(
+        env.store
+            .list_jobs(by_state(JobState::Available))
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        7
+    );
     advance(&env, 5);
-    assert_eq!(env.store.list_jobs(by_state(JobState::Scheduled)).await.unwrap().jobs.len(), 0);
-    assert_eq!(env.store.list_jobs(by_state(JobState::Available)).await.unwrap().jobs.len(), 8);
-    let bad = JobFilter { cursor: Some("nonsense".into()), limit: 5, ..Default::default() };
-    assert!(matches!(env.store.list_jobs(bad).await, Err(StoreError::InvalidCursor)));
+    assert_eq!(
+        env.store
+            .list_jobs(by_state(JobState::Scheduled))
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        0
+    );
+    assert_eq!(
+        env.store
+            .list_jobs(by_state(JobState::Available))
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        8
+    );
+    let bad = JobFilter {
+        cursor: Some("nonsense".into()),
+        limit: 5,
+        ..Default::default()
+    };
+    assert!(matches!(
+        env.store.list_jobs(bad).await,
+        Err(StoreError::InvalidCursor)
+    ));
 }
 
 pub async fn queue_counts_follow_every_transition(env: Env) {
@@ -440,14 +714,25 @@ pub async fn queue_counts_follow_every_transition(env: Env) {
     enqueue_one(&env, d).await;
     let leased = env.store.lease(lease_spec(&["default"], 2)).await.unwrap();
     let tok = |id: Uuid| leased.iter().find(|l| l.job.id == id).unwrap().lease_token;
-    env.store.ack(vec![completed(a.id, tok(a.id)), failed(b.id, tok(b.id))]).await.unwrap();
+    env.store
+        .ack(vec![completed(a.id, tok(a.id)), failed(b.id, tok(b.id))])
+        .await
+        .unwrap();
     env.store.cancel(c.id).await.unwrap();
     let q = env.store.queue("default").await.unwrap().unwrap();
     assert_eq!(q.name, "default");
     assert!(!q.paused);
     let n = q.counts;
     assert_eq!(
-        (n.scheduled, n.available, n.running, n.retryable, n.completed, n.dead, n.cancelled),
+        (
+            n.scheduled,
+            n.available,
+            n.running,
+            n.retryable,
+            n.completed,
+            n.dead,
+            n.cancelled
+        ),
         (1, 0, 0, 0, 1, 1, 1)
     );
     let all = env.store.queues().await.unwrap();
@@ -460,14 +745,30 @@ pub async fn paused_queue_is_not_leased(env: Env) {
     let q = env.store.set_paused("default", true).await.unwrap();
     assert!(q.paused);
     assert_eq!(q.counts.available, 1);
-    assert!(env.store.lease(lease_spec(&["default"], 1)).await.unwrap().is_empty());
+    assert!(
+        env.store
+            .lease(lease_spec(&["default"], 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     enqueue_one(&env, spec("k")).await;
     assert!(env.store.queue("default").await.unwrap().unwrap().paused);
     env.store.set_paused("default", false).await.unwrap();
-    assert_eq!(env.store.lease(lease_spec(&["default"], 5)).await.unwrap().len(), 2);
+    assert_eq!(
+        env.store
+            .lease(lease_spec(&["default"], 5))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     let fresh = env.store.set_paused("fresh", true).await.unwrap();
     assert!(fresh.paused);
-    assert!(env.store.queue("fresh").await.unwrap().unwrap().paused, "patching creates the queue");
+    assert!(
+        env.store.queue("fresh").await.unwrap().unwrap().paused,
+        "patching creates the queue"
+    );
 }
 
 pub async fn retry_dead_moves_all_dead(env: Env) {
@@ -477,7 +778,10 @@ pub async fn retry_dead_moves_all_dead(env: Env) {
         enqueue_one(&env, s).await;
     }
     let leased = env.store.lease(lease_spec(&["default"], 3)).await.unwrap();
-    let acks = leased.iter().map(|l| failed(l.job.id, l.lease_token)).collect();
+    let acks = leased
+        .iter()
+        .map(|l| failed(l.job.id, l.lease_token))
+        .collect();
     env.store.ack(acks).await.unwrap();
     assert_eq!(env.store.retry_dead("default").await.unwrap(), 3);
     assert_eq!(env.store.retry_dead("default").await.unwrap(), 0);

@@ -25,9 +25,12 @@ async fn committed_jobs_survive_reopen() {
     let store = SqliteStore::open(dir.path()).unwrap();
     let jobs = (0..100)
         .map(|i| {
-            EnqueueRequest { kind: format!("k{i}"), ..Default::default() }
-                .validate("", &Limits::default())
-                .unwrap()
+            EnqueueRequest {
+                kind: format!("k{i}"),
+                ..Default::default()
+            }
+            .validate("", &Limits::default())
+            .unwrap()
         })
         .collect();
     let out = store.enqueue(jobs, None).await.unwrap();
@@ -42,7 +45,10 @@ async fn committed_jobs_survive_reopen() {
     let q = store.queue("default").await.unwrap().unwrap();
     assert_eq!((q.paused, q.counts.available), (true, 100));
     store.close().await;
-    assert!(store.job(out.jobs[0].0.id).await.is_err(), "closed store refuses work");
+    assert!(
+        store.job(out.jobs[0].0.id).await.is_err(),
+        "closed store refuses work"
+    );
 }
 
 #[tokio::test]
@@ -54,9 +60,12 @@ async fn concurrent_writers_share_commits() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..20 {
-                let job = EnqueueRequest { kind: format!("t{t}-{i}"), ..Default::default() }
-                    .validate("", &Limits::default())
-                    .unwrap();
+                let job = EnqueueRequest {
+                    kind: format!("t{t}-{i}"),
+                    ..Default::default()
+                }
+                .validate("", &Limits::default())
+                .unwrap();
                 store.enqueue(vec![job], None).await.unwrap();
             }
         }));

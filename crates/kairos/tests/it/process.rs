@@ -1,0 +1,188 @@
+//! Crash safety and shutdown of the real binary.
+
+use crate::support::Kairos;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> reqwest::Result<(u16, Value)> {
+    let resp = client.post(url).json(&body).send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await?))
+}
+
+/// Every job answered 2xx before a `kill -9` is there after restart, and a job whose
+/// worker died with the server is leased again once its lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Kairos::start(dir.path());
+    let client = reqwest::Client::new();
+
+    // A worker leases a job for 1 s and then "dies" with the server.
+    let (st, job) = post(
+        &client,
+        format!("{}/v1/jobs", server.base),
+        json!({"queue": "crash", "kind": "orphan", "backoff": {"type": "fixed", "base": "0s"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201);
+    let (_, leased) = post(
+        &client,
+        format!("{}/v1/lease", server.base),
+        json!({"queues": ["crash"], "worker": "doomed", "lease": "1s"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(leased["jobs"][0]["id"], job["id"]);
+
+    // Producers enqueue singles and batches as fast as they can while we pull the plug.
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut producers = Vec::new();
+    for p in 0..8 {
+        let (client, base, acked) = (client.clone(), server.base.clone(), acked.clone());
+        producers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let result = if p % 2 == 0 {
+                    post(
+                        &client,
+                        format!("{base}/v1/jobs"),
+                        json!({"kind": "k", "payload": {"p": p, "i": i}}),
+                    )
+                    .await
+                } else {
+                    let jobs: Vec<Value> = (0..10)
+                        .map(|j| json!({"kind": "b", "payload": {"p": p, "i": i, "j": j}}))
+                        .collect();
+                    post(
+                        &client,
+                        format!("{base}/v1/jobs/batch"),
+                        json!({"jobs": jobs}),
+                    )
+                    .await
+                };
+                match result {
+                    Ok((status, body)) if (200..300).contains(&status) => {
+                        let mut set = acked.lock().unwrap();
+                        match body["jobs"].as_array() {
+                            Some(jobs) => set
+                                .extend(jobs.iter().map(|j| j["id"].as_str().unwrap().to_string())),
+                            None => {
+                                set.insert(body["id"].as_str().unwrap().to_string());
+                            }
+                        }
+                    }
+                    Ok((status, body)) => panic!("unexpected answer {status}: {body}"),
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 2_000 {
+        assert!(Instant::now() < deadline, "producers made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill9();
+    for p in producers {
+        p.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let server = Kairos::start(dir.path());
+    // Every acknowledged job is there (checked through the listing, 500 at a time).
+    let mut found = HashSet::new();
+    let mut url = format!("{}/v1/jobs?queue=default&limit=500", server.base);
+    loop {
+        let page: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        found.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => url = format!("{}/v1/jobs?queue=default&limit=500&cursor={c}", server.base),
+            None => break,
+        }
+    }
+    let missing: Vec<_> = acked.difference(&found).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged jobs lost, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+    let counts: Value = client
+        .get(format!("{}/v1/queues/default", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        counts["counts"]["available"].as_u64().unwrap() as usize,
+        found.len(),
+        "kept counts match the rows"
+    );
+
+    // The orphaned job comes back once its lease (judged by the server's clock) expires.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        let (_, got) = post(
+            &client,
+            format!("{}/v1/lease", server.base),
+            json!({"queues": ["crash"], "worker": "survivor", "wait": "5s"}),
+        )
+        .await
+        .unwrap();
+        if let Some(j) = got["jobs"].as_array().and_then(|a| a.first()) {
+            break j.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned job was never leased again"
+        );
+    };
+    assert_eq!(again["id"], job["id"]);
+    assert_eq!(again["attempt"], 2);
+    assert_eq!(again["errors"][0]["error"], "lease expired");
+    let status = server.signal_and_wait("TERM");
+    assert!(status.success(), "graceful exit: {status:?}");
+}
+
+/// SIGTERM and SIGINT stop the server cleanly, and its data opens again.
+#[tokio::test]
+async fn sigterm_and_sigint_shut_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let server = Kairos::start(dir.path());
+    let (st, job) = post(
+        &client,
+        format!("{}/v1/jobs", server.base),
+        json!({"kind": "k"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201);
+    assert!(server.signal_and_wait("TERM").success());
+    let server = Kairos::start(dir.path());
+    let got: Value = client
+        .get(format!(
+            "{}/v1/jobs/{}",
+            server.base,
+            job["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["id"], job["id"]);
+    assert!(server.signal_and_wait("INT").success());
+}
