@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-use writer::{Batch, Msg, Op, Reply, Writer};
+use writer::{Atomicity, Batch, Msg, Op, Reply, Writer};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "kairos.db";
@@ -77,6 +77,15 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_as(Atomicity::PerRow, f).await
+    }
+
+    /// Like [`SqliteStore::write`], choosing whether a failure undoes all of `f`'s writes.
+    async fn write_as<T: Send + 'static>(
+        &self,
+        atomicity: Atomicity,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
         let op: Op = Box::new(move |batch: &mut Batch<'_>| {
             if tx.is_closed() {
@@ -93,7 +102,9 @@ impl SqliteStore {
             });
             (ok, reply)
         });
-        self.tx.send(Msg::Op(op)).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Msg::Op(op, atomicity))
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -196,7 +207,8 @@ impl Store for SqliteStore {
 
     async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError> {
         let queue = queue.to_string();
-        self.write(move |b| ops::retry_dead(b, &queue)).await
+        self.write_as(Atomicity::AllOrNothing, move |b| ops::retry_dead(b, &queue))
+            .await
     }
 
     async fn tick(&self) -> Result<Tick, StoreError> {

@@ -4,7 +4,7 @@
 
 use super::read;
 use super::rows::{self, StoredJob};
-use super::writer::{Batch, MAINTENANCE_CHUNK};
+use super::writer::{Batch, MAINTENANCE_CHUNK, lease_token};
 use crate::{Enqueued, Extended, IdempotencyKey, ItemError, StoreError, Tick};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::{AckEffect, Job, JobState, NewJob, Queue, Timestamp};
@@ -75,7 +75,8 @@ pub(crate) fn enqueue(
                 continue;
             }
         }
-        let job = Job::new(spec, Uuid::now_v7(), b.now);
+        let id = b.next_id();
+        let job = Job::new(spec, id, b.now);
         b.insert(&job)?;
         out.push((job, true));
     }
@@ -128,7 +129,7 @@ pub(crate) fn lease(b: &mut Batch<'_>, spec: LeaseSpec) -> Result<Vec<LeasedJob>
     let mut out = Vec::with_capacity(candidates.len());
     for (_, _, seq) in candidates {
         let mut stored = b.load_seq(seq)?;
-        let token = Uuid::new_v4();
+        let token = lease_token();
         stored.job.lease(&spec.worker, token, spec.lease, b.now)?;
         b.save(&stored)?;
         let expires = stored.job.lease.as_ref().map_or(b.now, |l| l.expires_at);

@@ -26,9 +26,20 @@ pub(crate) type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// One write operation: runs inside the batch transaction, says whether it succeeded.
 pub(crate) type Op = Box<dyn FnOnce(&mut Batch<'_>) -> (bool, Reply) + Send>;
 
+/// Whether an operation must be all or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Atomicity {
+    /// Runs under a savepoint: on failure, everything it wrote is undone (batch enqueue).
+    AllOrNothing,
+    /// Each row it writes stands on its own (ack items, leased jobs). No savepoint, which
+    /// spares copying every touched page into the sub-journal; if it fails midway, what it
+    /// wrote so far is kept and accounted, and a retry of the request is safe.
+    PerRow,
+}
+
 /// What the writer thread receives.
 pub(crate) enum Msg {
-    Op(Op),
+    Op(Op, Atomicity),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -62,6 +73,41 @@ impl Effects {
     }
 }
 
+/// Job ids and lease tokens without a system call per id: UUIDv7 with a 12-bit counter
+/// within each millisecond (so ids made here sort in creation order), random bits from a
+/// fast generator seeded by the OS.
+#[derive(Default)]
+pub(crate) struct IdGen {
+    last_ms: u64,
+    counter: u16,
+}
+
+impl IdGen {
+    fn next_v7(&mut self, now_ms: u64) -> Uuid {
+        if now_ms > self.last_ms {
+            self.last_ms = now_ms;
+            self.counter = fastrand::u16(..0x400);
+        } else if self.counter >= 0xFFF {
+            // 4096 ids in one millisecond: borrow the next millisecond.
+            self.last_ms += 1;
+            self.counter = 0;
+        } else {
+            self.counter += 1;
+        }
+        let bits = ((self.last_ms as u128 & 0xFFFF_FFFF_FFFF) << 80)
+            | (0x7 << 76)
+            | ((self.counter as u128) << 64)
+            | (0b10 << 62)
+            | (fastrand::u64(..) as u128 & 0x3FFF_FFFF_FFFF_FFFF);
+        Uuid::from_u128(bits)
+    }
+}
+
+/// A random (v4) lease token from the fast generator.
+pub(crate) fn lease_token() -> Uuid {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+}
+
 /// Caches the writer keeps between batches.
 #[derive(Default)]
 struct Caches {
@@ -76,12 +122,18 @@ pub(crate) struct Batch<'a> {
     /// The store's clock, read once per batch (microsecond precision, as stored).
     pub now: Timestamp,
     caches: &'a Caches,
+    ids: &'a mut IdGen,
     op: Effects,
     all: Effects,
     promoted: bool,
 }
 
 impl Batch<'_> {
+    /// A fresh job id: UUIDv7, increasing within this process.
+    pub fn next_id(&mut self) -> Uuid {
+        self.ids.next_v7(self.now.as_millisecond() as u64)
+    }
+
     /// Loads a job by its public id.
     pub fn load(&self, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
         let mut stmt = self
@@ -237,6 +289,7 @@ pub(crate) struct Writer {
     clock: Arc<dyn Clock>,
     signals: Arc<Signals>,
     caches: Caches,
+    ids: IdGen,
 }
 
 impl Writer {
@@ -262,22 +315,23 @@ impl Writer {
             clock,
             signals,
             caches,
+            ids: IdGen::default(),
         })
     }
 
     /// Runs until shutdown or until every sender is gone.
     pub(crate) fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
-        let mut ops: Vec<Op> = Vec::new();
+        let mut ops: Vec<(Op, Atomicity)> = Vec::new();
         let mut done: Option<oneshot::Sender<()>> = None;
         while done.is_none() {
             match rx.blocking_recv() {
-                Some(Msg::Op(op)) => ops.push(op),
+                Some(Msg::Op(op, a)) => ops.push((op, a)),
                 Some(Msg::Shutdown(d)) => done = Some(d),
                 None => break,
             }
             while done.is_none() && ops.len() < MAX_OPS_PER_COMMIT {
                 match rx.try_recv() {
-                    Ok(Msg::Op(op)) => ops.push(op),
+                    Ok(Msg::Op(op, a)) => ops.push((op, a)),
                     Ok(Msg::Shutdown(d)) => done = Some(d),
                     Err(_) => break,
                 }
@@ -297,7 +351,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, ops: Vec<Op>) {
+    fn commit(&mut self, ops: Vec<(Op, Atomicity)>) {
         let now =
             Timestamp::from_microsecond(self.clock.now().as_microsecond()).expect("clock in range");
         let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
@@ -307,27 +361,35 @@ impl Writer {
                 conn: &self.conn,
                 now,
                 caches: &self.caches,
+                ids: &mut self.ids,
                 op: Effects::default(),
                 all: Effects::default(),
                 promoted: false,
             };
-            for op in ops {
-                batch.conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+            for (op, atomicity) in ops {
+                let atomic = atomicity == Atomicity::AllOrNothing;
+                if atomic {
+                    batch.conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+                }
                 let (ok, reply) =
                     match std::panic::catch_unwind(AssertUnwindSafe(|| op(&mut batch))) {
                         Ok(r) => r,
                         Err(_) => {
-                            tracing::error!("a store operation panicked; it was rolled back");
+                            tracing::error!("a store operation panicked");
                             (false, Box::new(|_: Option<&StoreError>| {}) as Reply)
                         }
                     };
                 let effects = std::mem::take(&mut batch.op);
-                if ok {
-                    batch.all.merge(effects);
-                } else {
-                    batch.conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+                if atomic {
+                    if !ok {
+                        batch.conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+                    }
+                    batch.conn.prepare_cached("RELEASE op")?.execute([])?;
                 }
-                batch.conn.prepare_cached("RELEASE op")?.execute([])?;
+                // What a per-row operation wrote before failing stays, so it is accounted.
+                if ok || !atomic {
+                    batch.all.merge(effects);
+                }
                 replies.push(reply);
             }
             let effects = batch.all;
@@ -390,5 +452,25 @@ impl Writer {
         for (queue, n) in e.available {
             self.signals.jobs_available(&queue, n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdGen;
+
+    #[test]
+    fn ids_are_v7_and_increase_within_and_across_milliseconds() {
+        let mut ids = IdGen::default();
+        let mut last = ids.next_v7(1_000);
+        assert_eq!(last.get_version_num(), 7);
+        for i in 0..10_000u64 {
+            // Many ids in the same millisecond, then the clock moves on.
+            let next = ids.next_v7(1_000 + i / 5_000);
+            assert!(next > last, "ids increase");
+            last = next;
+        }
+        // A clock that steps back never makes an id go backwards.
+        assert!(ids.next_v7(500) > last);
     }
 }
