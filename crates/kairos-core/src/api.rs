@@ -259,7 +259,7 @@ impl LeaseRequest {
     }
 }
 
-/// A job handed to a worker.
+/// A job handed to a worker: the job's fields plus `lease_token` and `lease_expires_at`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LeasedJob {
     /// The job, as leased.
@@ -269,6 +269,27 @@ pub struct LeasedJob {
     pub lease_token: Uuid,
     /// When the lease runs out by the store's clock.
     pub lease_expires_at: Timestamp,
+}
+
+impl<'de> Deserialize<'de> for LeasedJob {
+    /// Reads the flat object twice (as a job, then for the lease fields): `flatten` cannot
+    /// carry the raw payload through serde's buffering. Needs a `serde_json` deserializer.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        struct LeaseFields {
+            lease_token: Uuid,
+            lease_expires_at: Timestamp,
+        }
+        let raw = Box::<RawValue>::deserialize(d)?;
+        let job: Job = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
+        let lease: LeaseFields = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
+        Ok(LeasedJob {
+            job,
+            lease_token: lease.lease_token,
+            lease_expires_at: lease.lease_expires_at,
+        })
+    }
 }
 
 /// What a worker reports in an ack item.

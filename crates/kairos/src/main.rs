@@ -1,5 +1,7 @@
-//! The `kairos` binary: `kairos server` runs the job server. Later commands (`worker`,
-//! `bench`, client commands) join as subcommands here.
+//! The `kairos` binary: `kairos server` runs the job server; `kairos bench` measures one.
+//! Later commands (`worker`, client commands) join as subcommands here.
+
+mod bench;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -18,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the server (embedded SQLite store by default).
     Server(ServerArgs),
+    /// Measure throughput, latency and timing precision of a server.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -52,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }
 
