@@ -28,7 +28,8 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
                 ..Default::default()
             })
             .collect();
-        client.enqueue_batch(&jobs, None).await?;
+        let ids = client.enqueue_batch_ids(&jobs, None).await?;
+        anyhow::ensure!(ids.len() == jobs.len(), "the batch answer lists every job");
         bar.inc((end - start) as u64);
         start = end;
     }
