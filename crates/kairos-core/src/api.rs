@@ -134,6 +134,8 @@ impl EnqueueRequest {
             timeout,
             unique_key: self.unique_key,
             tags,
+            schedule_id: None,
+            scheduled_for: None,
         })
     }
 }
@@ -573,6 +575,8 @@ pub struct ListQuery {
     pub state: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only runs of this schedule.
+    pub schedule_id: Option<String>,
     /// Page size, default 50, up to 500.
     pub limit: Option<u32>,
     /// Where the previous page ended.
@@ -588,6 +592,8 @@ pub struct JobFilter {
     pub state: Option<JobState>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only runs of this schedule.
+    pub schedule_id: Option<Uuid>,
     /// Page size.
     pub limit: u32,
     /// Opaque position from a previous page.
@@ -612,6 +618,14 @@ impl ListQuery {
             }
             None => None,
         };
+        let schedule_id = match self.schedule_id.as_deref().map(Uuid::parse_str) {
+            Some(Ok(id)) => Some(id),
+            Some(Err(_)) => {
+                c.invalid("schedule_id", "must be a schedule id (a UUID)");
+                None
+            }
+            None => None,
+        };
         let limit = self.limit.unwrap_or(50);
         if !(1..=validate::MAX_LIST_LIMIT).contains(&limit) {
             c.invalid(
@@ -624,6 +638,7 @@ impl ListQuery {
             queue: self.queue,
             state,
             kind: self.kind,
+            schedule_id,
             limit,
             cursor: self.cursor,
         })

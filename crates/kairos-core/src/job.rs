@@ -198,6 +198,10 @@ pub struct Job {
     pub backoff: Backoff,
     /// Someone asked to cancel it while it was running.
     pub cancel_requested: bool,
+    /// The schedule that made this run, if a schedule did.
+    pub schedule_id: Option<Uuid>,
+    /// The fire time this run was made for (with `schedule_id`).
+    pub scheduled_for: Option<Timestamp>,
     /// The current or last lease; never shown by the API except to its worker.
     #[serde(skip)]
     pub lease: Option<Lease>,
@@ -228,6 +232,10 @@ pub struct NewJob {
     pub unique_key: Option<String>,
     /// Labels.
     pub tags: Vec<String>,
+    /// The schedule making this run (set by the scheduler only).
+    pub schedule_id: Option<Uuid>,
+    /// The fire time this run is for (set by the scheduler only).
+    pub scheduled_for: Option<Timestamp>,
 }
 
 impl Job {
@@ -264,6 +272,8 @@ impl Job {
             timeout: spec.timeout,
             backoff: spec.backoff,
             cancel_requested: false,
+            schedule_id: spec.schedule_id,
+            scheduled_for: spec.scheduled_for,
             lease: None,
         }
     }

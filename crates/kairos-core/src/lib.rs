@@ -9,6 +9,9 @@
 //! - [`api`]: the JSON shapes of the v1 API requests, and their validation into domain values.
 //! - [`queue`]: queue objects and per-state counts.
 //! - [`clock`]: the clock the store and engine read, so tests can move time.
+//! - [`cron`]: cron expressions and their next matching wall-clock time.
+//! - [`timetable`]: fire times of a cron expression in a time zone, with DST policies.
+//! - [`schedule`]: the schedule resource (recurring jobs) and its API shapes.
 //!
 //! Backends (`kairos-store`) persist what the state machine decides; the server
 //! (`kairos-server`) translates HTTP to these types. Neither decides what a job
@@ -17,10 +20,13 @@
 pub mod api;
 pub mod backoff;
 pub mod clock;
+pub mod cron;
 pub mod duration;
 pub mod job;
 pub mod machine;
 pub mod queue;
+pub mod schedule;
+pub mod timetable;
 pub mod validate;
 
 pub use backoff::{Backoff, BackoffKind};

@@ -14,6 +14,12 @@ pub enum StoreError {
     /// The idempotency key was first used for a different request.
     #[error("this Idempotency-Key was already used for a different request")]
     IdempotencyMismatch,
+    /// The request is invalid (validated against the store's clock, e.g. schedules).
+    #[error("invalid request: {0}")]
+    Invalid(#[from] kairos_core::Invalid),
+    /// Something with this name already exists.
+    #[error("{0}")]
+    Duplicate(String),
     /// A listing cursor that this store did not make.
     #[error("invalid cursor")]
     InvalidCursor,

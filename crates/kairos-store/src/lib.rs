@@ -20,7 +20,8 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
-use kairos_core::{Job, JobState, NewJob, Queue, Timestamp};
+use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
+use kairos_core::{Job, JobState, Limits, NewJob, Queue, Timestamp};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -59,6 +60,8 @@ pub struct Tick {
     pub promoted: u64,
     /// Running jobs whose lease ran out.
     pub expired: u64,
+    /// Runs made by due schedules.
+    pub fired: u64,
     /// Earliest time something is due (a run_at or a lease expiry), if anything is.
     pub next_due: Option<Timestamp>,
 }
@@ -119,8 +122,35 @@ pub trait Store: Send + Sync + 'static {
     /// Moves every dead job of a queue back to available with attempt 0.
     async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError>;
 
-    /// Makes due waiting jobs available and expires lapsed leases.
+    /// Makes due waiting jobs available, expires lapsed leases, and fires due schedules.
     async fn tick(&self) -> Result<Tick, StoreError>;
+
+    /// Creates a schedule (validated against the store's clock); names are unique.
+    async fn create_schedule(
+        &self,
+        req: ScheduleRequest,
+        limits: Limits,
+    ) -> Result<Schedule, StoreError>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<Schedule>, StoreError>;
+
+    /// One schedule.
+    async fn schedule(&self, id: Uuid) -> Result<Option<Schedule>, StoreError>;
+
+    /// Applies a partial update.
+    async fn update_schedule(
+        &self,
+        id: Uuid,
+        patch: SchedulePatch,
+        limits: Limits,
+    ) -> Result<Schedule, StoreError>;
+
+    /// Deletes a schedule; the runs it made stay.
+    async fn delete_schedule(&self, id: Uuid) -> Result<(), StoreError>;
+
+    /// Enqueues one run now, outside the timetable.
+    async fn trigger_schedule(&self, id: Uuid) -> Result<Job, StoreError>;
 
     /// Forgets idempotency keys first used before `before`.
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
@@ -130,6 +160,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the store announces after each commit.
     fn signals(&self) -> Arc<Signals>;
+
+    /// The store's clock: the one that judges run_at, lease expiry and fire times.
+    fn now(&self) -> Timestamp;
 
     /// Finishes pending writes and closes. Later calls fail with [`StoreError::Closed`].
     async fn close(&self);

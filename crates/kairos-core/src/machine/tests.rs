@@ -22,6 +22,8 @@ fn job(max_attempts: u32) -> Job {
         timeout: Duration::from_secs(30),
         unique_key: None,
         tags: vec![],
+        schedule_id: None,
+        scheduled_for: None,
     };
     Job::new(spec, Uuid::now_v7(), t(0))
 }

@@ -11,6 +11,7 @@ use kairos_core::api::{
     AckRequest, BatchRequest, EnqueueRequest, HeartbeatRequest, JobFilter, JobPage, LeaseRequest,
     LeasedJob,
 };
+use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Invalid, Job, JobState, Limits, Queue};
 use kairos_store::{Enqueued, Extended, IdempotencyKey, ItemError, Store, StoreError};
 use std::pin::Pin;
@@ -209,6 +210,57 @@ impl Engine {
     pub async fn retry_dead(&self, queue: &str) -> Result<u64, EngineError> {
         self.queue(queue).await?;
         Ok(self.inner.store.retry_dead(queue).await?)
+    }
+
+    /// Creates a schedule.
+    pub async fn create_schedule(&self, req: ScheduleRequest) -> Result<Schedule, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .create_schedule(req, self.inner.limits)
+            .await?)
+    }
+
+    /// Every schedule.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, EngineError> {
+        Ok(self.inner.store.schedules().await?)
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, id: Uuid) -> Result<Schedule, EngineError> {
+        self.inner
+            .store
+            .schedule(id)
+            .await?
+            .ok_or(EngineError::Store(StoreError::NotFound))
+    }
+
+    /// Changes a schedule.
+    pub async fn update_schedule(
+        &self,
+        id: Uuid,
+        patch: SchedulePatch,
+    ) -> Result<Schedule, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .update_schedule(id, patch, self.inner.limits)
+            .await?)
+    }
+
+    /// Deletes a schedule (its runs stay).
+    pub async fn delete_schedule(&self, id: Uuid) -> Result<(), EngineError> {
+        Ok(self.inner.store.delete_schedule(id).await?)
+    }
+
+    /// Enqueues one run of a schedule now.
+    pub async fn trigger_schedule(&self, id: Uuid) -> Result<Job, EngineError> {
+        Ok(self.inner.store.trigger_schedule(id).await?)
+    }
+
+    /// The next fire times of an expression, by the store's clock.
+    pub fn preview(&self, req: PreviewRequest) -> Result<Preview, EngineError> {
+        Ok(req.run(self.inner.store.now())?)
     }
 
     /// Whether the store answers.

@@ -1,10 +1,9 @@
-//! The timer: makes waiting jobs available at their run_at and expires leases at their
-//! expiry, exactly then. It sleeps until the earliest due time the store announced (or
+//! The timer: makes waiting jobs available at their run_at, expires leases at their
+//! expiry and fires due schedules, exactly then. It sleeps until the earliest due time the store announced (or
 //! until a commit announces an earlier one), runs one store tick, and repeats. It also
 //! forgets idempotency keys older than 24 hours, once an hour.
 
 use super::shutdown_signalled;
-use kairos_core::Timestamp;
 use kairos_store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +26,7 @@ pub(super) async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<boo
         let changed = signals.due_changed().notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let now = Timestamp::now();
+        let now = store.now();
         if tokio::time::Instant::now() >= next_prune {
             next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
             let before = now.saturating_sub(KEEP_KEYS).unwrap_or(now);
@@ -41,8 +40,13 @@ pub(super) async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<boo
         let sleep_for = match signals.next_due() {
             Some(at) if at <= now => {
                 match store.tick().await {
-                    Ok(t) if t.promoted + t.expired > 0 => {
-                        tracing::debug!(promoted = t.promoted, expired = t.expired, "tick");
+                    Ok(t) if t.promoted + t.expired + t.fired > 0 => {
+                        tracing::debug!(
+                            promoted = t.promoted,
+                            expired = t.expired,
+                            fired = t.fired,
+                            "tick"
+                        );
                     }
                     Ok(_) => {}
                     Err(StoreError::Closed) => return,

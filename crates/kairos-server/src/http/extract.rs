@@ -109,7 +109,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let RawQuery(raw) = RawQuery::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::MalformedJson("unreadable query string".into()))?;
+            .map_err(|_| ApiError::Invalid(Invalid::field("query", "unreadable query string")))?;
         let raw = raw.unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
         let value = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -121,18 +121,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// A job id from the path; anything that is not a UUID is simply not a job (404).
+/// A job or schedule id from the path; anything that is not a UUID is simply not there (404).
 #[derive(Debug, Clone, Copy)]
-pub struct JobId(pub Uuid);
+pub struct PathId(pub Uuid);
 
-impl<S: Send + Sync> FromRequestParts<S> for JobId {
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound)?;
-        raw.parse().map(JobId).map_err(|_| ApiError::NotFound)
+        raw.parse().map(PathId).map_err(|_| ApiError::NotFound)
     }
 }
 

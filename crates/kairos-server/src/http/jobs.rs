@@ -1,7 +1,7 @@
 //! Handlers for `/v1/jobs`: enqueue (one and batch, with `Idempotency-Key`), read, list,
 //! cancel, retry, delete.
 
-use super::extract::{ApiJson, ApiQuery, JobId};
+use super::extract::{ApiJson, ApiQuery, PathId};
 use super::problem::ApiError;
 use crate::engine::Engine;
 use axum::Json;
@@ -71,7 +71,7 @@ pub async fn enqueue_batch(
 }
 
 /// `GET /v1/jobs/{id}`.
-pub async fn get(State(engine): State<Engine>, JobId(id): JobId) -> Result<Json<Job>, ApiError> {
+pub async fn get(State(engine): State<Engine>, PathId(id): PathId) -> Result<Json<Job>, ApiError> {
     Ok(Json(engine.job(id).await?))
 }
 
@@ -85,19 +85,25 @@ pub async fn list(
 }
 
 /// `POST /v1/jobs/{id}/cancel`.
-pub async fn cancel(State(engine): State<Engine>, JobId(id): JobId) -> Result<Json<Job>, ApiError> {
+pub async fn cancel(
+    State(engine): State<Engine>,
+    PathId(id): PathId,
+) -> Result<Json<Job>, ApiError> {
     Ok(Json(engine.cancel(id).await?))
 }
 
 /// `POST /v1/jobs/{id}/retry`.
-pub async fn retry(State(engine): State<Engine>, JobId(id): JobId) -> Result<Json<Job>, ApiError> {
+pub async fn retry(
+    State(engine): State<Engine>,
+    PathId(id): PathId,
+) -> Result<Json<Job>, ApiError> {
     Ok(Json(engine.retry(id).await?))
 }
 
 /// `DELETE /v1/jobs/{id}`: 204.
 pub async fn delete(
     State(engine): State<Engine>,
-    JobId(id): JobId,
+    PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
     engine.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)

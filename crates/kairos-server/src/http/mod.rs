@@ -3,13 +3,14 @@
 //! - [`extract`]: the JSON and query extractors, so malformed input gets our problem
 //!   answer naming the field.
 //! - [`problem`]: the single mapping from errors to `application/problem+json`.
-//! - [`jobs`], [`workers`], [`queues`], [`health`]: the handlers, by resource.
+//! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`health`]: the handlers, by resource.
 
 pub mod extract;
 pub mod health;
 pub mod jobs;
 pub mod problem;
 pub mod queues;
+pub mod schedules;
 pub mod workers;
 
 use crate::engine::Engine;
@@ -32,6 +33,18 @@ pub fn app(engine: Engine, max_body_bytes: usize) -> Router {
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{name}", get(queues::get).patch(queues::patch))
         .route("/v1/queues/{name}/retry-dead", post(queues::retry_dead))
+        .route(
+            "/v1/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route("/v1/schedules/preview", post(schedules::preview))
+        .route(
+            "/v1/schedules/{id}",
+            get(schedules::get)
+                .patch(schedules::patch)
+                .delete(schedules::delete),
+        )
+        .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .fallback(|| async { ApiError::NoRoute })

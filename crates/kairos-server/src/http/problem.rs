@@ -86,6 +86,13 @@ fn store_problem(e: &StoreError) -> Problem {
             });
             p
         }
+        StoreError::Invalid(i) => validation(i),
+        StoreError::Duplicate(m) => problem(
+            "duplicate",
+            "Already exists",
+            StatusCode::CONFLICT,
+            m.clone(),
+        ),
         StoreError::InvalidCursor => {
             validation(&Invalid::field("cursor", "not a cursor this server made"))
         }
@@ -101,7 +108,7 @@ fn store_problem(e: &StoreError) -> Problem {
                 "storage-failure",
                 "Storage failure",
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the store failed; the change was not made".into(),
+                "the store failed; retrying the request is safe".into(),
             )
         }
     }

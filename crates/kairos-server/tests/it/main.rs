@@ -5,5 +5,6 @@ mod engine;
 mod errors;
 mod jobs;
 mod queues;
+mod schedules;
 mod support;
 mod workers;

@@ -16,7 +16,8 @@ mod writer;
 use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
 use async_trait::async_trait;
 use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
-use kairos_core::{Clock, Job, JobState, NewJob, Queue, SystemClock, Timestamp};
+use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
+use kairos_core::{Clock, Job, JobState, Limits, NewJob, Queue, SystemClock, Timestamp};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -105,7 +106,14 @@ impl SqliteStore {
         self.tx
             .send(Msg::Op(op, atomicity))
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        match rx.await {
+            Ok(answer) => answer,
+            // The writer is gone (shutdown), or the operation panicked and was dropped.
+            Err(_) if self.tx.is_closed() => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Backend(
+                "the operation failed unexpectedly (see the server log)".into(),
+            )),
+        }
     }
 
     /// Runs `f` on a reader connection, on the blocking pool.
@@ -149,8 +157,11 @@ impl Store for SqliteStore {
         jobs: Vec<NewJob>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Enqueued, StoreError> {
-        self.write(move |b| ops::enqueue(b, jobs, idempotency))
-            .await
+        // A batch is all or nothing: it runs under a savepoint.
+        self.write_as(Atomicity::AllOrNothing, move |b| {
+            ops::enqueue(b, jobs, idempotency)
+        })
+        .await
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
@@ -215,14 +226,59 @@ impl Store for SqliteStore {
         self.write(ops::tick).await
     }
 
+    async fn create_schedule(
+        &self,
+        req: ScheduleRequest,
+        limits: Limits,
+    ) -> Result<Schedule, StoreError> {
+        self.write_as(Atomicity::AllOrNothing, move |b| {
+            ops::create_schedule(b, req, limits)
+        })
+        .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.read(|c, _| read::schedules(c)).await
+    }
+
+    async fn schedule(&self, id: Uuid) -> Result<Option<Schedule>, StoreError> {
+        self.read(move |c, _| read::schedule(c, id)).await
+    }
+
+    async fn update_schedule(
+        &self,
+        id: Uuid,
+        patch: SchedulePatch,
+        limits: Limits,
+    ) -> Result<Schedule, StoreError> {
+        self.write_as(Atomicity::AllOrNothing, move |b| {
+            ops::update_schedule(b, id, patch, limits)
+        })
+        .await
+    }
+
+    async fn delete_schedule(&self, id: Uuid) -> Result<(), StoreError> {
+        self.write(move |b| ops::delete_schedule(b, id)).await
+    }
+
+    async fn trigger_schedule(&self, id: Uuid) -> Result<Job, StoreError> {
+        self.write_as(Atomicity::AllOrNothing, move |b| {
+            ops::trigger_schedule(b, id)
+        })
+        .await
+    }
+
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.write(move |b| ops::prune_idempotency_keys(b, before))
             .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c, _| {
-            c.query_row("SELECT 1", [], |_| Ok(()))?;
+        // Through the writer: ready means writes get committed, not just that a file reads.
+        self.write(|b| {
+            b.conn
+                .prepare_cached("SELECT count(*) FROM queues")?
+                .query_row([], |_| Ok(()))?;
             Ok(())
         })
         .await
@@ -230,6 +286,10 @@ impl Store for SqliteStore {
 
     fn signals(&self) -> Arc<Signals> {
         self.signals.clone()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     async fn close(&self) {

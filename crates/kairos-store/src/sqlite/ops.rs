@@ -7,7 +7,8 @@ use super::rows::{self, StoredJob};
 use super::writer::{Batch, MAINTENANCE_CHUNK, lease_token};
 use crate::{Enqueued, Extended, IdempotencyKey, ItemError, StoreError, Tick};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
-use kairos_core::{AckEffect, Job, JobState, NewJob, Queue, Timestamp};
+use kairos_core::schedule::{Overlap, Schedule, SchedulePatch, ScheduleRequest};
+use kairos_core::{AckEffect, Job, JobState, Limits, NewJob, Queue, Timestamp};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -266,16 +267,22 @@ pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
         .conn
         .prepare_cached("SELECT min(lease_expires_at) FROM jobs WHERE state = 2")?
         .query_row([], |r| r.get(0))?;
-    let next_due = match (next_run, next_expiry) {
-        (Some(a), Some(e)) => Some(a.min(e)),
-        (a, e) => a.or(e),
-    }
-    .map(rows::ts)
-    .transpose()?;
+    let fired = fire_schedules(b)?;
+    let next_schedule: Option<i64> = b
+        .conn
+        .prepare_cached("SELECT min(next_due) FROM schedules WHERE next_due IS NOT NULL")?
+        .query_row([], |r| r.get(0))?;
+    let next_due = [next_run, next_expiry, next_schedule]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(rows::ts)
+        .transpose()?;
     b.set_next_due(next_due);
     Ok(Tick {
         promoted,
         expired,
+        fired,
         next_due,
     })
 }
@@ -289,4 +296,153 @@ pub(crate) fn prune_idempotency_keys(
         .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
         .execute([rows::us(before)])?;
     Ok(n as u64)
+}
+
+fn save_schedule(b: &mut Batch<'_>, s: &Schedule) -> Result<(), StoreError> {
+    let next_due = if s.active { s.next_run_at } else { None };
+    b.conn
+        .prepare_cached(
+            "INSERT INTO schedules (id, name, next_due, body) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, next_due = excluded.next_due, \
+             body = excluded.body",
+        )?
+        .execute(params![
+            s.id.as_bytes(),
+            s.name,
+            next_due.map(rows::us),
+            serde_json::to_string(s)?
+        ])?;
+    if let Some(at) = next_due {
+        b.due_at(at);
+    }
+    Ok(())
+}
+
+fn name_taken(b: &Batch<'_>, name: &str, except: Option<Uuid>) -> Result<bool, StoreError> {
+    let owner: Option<Vec<u8>> = b
+        .conn
+        .prepare_cached("SELECT id FROM schedules WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    Ok(owner.is_some_and(|o| except.is_none_or(|e| o != e.as_bytes())))
+}
+
+fn duplicate(name: &str) -> StoreError {
+    StoreError::Duplicate(format!("a schedule named {name:?} already exists"))
+}
+
+pub(crate) fn create_schedule(
+    b: &mut Batch<'_>,
+    req: ScheduleRequest,
+    limits: Limits,
+) -> Result<Schedule, StoreError> {
+    let id = b.next_id();
+    let s = req.validate(id, b.now, &limits)?;
+    if name_taken(b, &s.name, None)? {
+        return Err(duplicate(&s.name));
+    }
+    save_schedule(b, &s)?;
+    Ok(s)
+}
+
+pub(crate) fn update_schedule(
+    b: &mut Batch<'_>,
+    id: Uuid,
+    patch: SchedulePatch,
+    limits: Limits,
+) -> Result<Schedule, StoreError> {
+    let current = read::schedule(b.conn, id)?.ok_or(StoreError::NotFound)?;
+    let next = current.patch(patch, b.now, &limits)?;
+    if next.name != current.name && name_taken(b, &next.name, Some(id))? {
+        return Err(duplicate(&next.name));
+    }
+    save_schedule(b, &next)?;
+    Ok(next)
+}
+
+pub(crate) fn delete_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<(), StoreError> {
+    let n = b
+        .conn
+        .prepare_cached("DELETE FROM schedules WHERE id = ?1")?
+        .execute([id.as_bytes()])?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Makes the run of `s` for `scheduled_for` unless it exists (or overlap forbids it).
+/// Returns the job when one was made.
+fn make_run(
+    b: &mut Batch<'_>,
+    s: &Schedule,
+    scheduled_for: Timestamp,
+) -> Result<Option<Job>, StoreError> {
+    let exists: Option<i64> = b
+        .conn
+        .prepare_cached("SELECT 1 FROM jobs WHERE schedule_id = ?1 AND scheduled_for = ?2")?
+        .query_row(params![s.id.as_bytes(), rows::us(scheduled_for)], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if exists.is_some() {
+        return Ok(None);
+    }
+    if s.overlap == Overlap::Skip {
+        let unfinished: Option<i64> = b
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM jobs WHERE schedule_id = ?1 AND state IN (0, 1, 2, 3) LIMIT 1",
+            )?
+            .query_row([s.id.as_bytes()], |r| r.get(0))
+            .optional()?;
+        if unfinished.is_some() {
+            return Ok(None);
+        }
+    }
+    let id = b.next_id();
+    let job = Job::new(s.run(scheduled_for), id, b.now);
+    b.insert(&job)?;
+    Ok(Some(job))
+}
+
+/// Fires every due schedule (per its misfire and overlap policies). Returns the runs made.
+fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
+    let bodies: Vec<String> = b
+        .conn
+        .prepare_cached(
+            "SELECT body FROM schedules WHERE next_due IS NOT NULL AND next_due <= ?1 \
+             ORDER BY next_due LIMIT ?2",
+        )?
+        .query_map(params![rows::us(b.now), MAINTENANCE_CHUNK], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut made = 0;
+    for body in bodies {
+        let mut s: Schedule = serde_json::from_str(&body)?;
+        let (runs, next) = s.due(b.now);
+        for t in runs {
+            if make_run(b, &s, t)?.is_some() {
+                made += 1;
+                s.last_run_at = Some(t);
+            }
+        }
+        s.next_run_at = next;
+        save_schedule(b, &s)?;
+    }
+    Ok(made)
+}
+
+pub(crate) fn trigger_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
+    let mut s = read::schedule(b.conn, id)?.ok_or(StoreError::NotFound)?;
+    // A manual run is outside the timetable and outside the overlap rule.
+    let manual = Schedule {
+        overlap: Overlap::Allow,
+        ..s.clone()
+    };
+    let job = make_run(b, &manual, b.now)?.ok_or_else(|| {
+        StoreError::Duplicate("a run for this instant already exists".to_string())
+    })?;
+    s.last_run_at = Some(b.now);
+    save_schedule(b, &s)?;
+    Ok(job)
 }

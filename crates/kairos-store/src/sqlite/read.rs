@@ -5,6 +5,7 @@ use super::ops::visible;
 use super::rows::{self, JOB_COLUMNS};
 use crate::StoreError;
 use kairos_core::api::{JobFilter, JobPage};
+use kairos_core::schedule::Schedule;
 use kairos_core::{Job, JobState, Queue, StateCounts, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
@@ -30,6 +31,13 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
     }
     if let Some(k) = f.kind {
         arg(&mut sql, " AND kind = ?", Value::Text(k));
+    }
+    if let Some(id) = f.schedule_id {
+        arg(
+            &mut sql,
+            " AND schedule_id = ?",
+            Value::Blob(id.as_bytes().to_vec()),
+        );
     }
     let now_us = Value::Integer(rows::us(now));
     match f.state {
@@ -117,5 +125,26 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<Queue>, StoreError> {
                 counts,
             })
         })
+        .collect()
+}
+
+/// One schedule by id.
+pub(crate) fn schedule(conn: &Connection, id: Uuid) -> Result<Option<Schedule>, StoreError> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM schedules WHERE id = ?1")?
+        .query_row([id.as_bytes()], |r| r.get(0))
+        .optional()?;
+    Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+}
+
+/// Every schedule, by name.
+pub(crate) fn schedules(conn: &Connection) -> Result<Vec<Schedule>, StoreError> {
+    let bodies: Vec<String> = conn
+        .prepare_cached("SELECT body FROM schedules ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    bodies
+        .iter()
+        .map(|b| Ok(serde_json::from_str(b)?))
         .collect()
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 pub(crate) const JOB_COLUMNS: &str = "seq, id, queue, kind, payload, priority, state, attempt, \
     max_attempts, run_at, created_at, started_at, finished_at, unique_key, tags, errors, \
     result, timeout_ms, backoff, cancel_requested, lease_token, lease_worker, \
-    lease_expires_at, lease_reported";
+    lease_expires_at, lease_reported, schedule_id, scheduled_for";
 
 /// Microseconds since the epoch: the stored form of every time.
 pub(crate) fn us(t: Timestamp) -> i64 {
@@ -82,6 +82,11 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
         timeout: Duration::from_millis(r.get::<_, i64>(17)? as u64),
         backoff: json(&r.get::<_, String>(18)?, 18)?,
         cancel_requested: r.get(19)?,
+        schedule_id: r
+            .get::<_, Option<Vec<u8>>>(24)?
+            .map(|b| uuid(b, 24))
+            .transpose()?,
+        scheduled_for: r.get::<_, Option<i64>>(25)?.map(ts).transpose()?,
         lease,
     };
     Ok(StoredJob {
@@ -96,9 +101,9 @@ pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, Stor
     let mut stmt = tx.prepare_cached(
         "INSERT INTO jobs (id, queue, kind, payload, priority, state, attempt, max_attempts, \
          run_at, created_at, started_at, finished_at, unique_key, tags, errors, result, \
-         timeout_ms, backoff, cancel_requested) \
+         timeout_ms, backoff, cancel_requested, schedule_id, scheduled_for) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, ?11, ?12, '[]', NULL, \
-         ?13, ?14, 0)",
+         ?13, ?14, 0, ?15, ?16)",
     )?;
     stmt.execute(params![
         j.id.as_bytes(),
@@ -115,6 +120,8 @@ pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, Stor
         serde_json::to_string(&j.tags)?,
         j.timeout.as_millis() as i64,
         serde_json::to_string(&j.backoff)?,
+        j.schedule_id.map(|id| id.as_bytes().to_vec()),
+        j.scheduled_for.map(us),
     ])?;
     Ok(tx.last_insert_rowid())
 }

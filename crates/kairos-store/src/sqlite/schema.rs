@@ -16,7 +16,8 @@
 use rusqlite::Connection;
 
 /// Migrations, applied in order; index + 1 is the schema version after it.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     seq              INTEGER PRIMARY KEY,
     id               BLOB    NOT NULL,
@@ -72,7 +73,25 @@ CREATE TABLE idempotency_keys (
     answer      TEXT    NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
-"#];
+"#,
+    r#"
+ALTER TABLE jobs ADD COLUMN schedule_id BLOB;
+ALTER TABLE jobs ADD COLUMN scheduled_for INTEGER;
+-- One run per (schedule, fire time): no restart, retry or second node can fire a slot twice.
+CREATE UNIQUE INDEX jobs_schedule_run ON jobs (schedule_id, scheduled_for)
+    WHERE schedule_id IS NOT NULL;
+
+CREATE TABLE schedules (
+    seq      INTEGER PRIMARY KEY,
+    id       BLOB    NOT NULL UNIQUE,
+    name     TEXT    NOT NULL UNIQUE,
+    -- next_run_at while active, else NULL: what the timer looks at.
+    next_due INTEGER,
+    body     TEXT    NOT NULL
+);
+CREATE INDEX schedules_due ON schedules (next_due) WHERE next_due IS NOT NULL;
+"#,
+];
 
 /// Settings for every connection: WAL so readers never block the writer, and
 /// `synchronous = FULL` so every commit is fsync'd before it is answered.
@@ -81,7 +100,7 @@ pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
-    // Savepoints of batch enqueues journal into memory, not a temp file.
+    // Savepoints (all-or-nothing operations) journal into memory, not a temp file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Every statement the writer uses stays prepared (the default cache holds 16).
     conn.set_prepared_statement_cache_capacity(64);

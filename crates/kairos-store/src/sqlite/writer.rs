@@ -1,7 +1,9 @@
 //! The writer thread: the only connection that writes. It takes every operation waiting
-//! in its channel, runs them in one transaction (each under a savepoint, so one failing
-//! operation does not undo the others), fsyncs once at COMMIT, and only then answers
-//! them all. That is group commit: one fsync per batch of requests instead of per request.
+//! in its channel, runs them in one transaction, fsyncs once at COMMIT, and only then
+//! answers them all. That is group commit: one fsync per batch of requests instead of per
+//! request. All-or-nothing operations (batch enqueue, schedule changes, retry-dead) run
+//! under a savepoint so one failing does not undo the others; per-row operations (lease,
+//! ack, heartbeat) need none, see [`Atomicity`].
 //!
 //! In-memory caches (paused queues, known queues) and signals change only after a commit
 //! succeeds, so a failed commit leaves nothing half-applied.
@@ -203,6 +205,11 @@ impl Batch<'_> {
             }
             self.note_due(j);
         }
+    }
+
+    /// Something (a schedule) is due at `at`: the timer wakes for it after commit.
+    pub fn due_at(&mut self, at: Timestamp) {
+        self.op.due = Some(self.op.due.map_or(at, |d| d.min(at)));
     }
 
     fn note_due(&mut self, j: &Job) {

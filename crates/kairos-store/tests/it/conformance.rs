@@ -3,6 +3,7 @@
 //! store on a manual clock.
 
 use kairos_core::api::{AckReport, EnqueueRequest, Extension, JobFilter, LeaseSpec};
+use kairos_core::schedule::{JobTemplateRequest, SchedulePatch, ScheduleRequest};
 use kairos_core::{
     Duration, Job, JobState, Limits, ManualClock, NewJob, Outcome, Reported, Timestamp,
     TransitionError,
@@ -35,7 +36,9 @@ macro_rules! conformance_suite {
             cancel_rules, retry_rules, delete_rules, unique_key_dedupes_unfinished_jobs,
             idempotency_key_replays_the_first_answer, listing_pages_newest_first_and_filters,
             queue_counts_follow_every_transition, paused_queue_is_not_leased, retry_dead_moves_all_dead,
-            enqueue_wakes_waiters, tick_reports_next_due);
+            enqueue_wakes_waiters, tick_reports_next_due, schedules_are_created_with_next_run_at,
+            due_schedule_fires_once_per_slot, overlap_skip_waits_for_the_previous_run,
+            schedule_update_trigger_and_delete);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -823,4 +826,193 @@ impl Env {
         use kairos_core::Clock;
         self.clock.now()
     }
+}
+
+fn schedule_req(name: &str, cron: &str) -> ScheduleRequest {
+    ScheduleRequest {
+        name: name.into(),
+        cron: cron.into(),
+        job: JobTemplateRequest {
+            queue: Some("cron".into()),
+            kind: "report".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn runs_of(env: &Env, id: Uuid) -> Vec<Job> {
+    let filter = JobFilter {
+        schedule_id: Some(id),
+        limit: 500,
+        ..Default::default()
+    };
+    env.store.list_jobs(filter).await.unwrap().jobs
+}
+
+pub async fn schedules_are_created_with_next_run_at(env: Env) {
+    let s = env
+        .store
+        .create_schedule(schedule_req("hourly", "0 * * * *"), Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.next_run_at,
+        Some(start() + jiff::SignedDuration::from_hours(1))
+    );
+    assert_eq!((s.active, s.timezone.as_str()), (true, "UTC"));
+    let dup = env
+        .store
+        .create_schedule(schedule_req("hourly", "* * * * *"), Limits::default())
+        .await;
+    assert!(matches!(dup, Err(StoreError::Duplicate(_))));
+    let bad = env
+        .store
+        .create_schedule(schedule_req("bad", "not cron"), Limits::default())
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid(_))));
+    assert_eq!(env.store.schedules().await.unwrap().len(), 1);
+    assert_eq!(
+        env.store.schedule(s.id).await.unwrap().unwrap().name,
+        "hourly"
+    );
+    assert!(env.store.schedule(Uuid::now_v7()).await.unwrap().is_none());
+}
+
+pub async fn due_schedule_fires_once_per_slot(env: Env) {
+    let s = env
+        .store
+        .create_schedule(schedule_req("minutely", "* * * * *"), Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(env.store.tick().await.unwrap().fired, 0);
+    assert_eq!(
+        env.store.signals().next_due(),
+        s.next_run_at,
+        "the timer knows the fire time"
+    );
+    advance(&env, 60);
+    let t = env.store.tick().await.unwrap();
+    assert_eq!(t.fired, 1);
+    assert_eq!(
+        t.next_due,
+        Some(start() + jiff::SignedDuration::from_secs(120))
+    );
+    assert_eq!(
+        env.store.tick().await.unwrap().fired,
+        0,
+        "a slot fires once"
+    );
+    let runs = runs_of(&env, s.id).await;
+    assert_eq!(runs.len(), 1);
+    let expected = start() + jiff::SignedDuration::from_secs(60);
+    assert_eq!(
+        (runs[0].schedule_id, runs[0].scheduled_for),
+        (Some(s.id), Some(expected))
+    );
+    assert_eq!(
+        (runs[0].queue.as_str(), runs[0].kind.as_str()),
+        ("cron", "report")
+    );
+    let s = env.store.schedule(s.id).await.unwrap().unwrap();
+    assert_eq!(s.last_run_at, Some(expected));
+    assert_eq!(
+        s.next_run_at,
+        Some(start() + jiff::SignedDuration::from_secs(120))
+    );
+}
+
+pub async fn overlap_skip_waits_for_the_previous_run(env: Env) {
+    let mut req = schedule_req("no-overlap", "* * * * *");
+    req.overlap = Some(kairos_core::schedule::Overlap::Skip);
+    let s = env
+        .store
+        .create_schedule(req, Limits::default())
+        .await
+        .unwrap();
+    advance(&env, 60);
+    assert_eq!(env.store.tick().await.unwrap().fired, 1);
+    advance(&env, 60);
+    assert_eq!(
+        env.store.tick().await.unwrap().fired,
+        0,
+        "the first run is unfinished"
+    );
+    let l = env.store.lease(lease_spec(&["cron"], 5)).await.unwrap();
+    assert_eq!(l.len(), 1);
+    env.store
+        .ack(vec![completed(l[0].job.id, l[0].lease_token)])
+        .await
+        .unwrap();
+    advance(&env, 60);
+    assert_eq!(env.store.tick().await.unwrap().fired, 1);
+    assert_eq!(runs_of(&env, s.id).await.len(), 2);
+}
+
+pub async fn schedule_update_trigger_and_delete(env: Env) {
+    let s = env
+        .store
+        .create_schedule(schedule_req("daily", "0 9 * * *"), Limits::default())
+        .await
+        .unwrap();
+    let patch = SchedulePatch {
+        cron: Some("30 * * * *".into()),
+        ..Default::default()
+    };
+    let u = env
+        .store
+        .update_schedule(s.id, patch, Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        u.next_run_at,
+        Some(start() + jiff::SignedDuration::from_mins(30))
+    );
+    let off = SchedulePatch {
+        active: Some(false),
+        ..Default::default()
+    };
+    let u = env
+        .store
+        .update_schedule(s.id, off, Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(u.next_run_at, None);
+    advance(&env, 3600);
+    assert_eq!(
+        env.store.tick().await.unwrap().fired,
+        0,
+        "inactive schedules fire nothing"
+    );
+    let job = env.store.trigger_schedule(s.id).await.unwrap();
+    assert_eq!(
+        (job.schedule_id, job.scheduled_for),
+        (Some(s.id), Some(env.clock_now()))
+    );
+    let other = env
+        .store
+        .create_schedule(schedule_req("other", "0 9 * * *"), Limits::default())
+        .await
+        .unwrap();
+    let rename = SchedulePatch {
+        name: Some("other".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        env.store
+            .update_schedule(s.id, rename, Limits::default())
+            .await,
+        Err(StoreError::Duplicate(_))
+    ));
+    env.store.delete_schedule(s.id).await.unwrap();
+    assert!(matches!(
+        env.store.delete_schedule(s.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(env.store.job(job.id).await.unwrap().is_some(), "runs stay");
+    assert!(matches!(
+        env.store.trigger_schedule(s.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(env.store.schedules().await.unwrap()[0].id, other.id);
 }

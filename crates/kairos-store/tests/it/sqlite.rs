@@ -76,3 +76,86 @@ async fn concurrent_writers_share_commits() {
     let q = store.queue("default").await.unwrap().unwrap();
     assert_eq!(q.counts.available, 640);
 }
+
+/// A restart test for each misfire policy: the store is closed across five hourly fire
+/// times, and reopened (with the clock moved on) it fires what each policy says.
+#[tokio::test]
+async fn misfire_policies_after_a_restart() {
+    use kairos_core::schedule::{JobTemplateRequest, Misfire, ScheduleRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let store = SqliteStore::open_with_clock(dir.path(), clock.clone()).unwrap();
+    let mut ids = Vec::new();
+    for (name, misfire) in [
+        ("skip", Misfire::Skip),
+        ("once", Misfire::RunOnce),
+        ("all", Misfire::RunAll),
+    ] {
+        let req = ScheduleRequest {
+            name: name.into(),
+            cron: "0 * * * *".into(),
+            job: JobTemplateRequest {
+                kind: "k".into(),
+                ..Default::default()
+            },
+            misfire: Some(misfire),
+            ..Default::default()
+        };
+        ids.push(
+            store
+                .create_schedule(req, Limits::default())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    store.close().await;
+    drop(store);
+    clock.advance(std::time::Duration::from_secs(5 * 3600 + 1800));
+    let store = SqliteStore::open_with_clock(dir.path(), clock.clone()).unwrap();
+    let t = store.tick().await.unwrap();
+    assert_eq!(t.fired, 1 + 5);
+    let runs = |id| {
+        let store = &store;
+        async move {
+            let f = kairos_core::api::JobFilter {
+                schedule_id: Some(id),
+                limit: 50,
+                ..Default::default()
+            };
+            let mut jobs = store.list_jobs(f).await.unwrap().jobs;
+            jobs.sort_by_key(|j| j.scheduled_for);
+            jobs.iter()
+                .map(|j| j.scheduled_for.unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(
+        runs(ids[0]).await.is_empty(),
+        "skip fires nothing for missed times"
+    );
+    assert_eq!(
+        runs(ids[1]).await,
+        ["2030-01-01T05:00:00Z"],
+        "run_once: the latest missed time"
+    );
+    assert_eq!(
+        runs(ids[2]).await,
+        [
+            "2030-01-01T01:00:00Z",
+            "2030-01-01T02:00:00Z",
+            "2030-01-01T03:00:00Z",
+            "2030-01-01T04:00:00Z",
+            "2030-01-01T05:00:00Z"
+        ]
+    );
+    for id in &ids {
+        let s = store.schedule(*id).await.unwrap().unwrap();
+        assert_eq!(
+            s.next_run_at.unwrap().to_string(),
+            "2030-01-01T06:00:00Z",
+            "next_run_at is true after a restart"
+        );
+    }
+    assert_eq!(store.tick().await.unwrap().fired, 0, "nothing fires twice");
+}

@@ -1,0 +1,660 @@
+//! Schedules: recurring jobs fired by a cron timetable in a time zone.
+//!
+//! Every run a schedule makes is an ordinary job carrying `schedule_id` and
+//! `scheduled_for` (its intended fire time); the store keeps one run per pair, so no
+//! restart, retry or second node can fire the same slot twice. This module holds the
+//! resource, its request shapes and their validation, and the misfire rule.
+
+use crate::api::EnqueueRequest;
+use crate::backoff::Backoff;
+use crate::cron::Cron;
+use crate::duration::Duration;
+use crate::job::NewJob;
+use crate::timetable::{DstRepeated, DstSkipped, Timetable};
+use crate::validate::{Checker, Invalid, Limits, check_name};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// What to do about fire times that passed while the server could not fire them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Misfire {
+    /// Fire nothing for missed times.
+    Skip,
+    /// One run, for the latest missed time.
+    #[default]
+    RunOnce,
+    /// One run per missed time (the most recent 1,000 at most), oldest first.
+    RunAll,
+}
+
+/// Whether a new run may start while the previous one is unfinished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Always make the run.
+    #[default]
+    Allow,
+    /// Make no run while the schedule's previous run is unfinished.
+    Skip,
+}
+
+/// Most runs one catch-up makes under [`Misfire::RunAll`].
+pub const MAX_CATCH_UP: usize = 1_000;
+/// A fire time at most this old when the server gets to it is on time, not missed.
+pub const MISFIRE_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+/// Most times a preview shows.
+pub const MAX_PREVIEW: usize = 100;
+
+/// The job each run of a schedule enqueues (defaults filled in).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobTemplate {
+    /// Queue name.
+    pub queue: String,
+    /// Kind.
+    pub kind: String,
+    /// Payload, kept as sent.
+    pub payload: Box<RawValue>,
+    /// -100..=100.
+    pub priority: i32,
+    /// Attempts per run.
+    pub max_attempts: u32,
+    /// Delay policy between attempts.
+    pub backoff: Backoff,
+    /// Lease length per attempt.
+    pub timeout: Duration,
+    /// Labels.
+    pub tags: Vec<String>,
+}
+
+/// The `job` object of a schedule request: an enqueue without timing or unique key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobTemplateRequest {
+    /// Queue, default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Required.
+    pub kind: String,
+    /// Default `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Box<RawValue>>,
+    /// Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Default exponential from 2s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+    /// Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+impl JobTemplateRequest {
+    fn validate(self, limits: &Limits) -> Result<JobTemplate, Invalid> {
+        let job = EnqueueRequest {
+            queue: self.queue,
+            kind: self.kind,
+            payload: self.payload,
+            priority: self.priority,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            timeout: self.timeout,
+            tags: self.tags,
+            ..Default::default()
+        }
+        .validate("job.", limits)?;
+        Ok(JobTemplate {
+            queue: job.queue,
+            kind: job.kind,
+            payload: job.payload,
+            priority: job.priority,
+            max_attempts: job.max_attempts,
+            backoff: job.backoff,
+            timeout: job.timeout,
+            tags: job.tags,
+        })
+    }
+}
+
+/// A schedule as stored and as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Schedule {
+    /// UUIDv7.
+    pub id: Uuid,
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The cron expression as written.
+    pub cron: String,
+    /// IANA time zone name.
+    pub timezone: String,
+    /// Policy for local times skipped by a spring-forward jump.
+    pub dst_skipped: DstSkipped,
+    /// Policy for local times repeated by a fall-back jump.
+    pub dst_repeated: DstRepeated,
+    /// The job each run enqueues.
+    pub job: JobTemplate,
+    /// Inactive schedules fire nothing.
+    pub active: bool,
+    /// Catch-up policy after downtime.
+    pub misfire: Misfire,
+    /// Whether runs may overlap.
+    pub overlap: Overlap,
+    /// Intended time of the latest run it made.
+    pub last_run_at: Option<Timestamp>,
+    /// Next fire time (null when inactive or never firing again).
+    pub next_run_at: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// `POST /v1/schedules` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// Required, unique, `[A-Za-z0-9_.:-]{1,128}`.
+    pub name: String,
+    /// Optional free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Required.
+    pub cron: String,
+    /// Default `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Default `shift`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_skipped: Option<DstSkipped>,
+    /// Default `first`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_repeated: Option<DstRepeated>,
+    /// Required.
+    pub job: JobTemplateRequest,
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// Default `run_once`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misfire: Option<Misfire>,
+    /// Default `allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<Overlap>,
+}
+
+/// `PATCH /v1/schedules/{id}` body: any subset of the fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulePatch {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// New cron expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// New time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// New skipped-time policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_skipped: Option<DstSkipped>,
+    /// New repeated-time policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_repeated: Option<DstRepeated>,
+    /// New job template (replaces the old one whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobTemplateRequest>,
+    /// Activate or deactivate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// New misfire policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misfire: Option<Misfire>,
+    /// New overlap policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<Overlap>,
+}
+
+/// `POST /v1/schedules/preview` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// Required.
+    pub cron: String,
+    /// Default `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Default `shift`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_skipped: Option<DstSkipped>,
+    /// Default `first`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_repeated: Option<DstRepeated>,
+    /// Default 5, at most 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Exclusive start; default now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Timestamp>,
+}
+
+/// `POST /v1/schedules/preview` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Preview {
+    /// Fire times in UTC.
+    pub times: Vec<Timestamp>,
+    /// The same times with the zone's offset (RFC 3339).
+    pub local_times: Vec<String>,
+}
+
+/// Longest schedule description.
+pub const MAX_DESCRIPTION: usize = 4096;
+
+fn timetable(
+    c: &mut Checker<'_>,
+    cron: &str,
+    timezone: &str,
+    skipped: DstSkipped,
+    repeated: DstRepeated,
+) -> Option<Timetable> {
+    let cron: Option<Cron> = match cron.parse() {
+        Ok(x) => Some(x),
+        Err(e) => {
+            c.invalid("cron", e.to_string());
+            None
+        }
+    };
+    let tz = match TimeZone::get(timezone) {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            c.invalid(
+                "timezone",
+                format!("{timezone:?} is not an IANA time zone name (like Europe/Berlin)"),
+            );
+            None
+        }
+    };
+    Some(Timetable::new(cron?, tz?, skipped, repeated))
+}
+
+impl PreviewRequest {
+    /// The next fire times, validated.
+    pub fn run(self, now: Timestamp) -> Result<Preview, Invalid> {
+        let mut c = Checker::new("");
+        let zone = self.timezone.unwrap_or_else(|| "UTC".to_string());
+        let tt = timetable(
+            &mut c,
+            &self.cron,
+            &zone,
+            self.dst_skipped.unwrap_or_default(),
+            self.dst_repeated.unwrap_or_default(),
+        );
+        let count = self.count.unwrap_or(5) as usize;
+        if !(1..=MAX_PREVIEW).contains(&count) {
+            c.invalid("count", format!("must be from 1 to {MAX_PREVIEW}"));
+        }
+        c.finish()?;
+        let tt = tt.expect("checked");
+        let times = tt.upcoming(self.after.unwrap_or(now), count);
+        let local_times = times
+            .iter()
+            .map(|t| t.display_with_offset(tt.tz().to_offset(*t)).to_string())
+            .collect();
+        Ok(Preview { times, local_times })
+    }
+}
+
+impl ScheduleRequest {
+    /// Validates the request into a new schedule created at `now`, and its timetable.
+    pub fn validate(self, id: Uuid, now: Timestamp, limits: &Limits) -> Result<Schedule, Invalid> {
+        let mut c = Checker::new("");
+        if let Err(m) = check_name(&self.name) {
+            c.invalid("name", m);
+        }
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.len() > MAX_DESCRIPTION)
+        {
+            c.invalid("description", format!("at most {MAX_DESCRIPTION} bytes"));
+        }
+        let mut errors = Vec::new();
+        let job = match self.job.validate(limits) {
+            Ok(j) => Some(j),
+            Err(Invalid(e)) => {
+                errors.extend(e);
+                None
+            }
+        };
+        let Some(job) = job else {
+            // Report the timing fields' problems too, not just the job's.
+            let zone = self.timezone.as_deref().unwrap_or("UTC");
+            timetable(
+                &mut c,
+                &self.cron,
+                zone,
+                DstSkipped::Shift,
+                DstRepeated::First,
+            );
+            c.drain_into(&mut errors);
+            return Err(Invalid(errors));
+        };
+        let schedule = Schedule {
+            id,
+            name: self.name,
+            description: self.description,
+            cron: self.cron.trim().to_string(),
+            timezone: self.timezone.unwrap_or_else(|| "UTC".to_string()),
+            dst_skipped: self.dst_skipped.unwrap_or_default(),
+            dst_repeated: self.dst_repeated.unwrap_or_default(),
+            job,
+            active: self.active.unwrap_or(true),
+            misfire: self.misfire.unwrap_or_default(),
+            overlap: self.overlap.unwrap_or_default(),
+            last_run_at: None,
+            next_run_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        schedule.checked(c, errors, now)
+    }
+}
+
+impl Schedule {
+    /// Checks cron and zone, and sets `next_run_at` from `now`.
+    fn checked(
+        mut self,
+        mut c: Checker<'_>,
+        mut errors: Vec<crate::validate::FieldError>,
+        now: Timestamp,
+    ) -> Result<Schedule, Invalid> {
+        let tt = timetable(
+            &mut c,
+            &self.cron,
+            &self.timezone,
+            self.dst_skipped,
+            self.dst_repeated,
+        );
+        c.drain_into(&mut errors);
+        if !errors.is_empty() {
+            return Err(Invalid(errors));
+        }
+        self.next_run_at = if self.active {
+            tt.and_then(|t| t.next_after(now))
+        } else {
+            None
+        };
+        Ok(self)
+    }
+
+    /// The schedule's timetable (its cron and zone were validated when it was made).
+    pub fn timetable(&self) -> Option<Timetable> {
+        let cron = self.cron.parse().ok()?;
+        let tz = TimeZone::get(&self.timezone).ok()?;
+        Some(Timetable::new(
+            cron,
+            tz,
+            self.dst_skipped,
+            self.dst_repeated,
+        ))
+    }
+
+    /// Applies a partial update at `now`. A change of cron, zone, DST policy or `active`
+    /// recomputes `next_run_at` from now.
+    pub fn patch(
+        &self,
+        p: SchedulePatch,
+        now: Timestamp,
+        limits: &Limits,
+    ) -> Result<Schedule, Invalid> {
+        let mut c = Checker::new("");
+        let mut next = self.clone();
+        let retime = p.cron.is_some()
+            || p.timezone.is_some()
+            || p.dst_skipped.is_some()
+            || p.dst_repeated.is_some()
+            || p.active.is_some_and(|a| a != self.active);
+        if let Some(name) = p.name {
+            if let Err(m) = check_name(&name) {
+                c.invalid("name", m);
+            }
+            next.name = name;
+        }
+        if let Some(d) = p.description {
+            if d.len() > MAX_DESCRIPTION {
+                c.invalid("description", format!("at most {MAX_DESCRIPTION} bytes"));
+            }
+            next.description = Some(d);
+        }
+        next.cron = p.cron.map_or(next.cron, |x| x.trim().to_string());
+        next.timezone = p.timezone.unwrap_or(next.timezone);
+        next.dst_skipped = p.dst_skipped.unwrap_or(next.dst_skipped);
+        next.dst_repeated = p.dst_repeated.unwrap_or(next.dst_repeated);
+        next.active = p.active.unwrap_or(next.active);
+        next.misfire = p.misfire.unwrap_or(next.misfire);
+        next.overlap = p.overlap.unwrap_or(next.overlap);
+        let mut errors = Vec::new();
+        if let Some(job) = p.job {
+            match job.validate(limits) {
+                Ok(j) => next.job = j,
+                Err(Invalid(e)) => errors.extend(e),
+            }
+        }
+        next.updated_at = now;
+        let keep_next = next.next_run_at;
+        let mut next = next.checked(c, errors, now)?;
+        if !retime {
+            next.next_run_at = keep_next;
+        }
+        Ok(next)
+    }
+
+    /// The job for one run intended for `scheduled_for`.
+    pub fn run(&self, scheduled_for: Timestamp) -> NewJob {
+        let t = &self.job;
+        NewJob {
+            queue: t.queue.clone(),
+            kind: t.kind.clone(),
+            payload: t.payload.clone(),
+            priority: t.priority,
+            run_at: None,
+            delay: None,
+            max_attempts: t.max_attempts,
+            backoff: t.backoff.clone(),
+            timeout: t.timeout,
+            unique_key: None,
+            tags: t.tags.clone(),
+            schedule_id: Some(self.id),
+            scheduled_for: Some(scheduled_for),
+        }
+    }
+
+    /// The fire times due at `now` (from `next_run_at` on), and which of them to run under
+    /// the misfire policy. Returns `(runs, next_run_at)`.
+    pub fn due(&self, now: Timestamp) -> (Vec<Timestamp>, Option<Timestamp>) {
+        let (Some(first), Some(tt)) = (self.next_run_at, self.timetable()) else {
+            return (Vec::new(), self.next_run_at);
+        };
+        if !self.active || first > now {
+            return (Vec::new(), self.next_run_at);
+        }
+        let mut due = vec![first];
+        due.extend(tt.between(first, now, MAX_CATCH_UP));
+        if due.len() > MAX_CATCH_UP {
+            due.drain(..due.len() - MAX_CATCH_UP);
+        }
+        let latest = *due.last().expect("not empty");
+        let on_time = now.duration_since(latest) <= MISFIRE_GRACE;
+        let runs = match self.misfire {
+            Misfire::RunAll => due,
+            Misfire::RunOnce => vec![latest],
+            Misfire::Skip if on_time => vec![latest],
+            Misfire::Skip => Vec::new(),
+        };
+        (runs, tt.next_after(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn schedule(cron: &str, misfire: Misfire) -> Schedule {
+        ScheduleRequest {
+            name: "s".into(),
+            cron: cron.into(),
+            job: JobTemplateRequest {
+                kind: "k".into(),
+                ..Default::default()
+            },
+            misfire: Some(misfire),
+            ..Default::default()
+        }
+        .validate(
+            Uuid::now_v7(),
+            at("2030-01-01T00:00:00Z"),
+            &Limits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn next_run_at_is_filled() {
+        let s = schedule("0 * * * *", Misfire::RunOnce);
+        assert_eq!(s.next_run_at, Some(at("2030-01-01T01:00:00Z")));
+        assert_eq!(s.job.queue, "default");
+    }
+
+    #[test]
+    fn misfire_policies_after_downtime() {
+        // Hourly; the server comes back at 05:30, after fires at 01..05.
+        let back = at("2030-01-01T05:30:00Z");
+        let all = schedule("0 * * * *", Misfire::RunAll).due(back);
+        assert_eq!(all.0.len(), 5);
+        assert_eq!(all.0[0], at("2030-01-01T01:00:00Z"));
+        assert_eq!(all.1, Some(at("2030-01-01T06:00:00Z")));
+        assert_eq!(
+            schedule("0 * * * *", Misfire::RunOnce).due(back).0,
+            vec![at("2030-01-01T05:00:00Z")]
+        );
+        assert!(schedule("0 * * * *", Misfire::Skip).due(back).0.is_empty());
+        // On time, every policy fires once.
+        let now = at("2030-01-01T01:00:00.003Z");
+        for m in [Misfire::Skip, Misfire::RunOnce, Misfire::RunAll] {
+            assert_eq!(
+                schedule("0 * * * *", m).due(now).0,
+                vec![at("2030-01-01T01:00:00Z")]
+            );
+        }
+    }
+
+    #[test]
+    fn run_all_is_capped_to_the_most_recent() {
+        let s = schedule("* * * * * *", Misfire::RunAll);
+        let (runs, _) = s.due(at("2030-01-01T01:00:00Z"));
+        assert_eq!(runs.len(), MAX_CATCH_UP);
+        assert_eq!(*runs.last().unwrap(), at("2030-01-01T01:00:00Z"));
+        assert!(runs.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn invalid_requests_name_fields() {
+        let bad = ScheduleRequest {
+            name: "has space".into(),
+            cron: "61 * * * *".into(),
+            timezone: Some("Mars/Olympus".into()),
+            job: JobTemplateRequest {
+                kind: "".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .validate(
+            Uuid::now_v7(),
+            at("2030-01-01T00:00:00Z"),
+            &Limits::default(),
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = bad.0.iter().map(|e| e.field.as_str()).collect();
+        for f in ["name", "cron", "timezone", "job.kind"] {
+            assert!(fields.contains(&f), "{f} in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn patch_retimes_only_on_timing_changes() {
+        let s = schedule("0 * * * *", Misfire::RunOnce);
+        let later = at("2030-01-01T00:30:00Z");
+        let renamed = s
+            .patch(
+                SchedulePatch {
+                    name: Some("t".into()),
+                    ..Default::default()
+                },
+                later,
+                &Limits::default(),
+            )
+            .unwrap();
+        assert_eq!(renamed.next_run_at, s.next_run_at);
+        let retimed = s
+            .patch(
+                SchedulePatch {
+                    cron: Some("*/10 * * * *".into()),
+                    ..Default::default()
+                },
+                later,
+                &Limits::default(),
+            )
+            .unwrap();
+        assert_eq!(retimed.next_run_at, Some(at("2030-01-01T00:40:00Z")));
+        let off = s
+            .patch(
+                SchedulePatch {
+                    active: Some(false),
+                    ..Default::default()
+                },
+                later,
+                &Limits::default(),
+            )
+            .unwrap();
+        assert_eq!(off.next_run_at, None);
+    }
+
+    #[test]
+    fn preview_shows_utc_and_local() {
+        let p = PreviewRequest {
+            cron: "0 9 * * 1-5".into(),
+            timezone: Some("Europe/Berlin".into()),
+            count: Some(2),
+            after: Some(at("2026-11-20T12:00:00Z")),
+            ..Default::default()
+        }
+        .run(at("2000-01-01T00:00:00Z"))
+        .unwrap();
+        assert_eq!(
+            p.times,
+            vec![at("2026-11-23T08:00:00Z"), at("2026-11-24T08:00:00Z")]
+        );
+        assert_eq!(p.local_times[0], "2026-11-23T09:00:00+01:00");
+    }
+}

@@ -1,0 +1,169 @@
+//! A schedule's timetable: the instants a cron expression fires in a time zone, with an
+//! explicit policy for daylight-saving jumps.
+//!
+//! - A local time that a spring-forward jump skips: [`DstSkipped::Shift`] fires once at
+//!   the first valid instant after the gap (the moment the clocks jump), however many
+//!   matching times fell in the gap; [`DstSkipped::Skip`] does not fire.
+//! - A local time that a fall-back jump repeats: [`DstRepeated::First`] fires at its first
+//!   occurrence, [`DstRepeated::Last`] at its second, [`DstRepeated::Both`] at both.
+//!
+//! Away from transitions, civil time maps one-to-one onto instants at a fixed offset, and
+//! the next fire time is one cron step. Near a transition the mapping folds or jumps, so
+//! the candidates of a window around it are mapped one by one and the earliest wins.
+
+use crate::cron::Cron;
+use jiff::civil::DateTime;
+use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// What happens to a local time skipped by a spring-forward jump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DstSkipped {
+    /// Fire once at the first valid instant after the gap.
+    #[default]
+    Shift,
+    /// Do not fire.
+    Skip,
+}
+
+/// What happens to a local time repeated by a fall-back jump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DstRepeated {
+    /// Fire at the first occurrence.
+    #[default]
+    First,
+    /// Fire at the second occurrence.
+    Last,
+    /// Fire at both.
+    Both,
+}
+
+/// No time zone moves its clocks by more than this in one transition; windows around a
+/// transition are this wide on each side.
+const MARGIN: SignedDuration = SignedDuration::from_hours(3);
+
+/// The fire times of a cron expression in a zone, under DST policies.
+#[derive(Debug, Clone)]
+pub struct Timetable {
+    cron: Cron,
+    tz: TimeZone,
+    skipped: DstSkipped,
+    repeated: DstRepeated,
+}
+
+impl Timetable {
+    /// A timetable of `cron` in `tz`.
+    pub fn new(cron: Cron, tz: TimeZone, skipped: DstSkipped, repeated: DstRepeated) -> Self {
+        Timetable {
+            cron,
+            tz,
+            skipped,
+            repeated,
+        }
+    }
+
+    /// The time zone.
+    pub fn tz(&self) -> &TimeZone {
+        &self.tz
+    }
+
+    /// The first fire time strictly after `after`, if the expression fires again.
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let offset = self.tz.to_offset(after);
+        let civil = offset.to_datetime(after);
+        let candidate = offset.to_timestamp(self.cron.next_after(civil)?).ok()?;
+        let window_start = after.checked_sub(MARGIN).ok()?;
+        let window_end = candidate.checked_add(MARGIN).ok()?;
+        match self.tz.following(window_start).next() {
+            Some(t) if t.timestamp() <= window_end => self.next_near_transition(after, civil),
+            _ => Some(candidate),
+        }
+    }
+
+    /// The next `count` fire times after `after`.
+    pub fn upcoming(&self, after: Timestamp, count: usize) -> Vec<Timestamp> {
+        let mut out = Vec::with_capacity(count);
+        let mut t = after;
+        while out.len() < count {
+            match self.next_after(t) {
+                Some(next) => {
+                    out.push(next);
+                    t = next;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Every fire time in `(after, until]`, oldest first, at most `limit` of the most
+    /// recent ones.
+    pub fn between(&self, after: Timestamp, until: Timestamp, limit: usize) -> Vec<Timestamp> {
+        let mut out = std::collections::VecDeque::new();
+        let mut t = after;
+        while let Some(next) = self.next_after(t) {
+            if next > until {
+                break;
+            }
+            if out.len() == limit {
+                out.pop_front();
+            }
+            out.push_back(next);
+            t = next;
+        }
+        out.into()
+    }
+
+    fn next_near_transition(&self, after: Timestamp, civil: DateTime) -> Option<Timestamp> {
+        let mut best: Option<Timestamp> = None;
+        let mut best_civil_limit: Option<DateTime> = None;
+        let mut c = civil.checked_sub(MARGIN).ok()?;
+        let mut found = Vec::with_capacity(2);
+        loop {
+            c = self.cron.next_after(c)?;
+            if best_civil_limit.is_some_and(|limit| c > limit) {
+                return best;
+            }
+            found.clear();
+            self.instants(c, &mut found);
+            for &t in &found {
+                if t > after && best.is_none_or(|b| t < b) {
+                    best = Some(t);
+                    best_civil_limit = self.tz.to_datetime(t).checked_add(MARGIN).ok();
+                }
+            }
+        }
+    }
+
+    /// The instants civil time `c` fires at, under the policies.
+    fn instants(&self, c: DateTime, out: &mut Vec<Timestamp>) {
+        match self.tz.to_ambiguous_timestamp(c).offset() {
+            AmbiguousOffset::Unambiguous { offset } => out.extend(offset.to_timestamp(c).ok()),
+            AmbiguousOffset::Gap { after, .. } => {
+                if self.skipped == DstSkipped::Shift {
+                    // `c` read with the new offset lands just before the jump; the jump
+                    // itself is the first valid instant after the gap.
+                    if let Ok(probe) = after.to_timestamp(c)
+                        && let Some(jump) = self.tz.following(probe).next()
+                    {
+                        out.push(jump.timestamp());
+                    }
+                }
+            }
+            AmbiguousOffset::Fold { before, after } => {
+                if self.repeated != DstRepeated::Last {
+                    out.extend(before.to_timestamp(c).ok());
+                }
+                if self.repeated != DstRepeated::First {
+                    out.extend(after.to_timestamp(c).ok());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

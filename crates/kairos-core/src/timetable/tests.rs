@@ -1,0 +1,234 @@
+//! DST policies on real dates, and properties of fire times.
+
+use super::*;
+use proptest::prelude::*;
+
+fn tt(expr: &str, zone: &str, skipped: DstSkipped, repeated: DstRepeated) -> Timetable {
+    Timetable::new(
+        expr.parse().unwrap(),
+        TimeZone::get(zone).unwrap(),
+        skipped,
+        repeated,
+    )
+}
+
+fn local(t: &Timetable, ts: &[Timestamp]) -> Vec<String> {
+    ts.iter()
+        .map(|x| x.to_zoned(t.tz().clone()).strftime("%F %T%:z").to_string())
+        .collect()
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+#[test]
+fn berlin_spring_forward_shift_fires_once_at_the_jump() {
+    // 2026-03-29: 02:00 CET jumps to 03:00 CEST.
+    let t = tt(
+        "30 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    let got = t.upcoming(at("2026-03-27T12:00:00Z"), 3);
+    assert_eq!(
+        local(&t, &got),
+        [
+            "2026-03-28 02:30:00+01:00",
+            "2026-03-29 03:00:00+02:00",
+            "2026-03-30 02:30:00+02:00"
+        ]
+    );
+    // Every minute of the skipped hour collapses into one fire at 03:00.
+    let t = tt(
+        "* 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    let got = t.upcoming(at("2026-03-29T00:58:00Z"), 3);
+    assert_eq!(
+        local(&t, &got),
+        [
+            "2026-03-29 03:00:00+02:00",
+            "2026-03-30 02:00:00+02:00",
+            "2026-03-30 02:01:00+02:00"
+        ]
+    );
+}
+
+#[test]
+fn berlin_spring_forward_skip_does_not_fire() {
+    let t = tt(
+        "30 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Skip,
+        DstRepeated::First,
+    );
+    let got = t.upcoming(at("2026-03-27T12:00:00Z"), 2);
+    assert_eq!(
+        local(&t, &got),
+        ["2026-03-28 02:30:00+01:00", "2026-03-30 02:30:00+02:00"]
+    );
+}
+
+#[test]
+fn berlin_fall_back_first_last_both() {
+    // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
+    let from = at("2026-10-24T12:00:00Z");
+    let first = tt(
+        "30 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    assert_eq!(
+        local(&first, &first.upcoming(from, 2)),
+        ["2026-10-25 02:30:00+02:00", "2026-10-26 02:30:00+01:00"]
+    );
+    let last = tt(
+        "30 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::Last,
+    );
+    assert_eq!(
+        local(&last, &last.upcoming(from, 2)),
+        ["2026-10-25 02:30:00+01:00", "2026-10-26 02:30:00+01:00"]
+    );
+    let both = tt(
+        "30 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::Both,
+    );
+    assert_eq!(
+        local(&both, &both.upcoming(from, 3)),
+        [
+            "2026-10-25 02:30:00+02:00",
+            "2026-10-25 02:30:00+01:00",
+            "2026-10-26 02:30:00+01:00"
+        ]
+    );
+    // Every 20 minutes through the repeated hour, both passes, in instant order.
+    let every = tt(
+        "*/20 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::Both,
+    );
+    assert_eq!(
+        local(&every, &every.upcoming(at("2026-10-24T23:30:00Z"), 6)),
+        [
+            "2026-10-25 02:00:00+02:00",
+            "2026-10-25 02:20:00+02:00",
+            "2026-10-25 02:40:00+02:00",
+            "2026-10-25 02:00:00+01:00",
+            "2026-10-25 02:20:00+01:00",
+            "2026-10-25 02:40:00+01:00",
+        ]
+    );
+}
+
+#[test]
+fn new_york_both_transitions() {
+    // 2026-03-08 02:00 EST -> 03:00 EDT; 2026-11-01 02:00 EDT -> 01:00 EST.
+    let t = tt(
+        "30 2 * * *",
+        "America/New_York",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    assert_eq!(
+        local(&t, &t.upcoming(at("2026-03-07T12:00:00Z"), 2)),
+        ["2026-03-08 03:00:00-04:00", "2026-03-09 02:30:00-04:00"]
+    );
+    let t = tt(
+        "30 1 * * *",
+        "America/New_York",
+        DstSkipped::Shift,
+        DstRepeated::Last,
+    );
+    assert_eq!(
+        local(&t, &t.upcoming(at("2026-10-31T12:00:00Z"), 2)),
+        ["2026-11-01 01:30:00-05:00", "2026-11-02 01:30:00-05:00"]
+    );
+}
+
+#[test]
+fn lord_howe_half_hour_shift() {
+    // Lord Howe Island: 2026-10-04 02:00 +10:30 jumps to 02:30 +11:00;
+    // 2026-04-05 02:00 +11:00 falls back to 01:30 +10:30.
+    let t = tt(
+        "15 2 * * *",
+        "Australia/Lord_Howe",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    assert_eq!(
+        local(&t, &t.upcoming(at("2026-10-02T12:00:00Z"), 3)),
+        [
+            "2026-10-03 02:15:00+10:30",
+            "2026-10-04 02:30:00+11:00",
+            "2026-10-05 02:15:00+11:00"
+        ]
+    );
+    let t = tt(
+        "45 1 * * *",
+        "Australia/Lord_Howe",
+        DstSkipped::Shift,
+        DstRepeated::Both,
+    );
+    assert_eq!(
+        local(&t, &t.upcoming(at("2026-04-04T00:00:00Z"), 3)),
+        [
+            "2026-04-05 01:45:00+11:00",
+            "2026-04-05 01:45:00+10:30",
+            "2026-04-06 01:45:00+10:30"
+        ]
+    );
+}
+
+#[test]
+fn between_keeps_the_most_recent() {
+    let t = tt("* * * * * *", "UTC", DstSkipped::Shift, DstRepeated::First);
+    let got = t.between(at("2030-01-01T00:00:00Z"), at("2030-01-01T00:00:10Z"), 3);
+    assert_eq!(
+        got,
+        vec![
+            at("2030-01-01T00:00:08Z"),
+            at("2030-01-01T00:00:09Z"),
+            at("2030-01-01T00:00:10Z")
+        ]
+    );
+}
+
+proptest! {
+    #[test]
+    fn fire_times_increase_and_match(
+        minute in prop_oneof![Just("*".to_string()), (0u8..60).prop_map(|m| m.to_string()), Just("*/7".to_string())],
+        hour in prop_oneof![Just("*".to_string()), (0u8..24).prop_map(|h| h.to_string()), Just("1-3".to_string())],
+        dow in prop_oneof![Just("*"), Just("1-5"), Just("SUN")],
+        zone in prop_oneof![Just("UTC"), Just("Europe/Berlin"), Just("America/New_York"), Just("Australia/Lord_Howe")],
+        start in 1_700_000_000i64..1_900_000_000,
+        repeated in prop_oneof![Just(DstRepeated::First), Just(DstRepeated::Last), Just(DstRepeated::Both)],
+    ) {
+        let expr = format!("{minute} {hour} * * {dow}");
+        let t = tt(&expr, zone, DstSkipped::Shift, repeated);
+        let from = Timestamp::from_second(start).unwrap();
+        let times = t.upcoming(from, 20);
+        prop_assert_eq!(times.len(), 20);
+        let mut prev = from;
+        for x in &times {
+            prop_assert!(*x > prev, "strictly increasing: {} then {}", prev, x);
+            prev = *x;
+            let civil = t.tz().to_datetime(*x);
+            // A fire is a match of the expression, or the jump that ends a gap holding one.
+            let is_jump = t.tz().preceding(x.checked_add(SignedDuration::from_secs(1)).unwrap())
+                .next()
+                .is_some_and(|tr| tr.timestamp() == *x);
+            prop_assert!(t.cron.matches(civil) || is_jump, "{} ({}) is not a match", x, civil);
+        }
+    }
+}
