@@ -27,6 +27,8 @@ use writer::{Atomicity, Batch, Msg, Op, Reply, Writer};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "kairos.db";
+/// The lock file that keeps a second server off the same data directory.
+pub const LOCK_FILE: &str = "kairos.lock";
 /// Reader connections kept open.
 const READERS: usize = 4;
 
@@ -38,6 +40,8 @@ pub struct SqliteStore {
     signals: Arc<Signals>,
     clock: Arc<dyn Clock>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held for the store's lifetime (the OS releases it when the process dies).
+    _lock: std::fs::File,
 }
 
 impl SqliteStore {
@@ -50,6 +54,14 @@ impl SqliteStore {
     pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        let lock = std::fs::File::create(dir.join(LOCK_FILE))
+            .map_err(|e| StoreError::Backend(format!("creating the lock file: {e}")))?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Backend(format!(
+                "another Kairos server is using {} (it holds {LOCK_FILE})",
+                dir.display()
+            ))
+        })?;
         let path = dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn)?;
@@ -70,6 +82,7 @@ impl SqliteStore {
             signals,
             clock,
             writer: Mutex::new(Some(handle)),
+            _lock: lock,
         })
     }
 

@@ -52,6 +52,19 @@ async fn committed_jobs_survive_reopen() {
 }
 
 #[tokio::test]
+async fn a_second_store_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SqliteStore::open(dir.path()).unwrap();
+    let second = SqliteStore::open(dir.path());
+    assert!(
+        matches!(second, Err(kairos_store::StoreError::Backend(m)) if m.contains("another Kairos server"))
+    );
+    first.close().await;
+    drop(first);
+    SqliteStore::open(dir.path()).expect("free again once the first is gone");
+}
+
+#[tokio::test]
 async fn concurrent_writers_share_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
