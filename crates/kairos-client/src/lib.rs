@@ -22,6 +22,7 @@ use kairos_core::api::{
     AckRequest, AckResult, EnqueueRequest, HeartbeatRequest, HeartbeatResult, JobBatch, JobPage,
     LeaseRequest, LeasedJob, ListQuery, Problem, QueueList, QueuePatch,
 };
+use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -254,6 +255,7 @@ impl Client {
         add("queue", query.queue.clone());
         add("state", query.state.clone());
         add("kind", query.kind.clone());
+        add("schedule_id", query.schedule_id.clone());
         add("limit", query.limit.map(|l| l.to_string()));
         add("cursor", query.cursor.clone());
         let path = if params.is_empty() {
@@ -348,6 +350,67 @@ impl Client {
             )
             .await?
             .retried)
+    }
+
+    /// `POST /v1/schedules`.
+    pub async fn create_schedule(&self, req: &ScheduleRequest) -> Result<Schedule, ClientError> {
+        self.json(Method::POST, "/v1/schedules", Some(req)).await
+    }
+
+    /// `GET /v1/schedules`.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            schedules: Vec<Schedule>,
+        }
+        Ok(self
+            .json::<List, _>(Method::GET, "/v1/schedules", None::<&()>)
+            .await?
+            .schedules)
+    }
+
+    /// `GET /v1/schedules/{id}`.
+    pub async fn schedule(&self, id: Uuid) -> Result<Schedule, ClientError> {
+        self.json(Method::GET, &format!("/v1/schedules/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `PATCH /v1/schedules/{id}`.
+    pub async fn update_schedule(
+        &self,
+        id: Uuid,
+        patch: &SchedulePatch,
+    ) -> Result<Schedule, ClientError> {
+        self.json(Method::PATCH, &format!("/v1/schedules/{id}"), Some(patch))
+            .await
+    }
+
+    /// `DELETE /v1/schedules/{id}`.
+    pub async fn delete_schedule(&self, id: Uuid) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/v1/schedules/{id}"),
+            None::<&()>,
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /v1/schedules/{id}/trigger`: the job of a run made now.
+    pub async fn trigger_schedule(&self, id: Uuid) -> Result<Job, ClientError> {
+        self.json(
+            Method::POST,
+            &format!("/v1/schedules/{id}/trigger"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /v1/schedules/preview`.
+    pub async fn preview(&self, req: &PreviewRequest) -> Result<Preview, ClientError> {
+        self.json(Method::POST, "/v1/schedules/preview", Some(req))
+            .await
     }
 
     /// `GET /health/ready`: Ok when the server and its store answer.

@@ -24,11 +24,12 @@ fn rng(seed: u32) -> impl FnMut() -> f64 {
     }
 }
 
-/// Delays in whole ms, uniform in [1000, 8000].
-fn delays(n: usize) -> Vec<u64> {
+/// Delays in whole ms, uniform in [1000, max_s * 1000] (the peers' [1000, 8000] by default).
+fn delays(n: usize, max_s: u64) -> Vec<u64> {
     let mut r = rng(12345);
+    let spread = (max_s * 1000 - 1000 + 1) as f64;
     (0..n)
-        .map(|_| 1000 + (r() * 7001.0).floor() as u64)
+        .map(|_| 1000 + (r() * spread).floor() as u64)
         .collect()
 }
 
@@ -50,7 +51,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let base = now_ms();
-    let delays = delays(n);
+    let delays = delays(n, args.delay_max_secs);
     for (chunk_no, chunk) in delays.chunks(1_000).enumerate() {
         let jobs = chunk
             .iter()
@@ -93,7 +94,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
 mod tests {
     #[test]
     fn delays_match_the_peer_harness_sequence() {
-        let d = super::delays(2000);
+        let d = super::delays(2000, 8);
         assert!(d.iter().all(|x| (1000..=8000).contains(x)));
         // First values of mulberry32(12345) scaled as in shared/bench/peers/lib/common.js.
         let mut r = super::rng(12345);

@@ -4,9 +4,10 @@
 //!
 //! - [`server`]: the server under test: one this command starts (fresh data dir per
 //!   workload), or an existing one (`--server URL`).
-//! - [`throughput`] (W1), [`latency`] (W2), [`delayed`] (W3): the workloads.
+//! - [`throughput`] (W1), [`latency`] (W2), [`delayed`] (W3), [`cron`] (W4): the workloads.
 //! - [`report`]: percentiles, the JSON line and the table.
 
+mod cron;
 mod delayed;
 mod latency;
 mod pool;
@@ -29,9 +30,10 @@ pub enum Workload {
     Latency,
     /// W3: 2,000 jobs delayed 1-8 s; how late does each start?
     Delayed,
-    /// W4: cron schedules (not available until schedules exist).
+    /// W4: 1,000 schedules firing every second for 10 s; fire lag, and no slot missed
+    /// or run twice.
     Cron,
-    /// W1, W2 and W3 in turn.
+    /// W1, W2, W3 and W4 in turn.
     All,
 }
 
@@ -62,6 +64,15 @@ pub struct BenchArgs {
     /// Jobs in the delayed workload.
     #[arg(long, default_value_t = 2_000)]
     pub delayed_jobs: usize,
+    /// Longest delay in the delayed workload, in seconds (delays are uniform from 1 s).
+    #[arg(long, default_value_t = 8)]
+    pub delay_max_secs: u64,
+    /// Schedules in the cron workload.
+    #[arg(long, default_value_t = 1_000)]
+    pub schedules: usize,
+    /// Seconds the cron workload measures.
+    #[arg(long, default_value_t = 10)]
+    pub cron_secs: u64,
     /// Print one JSON line per workload on stdout (the peer harness's keys).
     #[arg(long)]
     pub json: bool,
@@ -97,11 +108,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.lease_batch == 0 || args.ack_batch == 0 || args.batch == 0 {
         bail!("--concurrency, --lease-batch, --ack-batch and --batch must be at least 1");
     }
+    if args.delay_max_secs < 1 {
+        bail!("--delay-max-secs must be at least 1");
+    }
     let workloads = match args.workload {
-        Workload::All => vec![Workload::Throughput, Workload::Latency, Workload::Delayed],
-        Workload::Cron => {
-            bail!("the cron workload needs schedules, which this version does not have yet")
-        }
+        Workload::All => vec![
+            Workload::Throughput,
+            Workload::Latency,
+            Workload::Delayed,
+            Workload::Cron,
+        ],
         w => vec![w],
     };
     let mut records = Vec::new();
@@ -113,7 +129,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Workload::Throughput => throughput::run(&client, &args).await?,
             Workload::Latency => latency::run(&client, &args).await?,
             Workload::Delayed => delayed::run(&client, &args).await?,
-            Workload::Cron | Workload::All => unreachable!("expanded above"),
+            Workload::Cron => cron::run(&client, &args).await?,
+            Workload::All => unreachable!("expanded above"),
         };
         record.settings(&args, target.store_label());
         target.stop().await?;
