@@ -113,7 +113,8 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
         });
     }
     // Let the window pass, stop the schedules, and drain what they made.
-    let until = Duration::from_millis(((end_s as f64) * 1000.0 - now_ms()).max(0.0) as u64 + 500);
+    // Two seconds of slack so a late tick still fires the last slot before we stop.
+    let until = Duration::from_millis(((end_s as f64) * 1000.0 - now_ms()).max(0.0) as u64 + 2_000);
     tokio::time::sleep(until).await;
     for id in ids.iter().flatten() {
         let off = SchedulePatch {

@@ -82,3 +82,21 @@ fn delayed_smoke() {
     );
     assert!(r[0]["p99_ms"].as_f64().is_some());
 }
+
+#[test]
+fn cron_smoke() {
+    let r = bench(&[
+        "--workload",
+        "cron",
+        "--schedules",
+        "20",
+        "--cron-secs",
+        "2",
+    ]);
+    assert_eq!(r[0]["workload"], "W4");
+    assert_accounted(&r[0], 40);
+    assert!(
+        r[0]["p99_ms"].as_f64().unwrap() >= 0.0,
+        "runs start after their fire time"
+    );
+}
