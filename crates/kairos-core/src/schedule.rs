@@ -494,10 +494,13 @@ impl Schedule {
         if !self.active || first > now {
             return (Vec::new(), self.next_run_at);
         }
-        let mut due = vec![first];
-        due.extend(tt.between(first, now, MAX_CATCH_UP));
-        if due.len() > MAX_CATCH_UP {
-            due.drain(..due.len() - MAX_CATCH_UP);
+        // Every fire time from `first` (inclusive) to now; the most recent 1,000 at most.
+        let just_before = first
+            .checked_sub(jiff::SignedDuration::from_nanos(1))
+            .unwrap_or(first);
+        let mut due = tt.recent(just_before, now, MAX_CATCH_UP);
+        if due.is_empty() {
+            due.push(first);
         }
         let latest = *due.last().expect("not empty");
         let on_time = now.duration_since(latest) <= MISFIRE_GRACE;

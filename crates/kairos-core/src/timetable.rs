@@ -117,6 +117,26 @@ impl Timetable {
         out.into()
     }
 
+    /// The most recent `limit` fire times in `(after, until]`, oldest first. Looks back
+    /// from `until` over a window that doubles until it holds `limit` times or reaches
+    /// `after`, so a per-second schedule that was idle for a year costs about `limit`
+    /// steps, not 31 million.
+    pub fn recent(&self, after: Timestamp, until: Timestamp, limit: usize) -> Vec<Timestamp> {
+        let mut span = SignedDuration::from_secs(1);
+        loop {
+            let from = until
+                .checked_sub(span)
+                .ok()
+                .filter(|f| *f > after)
+                .unwrap_or(after);
+            let got = self.between(from, until, limit);
+            if got.len() >= limit || from == after {
+                return got;
+            }
+            span = span.checked_mul(2).unwrap_or(SignedDuration::MAX);
+        }
+    }
+
     fn next_near_transition(&self, after: Timestamp, civil: DateTime) -> Option<Timestamp> {
         let mut best: Option<Timestamp> = None;
         let mut best_civil_limit: Option<DateTime> = None;

@@ -204,6 +204,35 @@ fn between_keeps_the_most_recent() {
     );
 }
 
+#[test]
+fn recent_looks_back_without_walking_the_whole_gap() {
+    let t = tt("* * * * * *", "UTC", DstSkipped::Shift, DstRepeated::First);
+    let started = std::time::Instant::now();
+    let got = t.recent(at("2029-01-01T00:00:00Z"), at("2030-01-01T00:00:00Z"), 1000);
+    assert_eq!(got.len(), 1000);
+    assert_eq!(*got.last().unwrap(), at("2030-01-01T00:00:00Z"));
+    assert_eq!(got[0], at("2029-12-31T23:43:21Z"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "bounded work"
+    );
+    let yearly = tt("@yearly", "UTC", DstSkipped::Shift, DstRepeated::First);
+    let got = yearly.recent(at("2020-06-01T00:00:00Z"), at("2030-06-01T00:00:00Z"), 3);
+    assert_eq!(
+        got,
+        vec![
+            at("2028-01-01T00:00:00Z"),
+            at("2029-01-01T00:00:00Z"),
+            at("2030-01-01T00:00:00Z")
+        ]
+    );
+    let few = yearly.recent(at("2028-06-01T00:00:00Z"), at("2030-06-01T00:00:00Z"), 10);
+    assert_eq!(
+        few,
+        vec![at("2029-01-01T00:00:00Z"), at("2030-01-01T00:00:00Z")]
+    );
+}
+
 proptest! {
     #[test]
     fn fire_times_increase_and_match(
