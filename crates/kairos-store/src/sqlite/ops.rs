@@ -318,6 +318,23 @@ fn save_schedule(b: &mut Batch<'_>, s: &Schedule) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Saves a fired schedule: only its timing and body change (not its name), so only the
+/// `next_due` index is touched.
+fn save_fired_schedule(b: &mut Batch<'_>, s: &Schedule) -> Result<(), StoreError> {
+    let next_due = if s.active { s.next_run_at } else { None };
+    b.conn
+        .prepare_cached("UPDATE schedules SET next_due = ?2, body = ?3 WHERE id = ?1")?
+        .execute(params![
+            s.id.as_bytes(),
+            next_due.map(rows::us),
+            serde_json::to_string(s)?
+        ])?;
+    if let Some(at) = next_due {
+        b.due_at(at);
+    }
+    Ok(())
+}
+
 fn name_taken(b: &Batch<'_>, name: &str, except: Option<Uuid>) -> Result<bool, StoreError> {
     let owner: Option<Vec<u8>> = b
         .conn
@@ -406,7 +423,12 @@ fn make_run(
     Ok(Some(job))
 }
 
-/// Fires every due schedule (per its misfire and overlap policies). Returns the runs made.
+/// Schedules fired per tick. The rest stay due, so the timer ticks again at once; runs
+/// of the first chunk are committed (and leasable) while later ones are still being made.
+const FIRE_CHUNK: i64 = 100;
+
+/// Fires due schedules (per their misfire and overlap policies), the most overdue first,
+/// up to [`FIRE_CHUNK`]. Returns the runs made.
 fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
     let bodies: Vec<String> = b
         .conn
@@ -414,7 +436,7 @@ fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
             "SELECT body FROM schedules WHERE next_due IS NOT NULL AND next_due <= ?1 \
              ORDER BY next_due LIMIT ?2",
         )?
-        .query_map(params![rows::us(b.now), MAINTENANCE_CHUNK], |r| r.get(0))?
+        .query_map(params![rows::us(b.now), FIRE_CHUNK], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut made = 0;
     for body in bodies {
@@ -427,7 +449,7 @@ fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
             }
         }
         s.next_run_at = next;
-        save_schedule(b, &s)?;
+        save_fired_schedule(b, &s)?;
     }
     Ok(made)
 }
