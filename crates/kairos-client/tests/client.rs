@@ -3,7 +3,6 @@
 use kairos_client::{Client, ClientError};
 use kairos_core::api::{
     AckItem, AckRequest, EnqueueRequest, HeartbeatItem, HeartbeatRequest, LeaseRequest, ListQuery,
-    OutcomeKind,
 };
 use kairos_core::{JobState, RawValue};
 
@@ -38,15 +37,7 @@ fn lease_req(max: u32) -> LeaseRequest {
 }
 
 fn done(id: uuid::Uuid, token: uuid::Uuid) -> AckItem {
-    AckItem {
-        id,
-        lease_token: token,
-        outcome: OutcomeKind::Completed,
-        result: None,
-        error: None,
-        retry: None,
-        retry_in: None,
-    }
+    AckItem::completed(id, token)
 }
 
 #[tokio::test]

@@ -338,6 +338,21 @@ pub struct AckItem {
     pub retry_in: Option<Duration>,
 }
 
+impl AckItem {
+    /// A `completed` report with no result.
+    pub fn completed(id: Uuid, lease_token: Uuid) -> AckItem {
+        AckItem {
+            id,
+            lease_token,
+            outcome: OutcomeKind::Completed,
+            result: None,
+            error: None,
+            retry: None,
+            retry_in: None,
+        }
+    }
+}
+
 /// A validated ack item.
 #[derive(Debug, Clone)]
 pub struct AckReport {

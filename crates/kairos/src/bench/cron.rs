@@ -7,7 +7,7 @@ use super::pool::now_ms;
 use super::report::{Record, progress};
 use kairos_client::Client;
 use kairos_core::RawValue;
-use kairos_core::api::{AckItem, AckRequest, LeaseRequest, OutcomeKind};
+use kairos_core::api::{AckItem, AckRequest, LeaseRequest};
 use kairos_core::schedule::{JobTemplateRequest, SchedulePatch, ScheduleRequest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,15 +91,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
                         lags.lock().expect("lock").push(started - due);
                         bar.inc(1);
                     }
-                    items.push(AckItem {
-                        id: l.job.id,
-                        lease_token: l.lease_token,
-                        outcome: OutcomeKind::Completed,
-                        result: None,
-                        error: None,
-                        retry: None,
-                        retry_in: None,
-                    });
+                    items.push(AckItem::completed(l.job.id, l.lease_token));
                 }
                 if !items.is_empty() {
                     client

@@ -38,17 +38,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
     let n = args.delayed_jobs;
     let bar = progress(n as u64, "W3 delayed");
     let tally = Tally::new(n);
-    let (workers, lease_max) = super::lease_loops(args);
-    let handles = pool::start(
-        client,
-        QUEUE,
-        workers,
-        lease_max,
-        args.ack_batch,
-        args.concurrency,
-        tally.clone(),
-        bar.clone(),
-    );
+    let handles = pool::start_for(client, QUEUE, args, &tally, &bar);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let base = now_ms();
     let delays = delays(n, args.delay_max_secs);

@@ -22,17 +22,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
     let n = (args.latency_secs * 500) as usize;
     let bar = progress(n as u64, "W2 latency");
     let tally = Tally::new(n);
-    let (workers, lease_max) = super::lease_loops(args);
-    let handles = pool::start(
-        client,
-        QUEUE,
-        workers,
-        lease_max,
-        args.ack_batch,
-        args.concurrency,
-        tally.clone(),
-        bar.clone(),
-    );
+    let handles = pool::start_for(client, QUEUE, args, &tally, &bar);
     // Workers start idle, as in the peer harness.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING));

@@ -3,7 +3,7 @@
 //! payload carries its index `n`, so lost and duplicated jobs are counted exactly.
 
 use kairos_client::Client;
-use kairos_core::api::{AckItem, AckRequest, LeaseRequest, OutcomeKind};
+use kairos_core::api::{AckItem, AckRequest, LeaseRequest};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::watch;
@@ -118,6 +118,27 @@ impl Tally {
     }
 }
 
+/// Starts the workers of a workload on `queue`, shaped by the bench flags.
+pub fn start_for(
+    client: &Client,
+    queue: &str,
+    args: &super::BenchArgs,
+    tally: &Arc<Tally>,
+    progress: &indicatif::ProgressBar,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let (workers, lease_max) = super::lease_loops(args);
+    start(
+        client,
+        queue,
+        workers,
+        lease_max,
+        args.ack_batch,
+        args.concurrency,
+        tally.clone(),
+        progress.clone(),
+    )
+}
+
 /// Ack requests one worker keeps in flight at most.
 const MAX_ACKS_IN_FLIGHT: usize = 4;
 
@@ -186,15 +207,7 @@ pub fn start(
                         let _slot = permits.acquire().await?;
                         let p: Payload = serde_json::from_str(l.job.payload.get())?;
                         tally.record(p.n, p.t, start);
-                        items.push(AckItem {
-                            id: l.job.id,
-                            lease_token: l.lease_token,
-                            outcome: OutcomeKind::Completed,
-                            result: None,
-                            error: None,
-                            retry: None,
-                            retry_in: None,
-                        });
+                        items.push(AckItem::completed(l.job.id, l.lease_token));
                     }
                     let (client, tally, progress) =
                         (client.clone(), tally.clone(), progress.clone());

@@ -36,18 +36,8 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
     let enqueue_s = t0.elapsed().as_secs_f64();
 
     let tally = Tally::new(n);
-    let (workers, lease_max) = super::lease_loops(args);
     let t1 = Instant::now();
-    let handles = pool::start(
-        client,
-        QUEUE,
-        workers,
-        lease_max,
-        args.ack_batch,
-        args.concurrency,
-        tally.clone(),
-        bar.clone(),
-    );
+    let handles = pool::start_for(client, QUEUE, args, &tally, &bar);
     tally.wait_done().await;
     for h in handles {
         h.await??;
