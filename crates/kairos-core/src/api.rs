@@ -83,6 +83,9 @@ impl EnqueueRequest {
         if self.run_at.is_some() && self.delay.is_some() {
             c.invalid("delay", "give run_at or delay, not both");
         }
+        if let Some(d) = self.delay {
+            c.duration("delay", d, Duration::ZERO, validate::MAX_DELAY);
+        }
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if !(1..=validate::MAX_ATTEMPTS).contains(&max_attempts) {
             c.invalid(
@@ -237,7 +240,7 @@ impl LeaseRequest {
                 queues.push(q);
             }
         }
-        c.name("worker", &self.worker);
+        c.worker("worker", &self.worker);
         let max = self.max.unwrap_or(1);
         if !(1..=validate::MAX_LEASE_MAX).contains(&max) {
             c.invalid(
@@ -368,7 +371,7 @@ impl AckRequest {
     /// Checks every item; any problem refuses the whole request.
     pub fn validate(self, limits: &Limits) -> Result<(String, Vec<AckReport>), Invalid> {
         let mut c = Checker::new("");
-        c.name("worker", &self.worker);
+        c.worker("worker", &self.worker);
         if self.results.len() > validate::MAX_BATCH {
             c.invalid("results", format!("at most {} items", validate::MAX_BATCH));
         }
@@ -525,7 +528,7 @@ impl HeartbeatRequest {
     /// Checks every item.
     pub fn validate(self) -> Result<(String, Vec<Extension>), Invalid> {
         let mut c = Checker::new("");
-        c.name("worker", &self.worker);
+        c.worker("worker", &self.worker);
         if self.leases.len() > validate::MAX_BATCH {
             c.invalid("leases", format!("at most {} items", validate::MAX_BATCH));
         }
@@ -580,22 +583,42 @@ pub struct QueueList {
     pub queues: Vec<Queue>,
 }
 
-/// `GET /v1/jobs` query string.
+/// `GET /v1/jobs` query string. An empty parameter (`?queue=&state=`) means "not given".
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this queue.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub queue: Option<String>,
     /// Only this state.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub state: Option<String>,
     /// Only this kind.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub kind: Option<String>,
     /// Only runs of this schedule.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub schedule_id: Option<String>,
     /// Page size, default 50, up to 500.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub limit: Option<u32>,
     /// Where the previous page ended.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub cursor: Option<String>,
+}
+
+/// Reads a query parameter, taking an empty value as absent.
+fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let raw: Option<String> = Option::deserialize(d)?;
+    match raw.as_deref() {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// A validated job listing request.

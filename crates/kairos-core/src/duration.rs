@@ -45,7 +45,7 @@ impl Duration {
 
     /// The same span as a signed duration, for timestamp arithmetic.
     pub fn as_signed(&self) -> jiff::SignedDuration {
-        jiff::SignedDuration::from_millis(self.as_millis() as i64)
+        jiff::SignedDuration::from_millis(i64::try_from(self.as_millis()).unwrap_or(i64::MAX))
     }
 }
 

@@ -243,7 +243,8 @@ impl Job {
     /// Its state is `scheduled` when it is due in the future, `available` otherwise.
     pub fn new(spec: NewJob, id: Uuid, now: Timestamp) -> Job {
         let run_at = match (spec.run_at, spec.delay) {
-            (Some(at), _) => at,
+            // Stored with microsecond precision: answer what a later read will show.
+            (Some(at), _) => Timestamp::from_microsecond(at.as_microsecond()).unwrap_or(at),
             (None, Some(d)) => now.saturating_add(d.as_signed()).unwrap_or(now),
             (None, None) => now,
         };

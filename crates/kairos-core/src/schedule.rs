@@ -485,9 +485,13 @@ impl Schedule {
         }
     }
 
-    /// The fire times due at `now` (from `next_run_at` on), and which of them to run under
-    /// the misfire policy. Returns `(runs, next_run_at)`.
-    pub fn due(&self, now: Timestamp) -> (Vec<Timestamp>, Option<Timestamp>) {
+    /// The fire times due at `now` (from `next_run_at` on) and which of them to run, with
+    /// the next fire time after now. `up_since` is when the server (its store) started:
+    /// a slot at or after it, or at most [`MISFIRE_GRACE`] old, is on time and runs even
+    /// if the server is behind; only slots that passed while the server was down are
+    /// misfires, handled by the misfire policy. Returns `(runs, next_run_at)`, runs oldest
+    /// first.
+    pub fn due(&self, now: Timestamp, up_since: Timestamp) -> (Vec<Timestamp>, Option<Timestamp>) {
         let (Some(first), Some(tt)) = (self.next_run_at, self.timetable()) else {
             return (Vec::new(), self.next_run_at);
         };
@@ -502,14 +506,15 @@ impl Schedule {
         if due.is_empty() {
             due.push(first);
         }
-        let latest = *due.last().expect("not empty");
-        let on_time = now.duration_since(latest) <= MISFIRE_GRACE;
-        let runs = match self.misfire {
-            Misfire::RunAll => due,
-            Misfire::RunOnce => vec![latest],
-            Misfire::Skip if on_time => vec![latest],
+        let (missed, on_time): (Vec<Timestamp>, Vec<Timestamp>) = due
+            .into_iter()
+            .partition(|t| *t < up_since && now.duration_since(*t) > MISFIRE_GRACE);
+        let mut runs = match self.misfire {
+            Misfire::RunAll => missed,
+            Misfire::RunOnce => missed.last().copied().into_iter().collect(),
             Misfire::Skip => Vec::new(),
         };
+        runs.extend(on_time);
         (runs, tt.next_after(now))
     }
 }
@@ -552,29 +557,54 @@ mod tests {
     fn misfire_policies_after_downtime() {
         // Hourly; the server comes back at 05:30, after fires at 01..05.
         let back = at("2030-01-01T05:30:00Z");
-        let all = schedule("0 * * * *", Misfire::RunAll).due(back);
+        let all = schedule("0 * * * *", Misfire::RunAll).due(back, back);
         assert_eq!(all.0.len(), 5);
         assert_eq!(all.0[0], at("2030-01-01T01:00:00Z"));
         assert_eq!(all.1, Some(at("2030-01-01T06:00:00Z")));
         assert_eq!(
-            schedule("0 * * * *", Misfire::RunOnce).due(back).0,
+            schedule("0 * * * *", Misfire::RunOnce).due(back, back).0,
             vec![at("2030-01-01T05:00:00Z")]
         );
-        assert!(schedule("0 * * * *", Misfire::Skip).due(back).0.is_empty());
+        assert!(
+            schedule("0 * * * *", Misfire::Skip)
+                .due(back, back)
+                .0
+                .is_empty()
+        );
         // On time, every policy fires once.
         let now = at("2030-01-01T01:00:00.003Z");
+        let up = at("2030-01-01T00:00:00Z");
         for m in [Misfire::Skip, Misfire::RunOnce, Misfire::RunAll] {
             assert_eq!(
-                schedule("0 * * * *", m).due(now).0,
+                schedule("0 * * * *", m).due(now, up).0,
                 vec![at("2030-01-01T01:00:00Z")]
             );
         }
     }
 
     #[test]
+    fn a_server_that_was_up_but_behind_runs_every_slot() {
+        // Per-second schedule, server up since midnight, its tick 10 s late: not a misfire.
+        let now = at("2030-01-01T00:00:10Z");
+        for m in [Misfire::Skip, Misfire::RunOnce, Misfire::RunAll] {
+            let (runs, _) = schedule("* * * * * *", m).due(now, at("2030-01-01T00:00:00Z"));
+            assert_eq!(runs.len(), 10, "{m:?}");
+        }
+        // Down until 00:00:10: slots more than 5 s old are missed, newer ones on time.
+        let (runs, _) = schedule("* * * * * *", Misfire::Skip).due(now, now);
+        assert_eq!(
+            runs.first(),
+            Some(&at("2030-01-01T00:00:05Z")),
+            "within the grace"
+        );
+        assert_eq!(runs.len(), 6);
+    }
+
+    #[test]
     fn run_all_is_capped_to_the_most_recent() {
         let s = schedule("* * * * * *", Misfire::RunAll);
-        let (runs, _) = s.due(at("2030-01-01T01:00:00Z"));
+        let t = at("2030-01-01T01:00:00Z");
+        let (runs, _) = s.due(t, t);
         assert_eq!(runs.len(), MAX_CATCH_UP);
         assert_eq!(*runs.last().unwrap(), at("2030-01-01T01:00:00Z"));
         assert!(runs.windows(2).all(|w| w[0] < w[1]));

@@ -8,8 +8,10 @@
 //!   occurrence, [`DstRepeated::Last`] at its second, [`DstRepeated::Both`] at both.
 //!
 //! Away from transitions, civil time maps one-to-one onto instants at a fixed offset, and
-//! the next fire time is one cron step. Near a transition the mapping folds or jumps, so
-//! the candidates of a window around it are mapped one by one and the earliest wins.
+//! the next fire time is one cron step. Within a transition's size (1 h in most zones,
+//! 30 min on Lord Howe) of a transition the mapping folds or jumps, so the candidates of
+//! that window are mapped one by one and the earliest wins. For a per-second expression
+//! that costs a few milliseconds per fire time during the two hours around a transition.
 
 use crate::cron::Cron;
 use jiff::civil::DateTime;
@@ -41,8 +43,8 @@ pub enum DstRepeated {
     Both,
 }
 
-/// No time zone moves its clocks by more than this in one transition; windows around a
-/// transition are this wide on each side.
+/// No time zone moves its clocks by more than this in one transition: transitions this
+/// close to a candidate are looked at.
 const MARGIN: SignedDuration = SignedDuration::from_hours(3);
 
 /// The fire times of a cron expression in a zone, under DST policies.
@@ -77,10 +79,27 @@ impl Timetable {
         let candidate = offset.to_timestamp(self.cron.next_after(civil)?).ok()?;
         let window_start = after.checked_sub(MARGIN).ok()?;
         let window_end = candidate.checked_add(MARGIN).ok()?;
-        match self.tz.following(window_start).next() {
-            Some(t) if t.timestamp() <= window_end => self.next_near_transition(after, civil),
-            _ => Some(candidate),
+        let Some(jump) = self
+            .tz
+            .following(window_start)
+            .next()
+            .filter(|t| t.timestamp() <= window_end)
+        else {
+            return Some(candidate);
+        };
+        // Only civil times within the jump's size of it map out of order or not at all.
+        let before = self.tz.to_offset(
+            jump.timestamp()
+                .checked_sub(SignedDuration::from_secs(1))
+                .ok()?,
+        );
+        let size = before.duration_since(jump.offset()).abs();
+        let near = jump.timestamp() >= after.checked_sub(size).ok()?
+            && jump.timestamp() <= candidate.checked_add(size).ok()?;
+        if size.is_zero() || !near {
+            return Some(candidate);
         }
+        self.next_near_transition(after, civil, size)
     }
 
     /// The next `count` fire times after `after`.
@@ -137,10 +156,17 @@ impl Timetable {
         }
     }
 
-    fn next_near_transition(&self, after: Timestamp, civil: DateTime) -> Option<Timestamp> {
+    /// The earliest fire time after `after` when a transition of `size` is near: maps the
+    /// candidates from `size` before `after`'s civil time to `size` past the best found.
+    fn next_near_transition(
+        &self,
+        after: Timestamp,
+        civil: DateTime,
+        size: SignedDuration,
+    ) -> Option<Timestamp> {
         let mut best: Option<Timestamp> = None;
         let mut best_civil_limit: Option<DateTime> = None;
-        let mut c = civil.checked_sub(MARGIN).ok()?;
+        let mut c = civil.checked_sub(size).ok()?;
         let mut found = Vec::with_capacity(2);
         loop {
             c = self.cron.next_after(c)?;
@@ -152,7 +178,7 @@ impl Timetable {
             for &t in &found {
                 if t > after && best.is_none_or(|b| t < b) {
                     best = Some(t);
-                    best_civil_limit = self.tz.to_datetime(t).checked_add(MARGIN).ok();
+                    best_civil_limit = self.tz.to_datetime(t).checked_add(size).ok();
                 }
             }
         }

@@ -14,11 +14,15 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const MAX_BATCH: usize = 1000;
 /// Longest lease, heartbeat extension or job timeout.
 pub const MAX_LEASE: Duration = Duration::from_secs(7 * 86_400);
+/// Longest `delay` of an enqueue (ten years).
+pub const MAX_DELAY: Duration = Duration::from_secs(3650 * 86_400);
+/// Longest worker name.
+pub const MAX_WORKER_LEN: usize = 256;
 /// Highest `max_attempts`.
 pub const MAX_ATTEMPTS: u32 = 10_000;
 /// Priority bounds (inclusive).
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -100..=100;
-/// Longest queue, kind, worker or tag name, and unique key.
+/// Longest queue, kind or tag name.
 pub const MAX_NAME_LEN: usize = 128;
 /// Longest unique key.
 pub const MAX_UNIQUE_KEY_LEN: usize = 255;
@@ -132,6 +136,17 @@ impl<'a> Checker<'a> {
     pub fn name(&mut self, field: &str, value: &str) {
         if let Err(m) = check_name(value) {
             self.invalid(field, m);
+        }
+    }
+
+    /// Checks a worker's self-chosen name: 1 to 256 bytes, no control characters (looser
+    /// than queue names: `worker-7@host`, `pid 1234` are fine).
+    pub fn worker(&mut self, field: &str, value: &str) {
+        if value.is_empty() || value.len() > MAX_WORKER_LEN || value.chars().any(char::is_control) {
+            self.invalid(
+                field,
+                format!("must be 1 to {MAX_WORKER_LEN} bytes without control characters"),
+            );
         }
     }
 

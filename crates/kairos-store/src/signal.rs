@@ -49,10 +49,15 @@ impl Signals {
                 None => return, // nobody has ever waited on this queue
             }
         };
-        // One wake per job: each woken waiter takes at least one. Past a few hundred,
-        // everyone waiting is awake anyway.
-        for _ in 0..count.min(256) {
+        // One wake per job: each woken waiter takes at least one job. For a big batch,
+        // wake everyone instead of counting (an extra wake-up costs one empty lease).
+        if count > 64 {
+            notify.notify_waiters();
             notify.notify_one();
+        } else {
+            for _ in 0..count {
+                notify.notify_one();
+            }
         }
     }
 
@@ -90,5 +95,46 @@ impl Signals {
     /// Notified when the next due time moved earlier.
     pub fn due_changed(&self) -> &Notify {
         &self.due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_big_batch_wakes_every_waiter() {
+        let signals = Signals::default();
+        let notify = signals.queue("q");
+        let mut waiters: Vec<_> = (0..300).map(|_| Box::pin(notify.notified())).collect();
+        for w in waiters.iter_mut() {
+            w.as_mut().enable();
+        }
+        signals.jobs_available("q", 1000);
+        for w in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), w)
+                .await
+                .expect("every waiter is woken");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_few_jobs_wake_that_many_waiters() {
+        let signals = Signals::default();
+        let notify = signals.queue("q");
+        let mut waiters: Vec<_> = (0..3).map(|_| Box::pin(notify.notified())).collect();
+        for w in waiters.iter_mut() {
+            w.as_mut().enable();
+        }
+        signals.jobs_available("q", 2);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut woken = 0;
+        for w in waiters.iter_mut() {
+            if w.as_mut().poll(&mut cx).is_ready() {
+                woken += 1;
+            }
+        }
+        assert_eq!(woken, 2);
     }
 }

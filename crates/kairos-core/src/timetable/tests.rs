@@ -191,6 +191,50 @@ fn lord_howe_half_hour_shift() {
 }
 
 #[test]
+fn per_second_schedule_through_both_transitions() {
+    // Berlin, every second, across the fall-back with "both": the first pass's last ten
+    // minutes, then the repeated hour from 02:00 again, one second apart throughout.
+    let t = tt(
+        "* * * * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::Both,
+    );
+    let from = at("2026-10-25T00:49:59Z"); // 02:49:59 CEST
+    let started = std::time::Instant::now();
+    let got = t.upcoming(from, 1300);
+    assert!(
+        got.windows(2)
+            .all(|w| w[1].duration_since(w[0]) == SignedDuration::from_secs(1))
+    );
+    assert_eq!(
+        local(&t, &[got[599], got[600]]),
+        ["2026-10-25 02:59:59+02:00", "2026-10-25 02:00:00+01:00"]
+    );
+    let per_call = started.elapsed() / 1300;
+    assert!(
+        per_call < std::time::Duration::from_millis(50),
+        "bounded per fire time: {per_call:?}"
+    );
+    // Spring forward: 02:00-02:59 do not exist; with "shift" they collapse into 03:00.
+    let t = tt(
+        "* * * * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    let got = t.upcoming(at("2026-03-29T00:59:58Z"), 3);
+    assert_eq!(
+        local(&t, &got),
+        [
+            "2026-03-29 01:59:59+01:00",
+            "2026-03-29 03:00:00+02:00",
+            "2026-03-29 03:00:01+02:00"
+        ]
+    );
+}
+
+#[test]
 fn between_keeps_the_most_recent() {
     let t = tt("* * * * * *", "UTC", DstSkipped::Shift, DstRepeated::First);
     let got = t.between(at("2030-01-01T00:00:00Z"), at("2030-01-01T00:00:10Z"), 3);

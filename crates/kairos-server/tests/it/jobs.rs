@@ -243,6 +243,12 @@ async fn listing_pages_newest_first_with_filters() {
         s.get("/v1/jobs?state=running").await.body["jobs"],
         json!([])
     );
+    let template = s.get("/v1/jobs?queue=&state=&kind=&limit=&cursor=").await;
+    assert_eq!(
+        template.body["jobs"].as_array().unwrap().len(),
+        7,
+        "empty parameters are absent"
+    );
     assert_problem(&s.get("/v1/jobs?limit=501").await, 422, Some("limit"));
     assert_problem(&s.get("/v1/jobs?limit=abc").await, 422, Some("limit"));
     assert_problem(&s.get("/v1/jobs?state=sleeping").await, 422, Some("state"));

@@ -274,6 +274,18 @@ async fn worker_requests_are_validated() {
     assert_problem(&lease(json!({"worker": "w"})).await, 422, Some("queues"));
     assert_problem(&lease(json!({"queues": ["q"]})).await, 422, Some("worker"));
     assert_problem(
+        &lease(json!({"queues": ["q"], "worker": ""})).await,
+        422,
+        Some("worker"),
+    );
+    let host_style = lease(json!({"queues": ["q"], "worker": "worker-7@host pid 12"})).await;
+    assert_eq!(
+        host_style.status,
+        StatusCode::OK,
+        "worker names are free-form: {}",
+        host_style.body
+    );
+    assert_problem(
         &lease(json!({"queues": [], "worker": "w"})).await,
         422,
         Some("queues"),

@@ -200,8 +200,33 @@ pub(crate) fn cancel(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
     Ok(visible(stored.job, b.now))
 }
 
+/// Whether another unfinished job of the queue holds `job`'s unique key (a finished job
+/// brought back to life must not make two unfinished jobs share one).
+fn unique_key_taken(b: &Batch<'_>, stored: &StoredJob) -> Result<bool, StoreError> {
+    let Some(key) = &stored.job.unique_key else {
+        return Ok(false);
+    };
+    if !stored.job.state.is_finished() {
+        return Ok(false);
+    }
+    let holder: Option<i64> = b
+        .conn
+        .prepare_cached(
+            "SELECT seq FROM jobs WHERE queue = ?1 AND unique_key = ?2 \
+             AND state IN (0, 1, 2, 3) AND seq <> ?3",
+        )?
+        .query_row(params![stored.job.queue, key, stored.seq], |r| r.get(0))
+        .optional()?;
+    Ok(holder.is_some())
+}
+
 pub(crate) fn retry(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
     let mut stored = load(b, id)?;
+    if unique_key_taken(b, &stored)? {
+        return Err(StoreError::Duplicate(
+            "an unfinished job of this queue holds the same unique_key".to_string(),
+        ));
+    }
     stored.job.promote(b.now);
     stored.job.retry(b.now)?;
     b.save(&stored)?;
@@ -234,6 +259,10 @@ pub(crate) fn retry_dead(b: &mut Batch<'_>, queue: &str) -> Result<u64, StoreErr
     let mut n = 0;
     for seq in seqs {
         let mut stored = b.load_seq(seq)?;
+        // A dead job whose unique key an unfinished job now holds stays dead.
+        if unique_key_taken(b, &stored)? {
+            continue;
+        }
         stored.job.retry(b.now)?;
         b.save(&stored)?;
         n += 1;
@@ -441,7 +470,7 @@ fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
     let mut made = 0;
     for body in bodies {
         let mut s: Schedule = serde_json::from_str(&body)?;
-        let (runs, next) = s.due(b.now);
+        let (runs, next) = s.due(b.now, b.up_since);
         for t in runs {
             if make_run(b, &s, t)?.is_some() {
                 made += 1;
@@ -461,10 +490,20 @@ pub(crate) fn trigger_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<Job, Store
         overlap: Overlap::Allow,
         ..s.clone()
     };
-    let job = make_run(b, &manual, b.now)?.ok_or_else(|| {
-        StoreError::Duplicate("a run for this instant already exists".to_string())
-    })?;
-    s.last_run_at = Some(b.now);
-    save_schedule(b, &s)?;
-    Ok(job)
+    // Two triggers in one commit share the batch's clock reading: the later one takes
+    // the next free microsecond, so both make their run.
+    let mut at = b.now;
+    for _ in 0..1_000 {
+        if let Some(job) = make_run(b, &manual, at)? {
+            s.last_run_at = Some(at);
+            save_schedule(b, &s)?;
+            return Ok(job);
+        }
+        at = at
+            .checked_add(jiff::SignedDuration::from_micros(1))
+            .unwrap_or(at);
+    }
+    Err(StoreError::Duplicate(
+        "too many runs of this schedule at this instant".to_string(),
+    ))
 }

@@ -125,6 +125,8 @@ pub(crate) struct Batch<'a> {
     pub now: Timestamp,
     caches: &'a Caches,
     ids: &'a mut IdGen,
+    /// When this store was opened: schedule slots since then are not misfires.
+    pub up_since: Timestamp,
     op: Effects,
     all: Effects,
     promoted: bool,
@@ -297,6 +299,7 @@ pub(crate) struct Writer {
     signals: Arc<Signals>,
     caches: Caches,
     ids: IdGen,
+    up_since: Timestamp,
 }
 
 impl Writer {
@@ -317,10 +320,12 @@ impl Writer {
                 caches.known_queues.insert(name);
             }
         }
+        let up_since = clock.now();
         Ok(Writer {
             conn,
             clock,
             signals,
+            up_since,
             caches,
             ids: IdGen::default(),
         })
@@ -369,6 +374,7 @@ impl Writer {
                 now,
                 caches: &self.caches,
                 ids: &mut self.ids,
+                up_since: self.up_since,
                 op: Effects::default(),
                 all: Effects::default(),
                 promoted: false,

@@ -38,7 +38,8 @@ macro_rules! conformance_suite {
             queue_counts_follow_every_transition, paused_queue_is_not_leased, retry_dead_moves_all_dead,
             enqueue_wakes_waiters, tick_reports_next_due, schedules_are_created_with_next_run_at,
             due_schedule_fires_once_per_slot, overlap_skip_waits_for_the_previous_run,
-            schedule_update_trigger_and_delete);
+            schedule_update_trigger_and_delete, retry_never_makes_two_unfinished_jobs_share_a_unique_key,
+            two_triggers_in_one_commit_both_run);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -1015,4 +1016,56 @@ pub async fn schedule_update_trigger_and_delete(env: Env) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(env.store.schedules().await.unwrap()[0].id, other.id);
+}
+
+pub async fn retry_never_makes_two_unfinished_jobs_share_a_unique_key(env: Env) {
+    let mut s = spec("k");
+    s.unique_key = Some("order-9".into());
+    s.max_attempts = 1;
+    let old = enqueue_one(&env, s.clone()).await;
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
+    env.store
+        .ack(vec![failed(old.id, l.lease_token)])
+        .await
+        .unwrap();
+    assert_eq!(state_of(&env, old.id).await, JobState::Dead);
+    let newer = enqueue_one(&env, s).await;
+    assert!(
+        matches!(env.store.retry(old.id).await, Err(StoreError::Duplicate(_))),
+        "retrying the dead job would duplicate the key"
+    );
+    assert_eq!(
+        env.store.retry_dead("default").await.unwrap(),
+        0,
+        "it stays dead"
+    );
+    assert_eq!(state_of(&env, old.id).await, JobState::Dead);
+    env.store.cancel(newer.id).await.unwrap();
+    assert_eq!(
+        env.store.retry(old.id).await.unwrap().state,
+        JobState::Available,
+        "free again"
+    );
+}
+
+pub async fn two_triggers_in_one_commit_both_run(env: Env) {
+    let s = env
+        .store
+        .create_schedule(schedule_req("manual", "0 0 1 1 *"), Limits::default())
+        .await
+        .unwrap();
+    // The manual clock does not move: both runs happen "at the same instant".
+    let (a, b) = tokio::join!(
+        env.store.trigger_schedule(s.id),
+        env.store.trigger_schedule(s.id)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.id, b.id);
+    assert_ne!(a.scheduled_for, b.scheduled_for);
+    assert_eq!(runs_of(&env, s.id).await.len(), 2);
 }
