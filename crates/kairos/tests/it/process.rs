@@ -186,3 +186,75 @@ async fn sigterm_and_sigint_shut_down_cleanly() {
     assert_eq!(got["id"], job["id"]);
     assert!(server.signal_and_wait("INT").success());
 }
+
+/// A per-second schedule with `misfire: run_all` keeps every slot across a `kill -9`:
+/// after the restart, its runs cover every second from the first to the last, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_slots_survive_kill_9_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let server = Kairos::start(dir.path());
+    let (st, sched) = post(
+        &client,
+        format!("{}/v1/schedules", server.base),
+        json!({"name": "every-second", "cron": "* * * * * *", "misfire": "run_all",
+               "job": {"queue": "ticks", "kind": "tick"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201, "{sched}");
+    let id = sched["id"].as_str().unwrap().to_string();
+    let runs = |base: String| {
+        let (client, id) = (client.clone(), id.clone());
+        async move {
+            let page: Value = client
+                .get(format!("{base}/v1/jobs?schedule_id={id}&limit=500"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut slots: Vec<i64> = page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| {
+                    let t: jiff::Timestamp = j["scheduled_for"].as_str().unwrap().parse().unwrap();
+                    t.as_second()
+                })
+                .collect();
+            slots.sort();
+            slots
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs(server.base.clone()).await.len() < 2 {
+        assert!(Instant::now() < deadline, "the schedule never fired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill9();
+    // Stay down across a few slots (polling the clock, not a fixed sleep).
+    let down_until = jiff::Timestamp::now().as_second() + 3;
+    while jiff::Timestamp::now().as_second() < down_until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let server = Kairos::start(dir.path());
+    let restarted = jiff::Timestamp::now().as_second();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let slots = loop {
+        let slots = runs(server.base.clone()).await;
+        if slots.last().is_some_and(|last| *last >= restarted + 1) {
+            break slots;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no runs after the restart: {slots:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let first = slots[0];
+    let expected: Vec<i64> = (first..=*slots.last().unwrap()).collect();
+    assert_eq!(slots, expected, "every second once, across the crash");
+    assert!(server.signal_and_wait("TERM").success());
+}
