@@ -48,6 +48,11 @@ async fn invalid_fields_are_422_naming_the_field() {
         ),
         (json!({"kind": "k", "run_at": "tomorrow"}), "run_at"),
         (json!({"kind": "k", "delay": "5 seconds"}), "delay"),
+        (json!({"kind": "k", "delay": "3651d"}), "delay"),
+        (
+            json!({"kind": "k", "delay": "99999999999999999ms"}),
+            "delay",
+        ),
         (json!({"kind": "k", "timeout": "0s"}), "timeout"),
         (json!({"kind": "k", "timeout": 30}), "timeout"),
         (json!({"kind": "k", "max_attempts": 0}), "max_attempts"),

@@ -67,6 +67,18 @@ async fn run_at_and_delay_schedule_jobs() {
         .enqueue(json!({"kind": "k", "run_at": "2099-01-01T10:00:00+02:00"}))
         .await;
     assert_eq!(at["run_at"], "2099-01-01T08:00:00Z", "answered in UTC");
+    let precise = s
+        .enqueue(json!({"kind": "k", "run_at": "2099-01-01T10:00:00.123456789+02:00"}))
+        .await;
+    assert_eq!(
+        precise["run_at"], "2099-01-01T08:00:00.123456Z",
+        "stored (and answered) to the microsecond"
+    );
+    let got = s
+        .get(&format!("/v1/jobs/{}", precise["id"].as_str().unwrap()))
+        .await
+        .body;
+    assert_eq!(got["run_at"], precise["run_at"]);
     assert_eq!(at["state"], "scheduled");
     let past = s
         .enqueue(json!({"kind": "k", "run_at": "2001-01-01T00:00:00Z"}))

@@ -91,6 +91,11 @@ CREATE TABLE schedules (
 );
 CREATE INDEX schedules_due ON schedules (next_due) WHERE next_due IS NOT NULL;
 "#,
+    r#"
+-- Unfinished runs of schedules, for overlap: "skip" (no scan of a schedule's history).
+CREATE INDEX jobs_schedule_open ON jobs (schedule_id)
+    WHERE schedule_id IS NOT NULL AND state IN (0, 1, 2, 3);
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and
