@@ -258,9 +258,14 @@ impl Engine {
         Ok(self.inner.store.trigger_schedule(id).await?)
     }
 
-    /// The next fire times of an expression, by the store's clock.
-    pub fn preview(&self, req: PreviewRequest) -> Result<Preview, EngineError> {
-        Ok(req.run(self.inner.store.now())?)
+    /// The next fire times of an expression, by the store's clock. Computed on the
+    /// blocking pool: near a DST transition a per-second expression takes milliseconds.
+    pub async fn preview(&self, req: PreviewRequest) -> Result<Preview, EngineError> {
+        let now = self.inner.store.now();
+        tokio::task::spawn_blocking(move || req.run(now))
+            .await
+            .map_err(|e| EngineError::Store(StoreError::Backend(format!("preview task: {e}"))))?
+            .map_err(EngineError::Invalid)
     }
 
     /// Whether the store answers.

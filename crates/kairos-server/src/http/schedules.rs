@@ -72,5 +72,5 @@ pub async fn preview(
     State(engine): State<Engine>,
     body: ApiJson<PreviewRequest>,
 ) -> Result<Json<Preview>, ApiError> {
-    Ok(Json(engine.preview(body.value)?))
+    Ok(Json(engine.preview(body.value).await?))
 }
