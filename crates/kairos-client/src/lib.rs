@@ -187,19 +187,10 @@ impl Client {
         jobs: &[EnqueueRequest],
         idempotency_key: Option<&str>,
     ) -> Result<Vec<Job>, ClientError> {
-        #[derive(Serialize)]
-        struct Batch<'a> {
-            jobs: &'a [EnqueueRequest],
-        }
-        let (status, body) = self
-            .call(
-                Method::POST,
-                "/v1/jobs/batch",
-                Some(&Batch { jobs }),
-                idempotency_key,
-            )
-            .await?;
-        Ok(body.decode::<JobBatch>(status)?.jobs)
+        Ok(self
+            .post_batch::<JobBatch>(jobs, idempotency_key)
+            .await?
+            .jobs)
     }
 
     /// `POST /v1/jobs/batch`, reading only the ids of the answer: for producers that
@@ -210,10 +201,6 @@ impl Client {
         jobs: &[EnqueueRequest],
         idempotency_key: Option<&str>,
     ) -> Result<Vec<Uuid>, ClientError> {
-        #[derive(Serialize)]
-        struct Batch<'a> {
-            jobs: &'a [EnqueueRequest],
-        }
         #[derive(serde::Deserialize)]
         struct IdOnly {
             id: Uuid,
@@ -221,6 +208,19 @@ impl Client {
         #[derive(serde::Deserialize)]
         struct Ids {
             jobs: Vec<IdOnly>,
+        }
+        let ids = self.post_batch::<Ids>(jobs, idempotency_key).await?;
+        Ok(ids.jobs.into_iter().map(|j| j.id).collect())
+    }
+
+    async fn post_batch<T: DeserializeOwned>(
+        &self,
+        jobs: &[EnqueueRequest],
+        idempotency_key: Option<&str>,
+    ) -> Result<T, ClientError> {
+        #[derive(Serialize)]
+        struct Batch<'a> {
+            jobs: &'a [EnqueueRequest],
         }
         let (status, body) = self
             .call(
@@ -230,12 +230,7 @@ impl Client {
                 idempotency_key,
             )
             .await?;
-        Ok(body
-            .decode::<Ids>(status)?
-            .jobs
-            .into_iter()
-            .map(|j| j.id)
-            .collect())
+        body.decode(status)
     }
 
     /// `GET /v1/jobs/{id}`.

@@ -105,6 +105,10 @@ fn advance(env: &Env, secs: u64) {
     env.clock.advance(std::time::Duration::from_secs(secs));
 }
 
+async fn listed(env: &Env, filter: JobFilter) -> usize {
+    env.store.list_jobs(filter).await.unwrap().jobs.len()
+}
+
 async fn state_of(env: &Env, id: Uuid) -> JobState {
     env.store.job(id).await.unwrap().expect("job exists").state
 }
@@ -658,43 +662,11 @@ pub async fn listing_pages_newest_first_and_filters(env: Env) {
         limit: 50,
         ..Default::default()
     };
-    assert_eq!(
-        env.store
-            .list_jobs(by_state(JobState::Scheduled))
-            .await
-            .unwrap()
-            .jobs
-            .len(),
-        1
-    );
-    assert_eq!(
-        env.store
-            .list_jobs(by_state(JobState::Available))
-            .await
-            .unwrap()
-            .jobs
-            .len(),
-        7
-    );
+    assert_eq!(listed(&env, by_state(JobState::Scheduled)).await, 1);
+    assert_eq!(listed(&env, by_state(JobState::Available)).await, 7);
     advance(&env, 5);
-    assert_eq!(
-        env.store
-            .list_jobs(by_state(JobState::Scheduled))
-            .await
-            .unwrap()
-            .jobs
-            .len(),
-        0
-    );
-    assert_eq!(
-        env.store
-            .list_jobs(by_state(JobState::Available))
-            .await
-            .unwrap()
-            .jobs
-            .len(),
-        8
-    );
+    assert_eq!(listed(&env, by_state(JobState::Scheduled)).await, 0);
+    assert_eq!(listed(&env, by_state(JobState::Available)).await, 8);
     let bad = JobFilter {
         cursor: Some("nonsense".into()),
         limit: 5,
