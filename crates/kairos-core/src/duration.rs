@@ -101,25 +101,47 @@ impl FromStr for Duration {
     }
 }
 
-impl fmt::Display for Duration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Duration {
+    /// Writes the canonical form into `buf` and returns it. Hand-rolled because every job
+    /// answer carries three durations: through `fmt` they cost more than the job's insert.
+    fn format<'b>(&self, buf: &'b mut [u8; 48]) -> &'b str {
         let mut ms = self.as_millis();
+        let mut len = 0;
         if ms == 0 {
-            return f.write_str("0s");
+            buf[..2].copy_from_slice(b"0s");
+            len = 2;
         }
-        for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        for (unit, size) in [("h", 3_600_000u64), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
             if ms >= size {
-                write!(f, "{}{}", ms / size, unit)?;
+                let mut n = ms / size;
                 ms %= size;
+                let mut digits = [0u8; 20];
+                let mut d = digits.len();
+                while n > 0 || d == digits.len() {
+                    d -= 1;
+                    digits[d] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                }
+                let part = &digits[d..];
+                buf[len..len + part.len()].copy_from_slice(part);
+                len += part.len();
+                buf[len..len + unit.len()].copy_from_slice(unit.as_bytes());
+                len += unit.len();
             }
         }
-        Ok(())
+        std::str::from_utf8(&buf[..len]).expect("ASCII")
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.format(&mut [0; 48]))
     }
 }
 
 impl Serialize for Duration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.format(&mut [0; 48]))
     }
 }
 

@@ -1,8 +1,8 @@
 //! Health probes: `live` answers while the process serves; `ready` also checks the store.
 
 use super::problem::ApiError;
+use super::reply::Json;
 use crate::engine::Engine;
-use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 

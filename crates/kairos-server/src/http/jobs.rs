@@ -3,8 +3,8 @@
 
 use super::extract::{ApiJson, ApiQuery, PathId};
 use super::problem::ApiError;
+use super::reply::Json;
 use crate::engine::Engine;
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

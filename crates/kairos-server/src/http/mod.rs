@@ -3,6 +3,7 @@
 //! - [`extract`]: the JSON and query extractors, so malformed input gets our problem
 //!   answer naming the field.
 //! - [`problem`]: the single mapping from errors to `application/problem+json`.
+//! - [`reply`]: JSON answers.
 //! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`health`]: the handlers, by resource.
 
 pub mod extract;
@@ -10,6 +11,7 @@ pub mod health;
 pub mod jobs;
 pub mod problem;
 pub mod queues;
+pub mod reply;
 pub mod schedules;
 pub mod workers;
 

@@ -2,8 +2,8 @@
 
 use super::extract::ApiJson;
 use super::problem::ApiError;
+use super::reply::Json;
 use crate::engine::Engine;
-use axum::Json;
 use axum::extract::{Path, State};
 use kairos_core::Queue;
 use kairos_core::api::{QueueList, QueuePatch};

@@ -2,8 +2,8 @@
 
 use super::extract::{ApiJson, PathId};
 use super::problem::ApiError;
+use super::reply::Json;
 use crate::engine::Engine;
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

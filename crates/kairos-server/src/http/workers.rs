@@ -3,8 +3,8 @@
 
 use super::extract::ApiJson;
 use super::problem::{ApiError, item_problem};
+use super::reply::Json;
 use crate::engine::Engine;
-use axum::Json;
 use axum::extract::State;
 use kairos_core::api::{
     AckRequest, AckResult, HeartbeatRequest, HeartbeatResult, LeaseRequest, LeasedJob,

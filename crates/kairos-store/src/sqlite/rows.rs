@@ -1,7 +1,7 @@
 //! Mapping between `jobs` rows and [`Job`]: the only place that knows the column layout.
 
 use crate::StoreError;
-use kairos_core::{Duration, Job, JobState, Lease, RawValue, Reported, Timestamp};
+use kairos_core::{Backoff, Duration, Job, JobState, Lease, RawValue, Reported, Timestamp};
 use rusqlite::{Row, params};
 use uuid::Uuid;
 
@@ -96,6 +96,18 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
     })
 }
 
+/// The stored form of a backoff policy; most jobs use the default, rendered once.
+fn backoff_json(b: &Backoff) -> Result<String, StoreError> {
+    static DEFAULT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        serde_json::to_string(&Backoff::default()).expect("a backoff renders")
+    });
+    if *b == Backoff::default() {
+        Ok(DEFAULT.clone())
+    } else {
+        Ok(serde_json::to_string(b)?)
+    }
+}
+
 /// Inserts a new job; returns its `seq`.
 pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, StoreError> {
     let mut stmt = tx.prepare_cached(
@@ -117,9 +129,13 @@ pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, Stor
         us(j.run_at),
         us(j.created_at),
         j.unique_key,
-        serde_json::to_string(&j.tags)?,
+        if j.tags.is_empty() {
+            "[]".to_string()
+        } else {
+            serde_json::to_string(&j.tags)?
+        },
         j.timeout.as_millis() as i64,
-        serde_json::to_string(&j.backoff)?,
+        backoff_json(&j.backoff)?,
         j.schedule_id.map(|id| id.as_bytes().to_vec()),
         j.scheduled_for.map(us),
     ])?;
