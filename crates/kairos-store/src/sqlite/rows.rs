@@ -33,6 +33,31 @@ fn json<T: serde::de::DeserializeOwned>(text: &str, col: usize) -> rusqlite::Res
     serde_json::from_str(text).map_err(|e| bad(col, e))
 }
 
+/// A stored JSON list; the common empty one without a parser.
+fn json_list<T: serde::de::DeserializeOwned>(text: &str, col: usize) -> rusqlite::Result<Vec<T>> {
+    if text == "[]" {
+        Ok(Vec::new())
+    } else {
+        json(text, col)
+    }
+}
+
+/// A stored backoff policy; the default one (most jobs) without a parser.
+fn backoff_from(text: &str) -> rusqlite::Result<Backoff> {
+    if text == default_backoff_json() {
+        Ok(Backoff::default())
+    } else {
+        json(text, 18)
+    }
+}
+
+fn default_backoff_json() -> &'static str {
+    static DEFAULT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        serde_json::to_string(&Backoff::default()).expect("a backoff renders")
+    });
+    &DEFAULT
+}
+
 fn raw(text: String, col: usize) -> rusqlite::Result<Box<RawValue>> {
     RawValue::from_string(text).map_err(|e| bad(col, e))
 }
@@ -73,14 +98,14 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
         started_at: r.get::<_, Option<i64>>(11)?.map(ts).transpose()?,
         finished_at: r.get::<_, Option<i64>>(12)?.map(ts).transpose()?,
         unique_key: r.get(13)?,
-        tags: json(&r.get::<_, String>(14)?, 14)?,
-        errors: json(&r.get::<_, String>(15)?, 15)?,
+        tags: json_list(r.get_ref(14)?.as_str().map_err(|e| bad(14, e))?, 14)?,
+        errors: json_list(r.get_ref(15)?.as_str().map_err(|e| bad(15, e))?, 15)?,
         result: r
             .get::<_, Option<String>>(16)?
             .map(|t| raw(t, 16))
             .transpose()?,
         timeout: Duration::from_millis(r.get::<_, i64>(17)? as u64),
-        backoff: json(&r.get::<_, String>(18)?, 18)?,
+        backoff: backoff_from(r.get_ref(18)?.as_str().map_err(|e| bad(18, e))?)?,
         cancel_requested: r.get(19)?,
         schedule_id: r
             .get::<_, Option<Vec<u8>>>(24)?
@@ -98,11 +123,8 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
 
 /// The stored form of a backoff policy; most jobs use the default, rendered once.
 fn backoff_json(b: &Backoff) -> Result<String, StoreError> {
-    static DEFAULT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        serde_json::to_string(&Backoff::default()).expect("a backoff renders")
-    });
     if *b == Backoff::default() {
-        Ok(DEFAULT.clone())
+        Ok(default_backoff_json().to_string())
     } else {
         Ok(serde_json::to_string(b)?)
     }
