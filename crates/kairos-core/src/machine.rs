@@ -215,8 +215,11 @@ impl Job {
         extend: Duration,
         now: Timestamp,
     ) -> Result<Timestamp, TransitionError> {
-        if self.live_lease(token, now)?.is_some() {
-            return Err(TransitionError::StaleLease);
+        match self.live_lease(token, now)? {
+            // Expired is expired, whether or not the timer has ended the lease yet.
+            Some(Reported::Expired) => return Err(TransitionError::LeaseExpired),
+            Some(_) => return Err(TransitionError::StaleLease),
+            None => {}
         }
         let until = later(now, extend);
         if let Some(l) = self.lease.as_mut() {
