@@ -120,6 +120,11 @@ fn expiry_counts_as_failed_attempt_and_blocks_late_ack() {
         j.ack(tok, done(), t(6), 0.0),
         Err(TransitionError::LeaseExpired)
     );
+    assert_eq!(
+        j.heartbeat(tok, Duration::from_secs(5), t(6)),
+        Err(TransitionError::LeaseExpired),
+        "a heartbeat says the same as an ack"
+    );
 }
 
 #[test]
