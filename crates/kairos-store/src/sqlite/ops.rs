@@ -149,7 +149,7 @@ pub(crate) fn ack(
 ) -> Result<Vec<Result<JobState, ItemError>>, StoreError> {
     let mut out = Vec::with_capacity(reports.len());
     for report in reports {
-        let Some(mut stored) = b.load(report.id)? else {
+        let Some(mut stored) = b.load_state(report.id)? else {
             out.push(Err(ItemError::NotFound));
             continue;
         };
@@ -175,7 +175,7 @@ pub(crate) fn heartbeat(
 ) -> Result<Vec<Result<Extended, ItemError>>, StoreError> {
     let mut out = Vec::with_capacity(extensions.len());
     for ext in extensions {
-        let Some(mut stored) = b.load(ext.id)? else {
+        let Some(mut stored) = b.load_state(ext.id)? else {
             out.push(Err(ItemError::NotFound));
             continue;
         };
@@ -282,7 +282,7 @@ pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
         .collect::<Result<_, _>>()?;
     let mut expired = 0;
     for seq in seqs {
-        let mut stored = b.load_seq(seq)?;
+        let mut stored = b.load_seq_state(seq)?;
         if stored.job.expire(b.now, fastrand::f64()).is_ok() {
             b.save(&stored)?;
             expired += 1;

@@ -5,11 +5,27 @@ use kairos_core::{Backoff, Duration, Job, JobState, Lease, RawValue, Reported, T
 use rusqlite::{Row, params};
 use uuid::Uuid;
 
-/// Columns read for a job, in the order [`job_from_row`] expects (after `seq`).
-pub(crate) const JOB_COLUMNS: &str = "seq, id, queue, kind, payload, priority, state, attempt, \
-    max_attempts, run_at, created_at, started_at, finished_at, unique_key, tags, errors, \
-    result, timeout_ms, backoff, cancel_requested, lease_token, lease_worker, \
-    lease_expires_at, lease_reported, schedule_id, scheduled_for";
+/// The column list of a job read, with `$payload` in the payload's place.
+macro_rules! job_columns {
+    ($payload:literal) => {
+        concat!(
+            "seq, id, queue, kind, ",
+            $payload,
+            ", priority, state, attempt, max_attempts, run_at, created_at, started_at, \
+             finished_at, unique_key, tags, errors, result, timeout_ms, backoff, \
+             cancel_requested, lease_token, lease_worker, lease_expires_at, lease_reported, \
+             schedule_id, scheduled_for"
+        )
+    };
+}
+
+/// Columns read for a job, in the order [`job_from_row`] expects.
+pub(crate) const JOB_COLUMNS: &str = job_columns!("payload");
+
+/// The same columns with `null` for the payload: for transitions that neither need nor
+/// answer it (ack, heartbeat, expiry, promotion), so a 1 MiB payload is not copied and
+/// re-validated on every report. [`save_job`] never writes the payload back.
+pub(crate) const JOB_COLUMNS_NO_PAYLOAD: &str = job_columns!("'null'");
 
 /// Microseconds since the epoch: the stored form of every time.
 pub(crate) fn us(t: Timestamp) -> i64 {

@@ -8,7 +8,7 @@
 //! In-memory caches (paused queues, known queues) and signals change only after a commit
 //! succeeds, so a failed commit leaves nothing half-applied.
 
-use super::rows::{self, JOB_COLUMNS, StoredJob};
+use super::rows::{self, JOB_COLUMNS, JOB_COLUMNS_NO_PAYLOAD, StoredJob};
 use crate::{Signals, StoreError};
 use kairos_core::{Clock, Job, JobState, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -156,6 +156,24 @@ impl Batch<'_> {
         Ok(stmt.query_row([seq], rows::job_from_row)?)
     }
 
+    /// Loads a job by its public id, without its payload (see `JOB_COLUMNS_NO_PAYLOAD`).
+    pub fn load_state(&self, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS_NO_PAYLOAD} FROM jobs WHERE id = ?1"
+        ))?;
+        Ok(stmt
+            .query_row([id.as_bytes()], rows::job_from_row)
+            .optional()?)
+    }
+
+    /// Loads a job by its internal key, without its payload.
+    pub fn load_seq_state(&self, seq: i64) -> Result<StoredJob, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS_NO_PAYLOAD} FROM jobs WHERE seq = ?1"
+        ))?;
+        Ok(stmt.query_row([seq], rows::job_from_row)?)
+    }
+
     /// Inserts a new job and accounts for it.
     pub fn insert(&mut self, job: &Job) -> Result<(), StoreError> {
         self.ensure_queue(&job.queue)?;
@@ -282,7 +300,7 @@ impl Batch<'_> {
         };
         let mut n = 0;
         for seq in seqs {
-            let mut stored = self.load_seq(seq)?;
+            let mut stored = self.load_seq_state(seq)?;
             if stored.job.promote(self.now) {
                 self.save(&stored)?;
                 n += 1;

@@ -206,7 +206,10 @@ pub async fn lease_respects_max_and_counts_attempts(env: Env) {
 }
 
 pub async fn ack_completed_is_idempotent(env: Env) {
-    let job = enqueue_one(&env, spec("k")).await;
+    let mut with_payload = spec("k");
+    with_payload.payload =
+        kairos_core::RawValue::from_string(r#"{"keep":[1,2,3]}"#.into()).unwrap();
+    let job = enqueue_one(&env, with_payload).await;
     let l = env
         .store
         .lease(lease_spec(&["default"], 1))
@@ -242,6 +245,11 @@ pub async fn ack_completed_is_idempotent(env: Env) {
     );
     let got = env.store.job(job.id).await.unwrap().unwrap();
     assert_eq!(got.state, JobState::Completed);
+    assert_eq!(
+        got.payload.get(),
+        r#"{"keep":[1,2,3]}"#,
+        "reports never touch the payload"
+    );
     assert!(got.errors.is_empty());
     assert_eq!(got.finished_at, Some(start()));
 }
@@ -354,6 +362,7 @@ pub async fn expired_lease_is_a_failed_attempt(env: Env) {
     let got = env.store.job(job.id).await.unwrap().unwrap();
     assert_eq!(got.state, JobState::Retryable);
     assert_eq!(got.errors[0].error, "lease expired");
+    assert_eq!(got.payload.get(), "{}", "expiry keeps the payload");
     let r = env
         .store
         .ack(vec![completed(job.id, l.lease_token)])
