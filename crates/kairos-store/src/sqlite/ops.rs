@@ -3,7 +3,7 @@
 //! saves the result. All SQL of a write lives here or in [`super::rows`].
 
 use super::read;
-use super::rows::{self, StoredJob};
+use super::rows::{self, Read, StoredJob};
 use super::writer::{Batch, MAINTENANCE_CHUNK, lease_token};
 use crate::{Enqueued, Extended, IdempotencyKey, ItemError, StoreError, Tick};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
@@ -30,7 +30,7 @@ pub(crate) fn visible(mut job: Job, now: Timestamp) -> Job {
 }
 
 fn load(b: &Batch<'_>, id: Uuid) -> Result<StoredJob, StoreError> {
-    b.load(id)?.ok_or(StoreError::NotFound)
+    b.load(id, Read::Full)?.ok_or(StoreError::NotFound)
 }
 
 pub(crate) fn enqueue(
@@ -72,7 +72,7 @@ pub(crate) fn enqueue(
                 .query_row(params![spec.queue, unique_key], |r| r.get(0))
                 .optional()?;
             if let Some(seq) = existing {
-                out.push((visible(b.load_seq(seq)?.job, b.now), false));
+                out.push((visible(b.load_seq(seq, Read::Full)?.job, b.now), false));
                 continue;
             }
         }
@@ -129,7 +129,7 @@ pub(crate) fn lease(b: &mut Batch<'_>, spec: LeaseSpec) -> Result<Vec<LeasedJob>
     }
     let mut out = Vec::with_capacity(candidates.len());
     for (_, _, seq) in candidates {
-        let mut stored = b.load_seq(seq)?;
+        let mut stored = b.load_seq(seq, Read::Full)?;
         let token = lease_token();
         stored.job.lease(&spec.worker, token, spec.lease, b.now)?;
         b.save(&stored)?;
@@ -149,7 +149,7 @@ pub(crate) fn ack(
 ) -> Result<Vec<Result<JobState, ItemError>>, StoreError> {
     let mut out = Vec::with_capacity(reports.len());
     for report in reports {
-        let Some(mut stored) = b.load_state(report.id)? else {
+        let Some(mut stored) = b.load(report.id, Read::WithoutPayload)? else {
             out.push(Err(ItemError::NotFound));
             continue;
         };
@@ -175,7 +175,7 @@ pub(crate) fn heartbeat(
 ) -> Result<Vec<Result<Extended, ItemError>>, StoreError> {
     let mut out = Vec::with_capacity(extensions.len());
     for ext in extensions {
-        let Some(mut stored) = b.load_state(ext.id)? else {
+        let Some(mut stored) = b.load(ext.id, Read::WithoutPayload)? else {
             out.push(Err(ItemError::NotFound));
             continue;
         };
@@ -258,7 +258,7 @@ pub(crate) fn retry_dead(b: &mut Batch<'_>, queue: &str) -> Result<u64, StoreErr
         .collect::<Result<_, _>>()?;
     let mut n = 0;
     for seq in seqs {
-        let mut stored = b.load_seq(seq)?;
+        let mut stored = b.load_seq(seq, Read::Full)?;
         // A dead job whose unique key an unfinished job now holds stays dead.
         if unique_key_taken(b, &stored)? {
             continue;
@@ -282,7 +282,7 @@ pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
         .collect::<Result<_, _>>()?;
     let mut expired = 0;
     for seq in seqs {
-        let mut stored = b.load_seq_state(seq)?;
+        let mut stored = b.load_seq(seq, Read::WithoutPayload)?;
         if stored.job.expire(b.now, fastrand::f64()).is_ok() {
             b.save(&stored)?;
             expired += 1;
@@ -327,38 +327,24 @@ pub(crate) fn prune_idempotency_keys(
     Ok(n as u64)
 }
 
-fn save_schedule(b: &mut Batch<'_>, s: &Schedule) -> Result<(), StoreError> {
-    let next_due = if s.active { s.next_run_at } else { None };
-    b.conn
-        .prepare_cached(
-            "INSERT INTO schedules (id, name, next_due, body) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, next_due = excluded.next_due, \
-             body = excluded.body",
-        )?
-        .execute(params![
-            s.id.as_bytes(),
-            s.name,
-            next_due.map(rows::us),
-            serde_json::to_string(s)?
-        ])?;
-    if let Some(at) = next_due {
-        b.due_at(at);
-    }
-    Ok(())
-}
-
-/// Saves a fired schedule: only its timing and body change (not its name), so only the
-/// `next_due` index is touched.
-fn save_fired_schedule(b: &mut Batch<'_>, s: &Schedule) -> Result<(), StoreError> {
-    let next_due = if s.active { s.next_run_at } else { None };
-    b.conn
-        .prepare_cached("UPDATE schedules SET next_due = ?2, body = ?3 WHERE id = ?1")?
-        .execute(params![
-            s.id.as_bytes(),
-            next_due.map(rows::us),
-            serde_json::to_string(s)?
-        ])?;
-    if let Some(at) = next_due {
+/// Saves a schedule and tells the timer its next fire time. `next_run_at` is already
+/// `None` for an inactive schedule (the core keeps it so), and is what the timer reads.
+/// A fired schedule changes only timing and body, so its save leaves the name index alone.
+fn save_schedule(b: &mut Batch<'_>, s: &Schedule, fired: bool) -> Result<(), StoreError> {
+    let sql = if fired {
+        "UPDATE schedules SET next_due = ?3, body = ?4 WHERE id = ?1 AND name = ?2"
+    } else {
+        "INSERT INTO schedules (id, name, next_due, body) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, next_due = excluded.next_due, \
+         body = excluded.body"
+    };
+    b.conn.prepare_cached(sql)?.execute(params![
+        s.id.as_bytes(),
+        s.name,
+        s.next_run_at.map(rows::us),
+        serde_json::to_string(s)?
+    ])?;
+    if let Some(at) = s.next_run_at {
         b.due_at(at);
     }
     Ok(())
@@ -387,7 +373,7 @@ pub(crate) fn create_schedule(
     if name_taken(b, &s.name, None)? {
         return Err(duplicate(&s.name));
     }
-    save_schedule(b, &s)?;
+    save_schedule(b, &s, false)?;
     Ok(s)
 }
 
@@ -402,7 +388,7 @@ pub(crate) fn update_schedule(
     if next.name != current.name && name_taken(b, &next.name, Some(id))? {
         return Err(duplicate(&next.name));
     }
-    save_schedule(b, &next)?;
+    save_schedule(b, &next, false)?;
     Ok(next)
 }
 
@@ -478,7 +464,7 @@ fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
             }
         }
         s.next_run_at = next;
-        save_fired_schedule(b, &s)?;
+        save_schedule(b, &s, true)?;
     }
     Ok(made)
 }
@@ -496,7 +482,7 @@ pub(crate) fn trigger_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<Job, Store
     for _ in 0..1_000 {
         if let Some(job) = make_run(b, &manual, at)? {
             s.last_run_at = Some(at);
-            save_schedule(b, &s)?;
+            save_schedule(b, &s, false)?;
             return Ok(job);
         }
         at = at

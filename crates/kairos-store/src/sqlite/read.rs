@@ -12,10 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
 pub(crate) fn job(conn: &Connection, id: Uuid, now: Timestamp) -> Result<Option<Job>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?;
-    let found = stmt
-        .query_row([id.as_bytes()], rows::job_from_row)
-        .optional()?;
+    let found = rows::job_by_id(conn, id, rows::Read::Full)?;
     Ok(found.map(|s| visible(s.job, now)))
 }
 

@@ -2,7 +2,7 @@
 
 use crate::StoreError;
 use kairos_core::{Backoff, Duration, Job, JobState, Lease, RawValue, Reported, Timestamp};
-use rusqlite::{Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use uuid::Uuid;
 
 /// The column list of a job read, with `$payload` in the payload's place.
@@ -19,13 +19,67 @@ macro_rules! job_columns {
     };
 }
 
+/// What a job read brings back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Every column.
+    Full,
+    /// `null` for the payload: for transitions that neither need nor answer it (ack,
+    /// heartbeat, expiry, promotion), so a 1 MiB payload is not copied and re-validated on
+    /// every report. [`save_job`] never writes the payload back.
+    WithoutPayload,
+}
+
 /// Columns read for a job, in the order [`job_from_row`] expects.
 pub(crate) const JOB_COLUMNS: &str = job_columns!("payload");
 
-/// The same columns with `null` for the payload: for transitions that neither need nor
-/// answer it (ack, heartbeat, expiry, promotion), so a 1 MiB payload is not copied and
-/// re-validated on every report. [`save_job`] never writes the payload back.
-pub(crate) const JOB_COLUMNS_NO_PAYLOAD: &str = job_columns!("'null'");
+const BY_ID: [&str; 2] = [
+    concat!(
+        "SELECT ",
+        job_columns!("payload"),
+        " FROM jobs WHERE id = ?1"
+    ),
+    concat!(
+        "SELECT ",
+        job_columns!("'null'"),
+        " FROM jobs WHERE id = ?1"
+    ),
+];
+const BY_SEQ: [&str; 2] = [
+    concat!(
+        "SELECT ",
+        job_columns!("payload"),
+        " FROM jobs WHERE seq = ?1"
+    ),
+    concat!(
+        "SELECT ",
+        job_columns!("'null'"),
+        " FROM jobs WHERE seq = ?1"
+    ),
+];
+
+/// One job by its public id.
+pub(crate) fn job_by_id(
+    conn: &rusqlite::Connection,
+    id: Uuid,
+    read: Read,
+) -> Result<Option<StoredJob>, StoreError> {
+    Ok(conn
+        .prepare_cached(BY_ID[read as usize])?
+        .query_row([id.as_bytes()], job_from_row)
+        .optional()?)
+}
+
+/// One job by its internal key.
+pub(crate) fn job_by_seq(
+    conn: &rusqlite::Connection,
+    seq: i64,
+    read: Read,
+) -> Result<StoredJob, StoreError> {
+    Ok(conn
+        .prepare_cached(BY_SEQ[read as usize])?
+        .query_row([seq], job_from_row)?)
+}
 
 /// Microseconds since the epoch: the stored form of every time.
 pub(crate) fn us(t: Timestamp) -> i64 {

@@ -8,10 +8,10 @@
 //! In-memory caches (paused queues, known queues) and signals change only after a commit
 //! succeeds, so a failed commit leaves nothing half-applied.
 
-use super::rows::{self, JOB_COLUMNS, JOB_COLUMNS_NO_PAYLOAD, StoredJob};
+use super::rows::{self, Read, StoredJob};
 use crate::{Signals, StoreError};
 use kairos_core::{Clock, Job, JobState, Timestamp};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -139,39 +139,13 @@ impl Batch<'_> {
     }
 
     /// Loads a job by its public id.
-    pub fn load(&self, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?;
-        Ok(stmt
-            .query_row([id.as_bytes()], rows::job_from_row)
-            .optional()?)
+    pub fn load(&self, id: Uuid, read: Read) -> Result<Option<StoredJob>, StoreError> {
+        rows::job_by_id(self.conn, id, read)
     }
 
     /// Loads a job by its internal key.
-    pub fn load_seq(&self, seq: i64) -> Result<StoredJob, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE seq = ?1"))?;
-        Ok(stmt.query_row([seq], rows::job_from_row)?)
-    }
-
-    /// Loads a job by its public id, without its payload (see `JOB_COLUMNS_NO_PAYLOAD`).
-    pub fn load_state(&self, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS_NO_PAYLOAD} FROM jobs WHERE id = ?1"
-        ))?;
-        Ok(stmt
-            .query_row([id.as_bytes()], rows::job_from_row)
-            .optional()?)
-    }
-
-    /// Loads a job by its internal key, without its payload.
-    pub fn load_seq_state(&self, seq: i64) -> Result<StoredJob, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS_NO_PAYLOAD} FROM jobs WHERE seq = ?1"
-        ))?;
-        Ok(stmt.query_row([seq], rows::job_from_row)?)
+    pub fn load_seq(&self, seq: i64, read: Read) -> Result<StoredJob, StoreError> {
+        rows::job_by_seq(self.conn, seq, read)
     }
 
     /// Inserts a new job and accounts for it.
@@ -300,7 +274,7 @@ impl Batch<'_> {
         };
         let mut n = 0;
         for seq in seqs {
-            let mut stored = self.load_seq_state(seq)?;
+            let mut stored = self.load_seq(seq, Read::WithoutPayload)?;
             if stored.job.promote(self.now) {
                 self.save(&stored)?;
                 n += 1;
