@@ -54,17 +54,10 @@ async fn paused_queue_takes_jobs_but_leases_none() {
     s.enqueue(json!({"queue": "mail", "kind": "k"})).await;
     assert!(s.lease("mail", 1).await.is_empty());
     assert_eq!(s.get("/v1/queues/mail").await.body["paused"], true);
-    let client = s.client.clone();
-    let url = format!("{}/v1/lease", s.base);
-    let waiter = tokio::spawn(async move {
-        let resp = client
-            .post(url)
-            .json(&json!({"queues": ["mail"], "worker": "w", "wait": "20s"}))
-            .send()
-            .await
-            .unwrap();
-        TestServer::answer(resp).await
-    });
+    let waiter = s.spawn_post(
+        "/v1/lease",
+        json!({"queues": ["mail"], "worker": "w", "wait": "20s"}),
+    );
     let p = s
         .call(
             Method::PATCH,

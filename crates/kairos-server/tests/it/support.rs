@@ -95,6 +95,15 @@ impl TestServer {
         Self::answer(resp).await
     }
 
+    /// Sends a POST in the background (e.g. a long-polling lease) and answers later.
+    pub fn spawn_post(&self, path: &str, body: Value) -> tokio::task::JoinHandle<Answer> {
+        let req = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .json(&body);
+        tokio::spawn(async move { Self::answer(req.send().await.unwrap()).await })
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None).await
     }

@@ -167,18 +167,11 @@ async fn lease_order_is_priority_then_age() {
 #[tokio::test]
 async fn waiting_lease_wakes_on_enqueue() {
     let s = TestServer::start().await;
-    let client = s.client.clone();
-    let url = format!("{}/v1/lease", s.base);
     let started = Instant::now();
-    let waiter = tokio::spawn(async move {
-        let resp = client
-            .post(url)
-            .json(&json!({"queues": ["mail"], "worker": "w", "wait": "20s"}))
-            .send()
-            .await
-            .unwrap();
-        TestServer::answer(resp).await
-    });
+    let waiter = s.spawn_post(
+        "/v1/lease",
+        json!({"queues": ["mail"], "worker": "w", "wait": "20s"}),
+    );
     // Give the waiter time to be waiting; correctness does not depend on it.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let job = s.enqueue(json!({"queue": "mail", "kind": "k"})).await;

@@ -61,16 +61,9 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         client.enqueue_batch(&jobs, None).await?;
     }
-    if tokio::time::timeout(Duration::from_secs(60), tally.wait_done())
-        .await
-        .is_err()
-    {
-        tally.stop();
-    }
-    for h in handles {
-        h.await??;
-    }
-    bar.finish_and_clear();
+    // Wait out the longest delay, then a minute for stragglers.
+    let patience = Duration::from_secs(args.delay_max_secs + 60);
+    pool::finish(&tally, handles, &bar, patience).await?;
     let mut r = Record::new("W3", n);
     let lateness = tally.delays_ms();
     r.early_count = Some(lateness.iter().filter(|d| **d < 0.0).count());

@@ -48,16 +48,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
     for p in producers {
         p.await??;
     }
-    if tokio::time::timeout(Duration::from_secs(60), tally.wait_done())
-        .await
-        .is_err()
-    {
-        tally.stop();
-    }
-    for h in handles {
-        h.await??;
-    }
-    bar.finish_and_clear();
+    pool::finish(&tally, handles, &bar, Duration::from_secs(60)).await?;
     let mut r = Record::new("W2", n);
     r.total_s = Some(t0.elapsed().as_secs_f64());
     r.latencies(&tally.delays_ms());

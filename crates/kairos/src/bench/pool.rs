@@ -139,6 +139,27 @@ pub fn start_for(
     )
 }
 
+/// Waits until every job is completed (or `patience` runs out: then the record shows
+/// what is missing), stops the workers and clears the progress bar.
+pub async fn finish(
+    tally: &Tally,
+    workers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    progress: &indicatif::ProgressBar,
+    patience: std::time::Duration,
+) -> anyhow::Result<()> {
+    if tokio::time::timeout(patience, tally.wait_done())
+        .await
+        .is_err()
+    {
+        tally.stop();
+    }
+    for w in workers {
+        w.await??;
+    }
+    progress.finish_and_clear();
+    Ok(())
+}
+
 /// Ack requests one worker keeps in flight at most.
 const MAX_ACKS_IN_FLIGHT: usize = 4;
 

@@ -8,7 +8,7 @@ use super::report::{Record, progress};
 use kairos_client::Client;
 use kairos_core::RawValue;
 use kairos_core::api::EnqueueRequest;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const QUEUE: &str = "bench-w1";
 
@@ -38,11 +38,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
     let tally = Tally::new(n);
     let t1 = Instant::now();
     let handles = pool::start_for(client, QUEUE, args, &tally, &bar);
-    tally.wait_done().await;
-    for h in handles {
-        h.await??;
-    }
-    bar.finish_and_clear();
+    pool::finish(&tally, handles, &bar, Duration::from_secs(600)).await?;
     let done = tally.done_at().unwrap_or_else(Instant::now);
     let process_s = done.duration_since(t1).as_secs_f64();
     let mut r = Record::new("W1", n);
