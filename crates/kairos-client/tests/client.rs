@@ -11,8 +11,9 @@ async fn server() -> (Client, tempfile::TempDir, tokio::sync::oneshot::Sender<()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let config = kairos_server::Config::new(dir.path().join("data"));
-    tokio::spawn(kairos_server::run(listener, config, async {
+    let store = kairos_store::SqliteStore::open(&dir.path().join("data")).unwrap();
+    let server = kairos_server::Server::new(std::sync::Arc::new(store));
+    tokio::spawn(server.serve(listener, async {
         let _ = rx.await;
     }));
     (Client::new(&base).unwrap(), dir, tx)

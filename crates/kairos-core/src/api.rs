@@ -6,6 +6,7 @@ use crate::backoff::Backoff;
 use crate::duration::Duration;
 use crate::job::{Job, JobState, NewJob};
 use crate::machine::Outcome;
+use crate::problem::ProblemCode;
 use crate::queue::Queue;
 use crate::validate::{self, Checker, Invalid, Limits};
 use jiff::Timestamp;
@@ -464,6 +465,24 @@ pub struct Problem {
     /// Per-field problems for validation errors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ProblemField>,
+}
+
+impl Problem {
+    /// A problem of `code` with the code's status and title.
+    pub fn new(code: ProblemCode, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: code.type_uri(),
+            title: code.title().to_string(),
+            status: code.status(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The problem's code, when its `type` is one of Kairos's.
+    pub fn code(&self) -> Option<ProblemCode> {
+        ProblemCode::from_type_uri(&self.kind)
+    }
 }
 
 /// One field's problem in a [`Problem`].

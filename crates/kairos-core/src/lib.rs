@@ -8,6 +8,7 @@
 //! - [`validate`]: names, sizes and ranges, reported per field.
 //! - [`api`]: the JSON shapes of the v1 API requests, and their validation into domain values.
 //! - [`queue`]: queue objects and per-state counts.
+//! - [`problem`]: the closed table of problem codes the API answers with.
 //! - [`clock`]: the clock the store and engine read, so tests can move time.
 //! - [`cron`]: cron expressions and their next matching wall-clock time.
 //! - [`timetable`]: fire times of a cron expression in a time zone, with DST policies.
@@ -24,6 +25,7 @@ pub mod cron;
 pub mod duration;
 pub mod job;
 pub mod machine;
+pub mod problem;
 pub mod queue;
 pub mod schedule;
 pub mod timetable;
@@ -34,6 +36,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use duration::Duration;
 pub use job::{AttemptError, Job, JobState, Lease, NewJob, Reported};
 pub use machine::{AckEffect, Outcome, TransitionError};
+pub use problem::ProblemCode;
 pub use queue::{Queue, StateCounts};
 pub use validate::{FieldError, FieldErrorKind, Invalid, Limits};
 

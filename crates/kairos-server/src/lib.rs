@@ -3,80 +3,188 @@
 //! - [`engine`]: what the server does, with no HTTP in it: long-poll leasing that wakes
 //!   on commit, the timer that promotes due jobs and expires leases exactly on time,
 //!   and housekeeping. It talks to storage only through the `Store` trait.
-//! - [`http`]: thin axum handlers that translate the v1 API to engine calls, plus the
-//!   one place where errors become `application/problem+json`.
-//! - [`run`]: binds it all together: open the store, start the engine, serve until the
-//!   shutdown future resolves, then drain and close.
+//! - [`http`]: the accept loop and connection timeouts, thin axum handlers that translate
+//!   the v1 API to engine calls, the tower layers around them, and the one place where
+//!   errors become `application/problem+json`.
+//! - [`Server`]: ties it together over a store the caller opened (so the binary picks the
+//!   backend and tests pick the clock): start the engine, serve until the shutdown future
+//!   resolves, then drain within the deadline and close the store.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let store = Arc::new(kairos_store::SqliteStore::open("./kairos-data".as_ref())?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7676").await?;
+//! kairos_server::Server::new(store)
+//!     .serve(listener, async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! # Ok(()) }
+//! ```
 
 pub mod engine;
 pub mod http;
 
+use axum::Router;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::Route;
 use engine::Engine;
+use http::conn::ConnLimits;
+use http::serve::ServeLimits;
 use kairos_core::Limits;
-use kairos_store::{SqliteStore, Store, StoreError};
+use kairos_store::Store;
+use std::convert::Infallible;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tower::{Layer, Service};
 
-/// Server settings.
+/// Server settings; [`Config::default`] holds the documented defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the embedded store keeps its files.
-    pub data_dir: PathBuf,
     /// Largest job payload (and ack result) in bytes.
     pub max_payload_bytes: usize,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+    /// Largest request head (request line and headers) in bytes.
+    pub max_header_bytes: usize,
+    /// A request head must arrive within this of its first byte.
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this of its head.
+    pub body_timeout: Duration,
+    /// An answer must be ready within this of the request's head (long-polls: plus
+    /// their `wait`).
+    pub request_timeout: Duration,
+    /// A keep-alive connection without a request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A client that reads none of an answer for this long is cut off.
+    pub write_timeout: Duration,
+    /// Most connections open at once; more are refused with 503 at once.
+    pub max_connections: usize,
+    /// How long a shutdown waits for requests in flight before dropping them.
+    pub shutdown_timeout: Duration,
 }
 
-impl Config {
-    /// Defaults: 1 MiB payloads, 32 MiB request bodies.
-    pub fn new(data_dir: PathBuf) -> Config {
+impl Default for Config {
+    fn default() -> Config {
         Config {
-            data_dir,
             max_payload_bytes: 1024 * 1024,
             max_body_bytes: 32 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
 
-/// Why the server could not run.
+/// Why the server could not run, or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The store could not be opened.
-    #[error("opening the store: {0}")]
-    Store(#[from] StoreError),
-    /// Serving failed.
-    #[error("serving HTTP: {0}")]
-    Io(#[from] std::io::Error),
+    /// The store did not close within the shutdown deadline.
+    #[error("the store did not close within the shutdown deadline")]
+    StoreCloseTimeout,
 }
 
-/// Opens the embedded store in `config.data_dir` and serves the API on `listener` until
-/// `shutdown` resolves; then stops accepting, finishes in-flight requests (waiting
-/// leases answer at once), and closes the store cleanly.
-pub async fn run(
-    listener: TcpListener,
+type RouterLayer = Box<dyn FnOnce(Router) -> Router + Send>;
+
+/// A server over a store: `Server::new(store).layer(..).serve(listener, shutdown)`.
+pub struct Server {
+    store: Arc<dyn Store>,
     config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
-    let limits = Limits {
-        max_payload_bytes: config.max_payload_bytes,
-    };
-    let engine = Engine::start(store.clone(), limits);
-    let app = http::app(engine.clone(), config.max_body_bytes);
-    let stopping = engine.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    layers: Vec<RouterLayer>,
+}
+
+impl Server {
+    /// A server over `store`, with the default configuration.
+    pub fn new(store: Arc<dyn Store>) -> Server {
+        Server {
+            store,
+            config: Config::default(),
+            layers: Vec::new(),
+        }
+    }
+
+    /// Replaces the configuration.
+    pub fn config(mut self, config: Config) -> Server {
+        self.config = config;
+        self
+    }
+
+    /// Wraps every route in `layer` (the first added is innermost), like
+    /// [`axum::Router::layer`]: for metrics, auth and the like.
+    pub fn layer<L>(mut self, layer: L) -> Server
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layers.push(Box::new(move |r: Router| r.layer(layer)));
+        self
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves; then stops accepting,
+    /// ends waiting long-polls at once, lets in-flight requests finish within the
+    /// shutdown deadline, and closes the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let c = self.config;
+        let limits = Limits {
+            max_payload_bytes: c.max_payload_bytes,
+        };
+        let engine = Engine::start(self.store.clone(), limits);
+        let mut app = http::app(
+            engine.clone(),
+            http::RouteLimits {
+                max_body_bytes: c.max_body_bytes,
+                body_timeout: c.body_timeout,
+                request_timeout: c.request_timeout,
+            },
+        );
+        for layer in self.layers {
+            app = layer(app);
+        }
+        let serve_limits = ServeLimits {
+            conn: ConnLimits {
+                header_read_timeout: c.header_read_timeout,
+                idle_timeout: c.idle_timeout,
+                write_timeout: c.write_timeout,
+                max_header_bytes: c.max_header_bytes,
+            },
+            max_connections: c.max_connections,
+            shutdown_timeout: c.shutdown_timeout,
+        };
+        let stopping = engine.clone();
+        let drained = http::serve::serve(listener, app, serve_limits, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             stopping.begin_shutdown();
         })
         .await;
-    engine.begin_shutdown();
-    engine.stopped().await;
-    store.close().await;
-    tracing::info!("store closed");
-    served.map_err(ServeError::Io)
+        engine.begin_shutdown();
+        engine.stopped().await;
+        // The store gets what is left of the deadline, and a few seconds at least.
+        let close_by = (drained.stopping_since + c.shutdown_timeout)
+            .max(tokio::time::Instant::now() + Duration::from_secs(5));
+        match tokio::time::timeout_at(close_by, self.store.close()).await {
+            Ok(()) => {
+                tracing::info!(dropped_connections = drained.dropped, "store closed");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::error!("the store did not close within the shutdown deadline");
+                Err(ServeError::StoreCloseTimeout)
+            }
+        }
+    }
 }

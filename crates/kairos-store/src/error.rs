@@ -26,6 +26,12 @@ pub enum StoreError {
     /// The store is shut down.
     #[error("the store is closed")]
     Closed,
+    /// Too many writes are waiting for the store: this one was not queued.
+    #[error("too many writes are waiting")]
+    Overloaded,
+    /// The disk is full: nothing of this write was kept.
+    #[error("the disk is full: {0}")]
+    Full(String),
     /// The backend failed (I/O, corruption, a bug).
     #[error("storage failure: {0}")]
     Backend(String),

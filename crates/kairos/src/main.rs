@@ -5,6 +5,7 @@ mod bench;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use kairos_core::Duration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -38,6 +39,32 @@ struct ServerArgs {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, env = "KAIROS_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// Largest request head (request line and headers) in bytes; larger ones get 431.
+    #[arg(long, env = "KAIROS_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
+    /// A request head must arrive within this of its first byte, or the connection closes.
+    #[arg(long, env = "KAIROS_HEADER_READ_TIMEOUT", default_value = "10s")]
+    header_read_timeout: Duration,
+    /// A request body must arrive within this of its head (else 408).
+    #[arg(long, env = "KAIROS_BODY_TIMEOUT", default_value = "30s")]
+    body_timeout: Duration,
+    /// An answer must be ready within this of its request (else 503); long-poll leases
+    /// get this plus their wait.
+    #[arg(long, env = "KAIROS_REQUEST_TIMEOUT", default_value = "30s")]
+    request_timeout: Duration,
+    /// A keep-alive connection without a request for this long is closed.
+    #[arg(long, env = "KAIROS_IDLE_TIMEOUT", default_value = "60s")]
+    idle_timeout: Duration,
+    /// A client that reads none of an answer for this long is cut off.
+    #[arg(long, env = "KAIROS_WRITE_TIMEOUT", default_value = "30s")]
+    write_timeout: Duration,
+    /// Most connections open at once (kept below the file descriptor limit); more are
+    /// refused with 503 at once.
+    #[arg(long, env = "KAIROS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// How long a shutdown waits for requests in flight before dropping them.
+    #[arg(long, env = "KAIROS_SHUTDOWN_TIMEOUT", default_value = "30s")]
+    shutdown_timeout: Duration,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,22 +88,93 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    let mut config = kairos_server::Config::new(args.data_dir.clone());
-    config.max_payload_bytes = args.max_payload_bytes;
-    config.max_body_bytes = args.max_body_bytes.max(args.max_payload_bytes + 64 * 1024);
+    let max_connections = connection_limit(args.max_connections);
+    let config = kairos_server::Config {
+        max_payload_bytes: args.max_payload_bytes,
+        max_body_bytes: args.max_body_bytes.max(args.max_payload_bytes + 64 * 1024),
+        max_header_bytes: args.max_header_bytes.max(8 * 1024),
+        header_read_timeout: args.header_read_timeout.as_std(),
+        body_timeout: args.body_timeout.as_std(),
+        request_timeout: args.request_timeout.as_std(),
+        idle_timeout: args.idle_timeout.as_std(),
+        write_timeout: args.write_timeout.as_std(),
+        max_connections,
+        shutdown_timeout: args.shutdown_timeout.as_std(),
+    };
+    let store = kairos_store::SqliteStore::open(&args.data_dir)
+        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    // Tests and scripts read this line to find the port when --listen asks for port 0.
+    // Scripts and tests read this line as "ready" (and to find the port when --listen
+    // asks for port 0): it comes only once the store is open and the port is bound.
     println!(
         "kairos listening on http://{addr} (data in {})",
         args.data_dir.display()
     );
-    kairos_server::run(listener, config, shutdown_signal())
+    kairos_server::Server::new(std::sync::Arc::new(store))
+        .config(config)
+        .serve(listener, shutdown_signal())
         .await
-        .context("running the server")?;
+        .context("stopping the server")?;
     Ok(())
+}
+
+/// Descriptors kept free for everything but client connections: the store's files and
+/// reader connections, stdio, the runtime's own.
+const RESERVED_FDS: u64 = 128;
+
+/// Raises the soft limit on open files to the hard limit (logging both), and answers the
+/// connection limit: `wanted`, lowered to stay below the descriptor limit.
+fn connection_limit(wanted: usize) -> usize {
+    let Some((soft, hard)) = fd_limit::raise() else {
+        return wanted;
+    };
+    tracing::info!(soft, hard, "open file limit");
+    let room = soft.saturating_sub(RESERVED_FDS).max(1) as usize;
+    if wanted > room {
+        tracing::warn!(
+            max_connections = room,
+            asked = wanted,
+            "lowering the connection limit below the open file limit"
+        );
+        room
+    } else {
+        wanted
+    }
+}
+
+mod fd_limit {
+    /// Raises the soft `RLIMIT_NOFILE` to the hard limit; answers `(soft, hard)` after.
+    #[cfg(unix)]
+    pub fn raise() -> Option<(u64, u64)> {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return None;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim = raised;
+                }
+            }
+        }
+        Some((lim.rlim_cur, lim.rlim_max))
+    }
+
+    #[cfg(not(unix))]
+    pub fn raise() -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

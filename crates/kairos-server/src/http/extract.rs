@@ -2,6 +2,7 @@
 //! bad syntax, 422 naming the field for a missing, unknown or mistyped one, 413 over the
 //! body limit), query strings, and job ids in paths.
 
+use super::layers::deadline::BodyDeadline;
 use super::problem::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request};
@@ -32,7 +33,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let deadline = req.extensions().get::<BodyDeadline>().copied();
+        let read = Bytes::from_request(req, state);
+        let read = match deadline {
+            Some(BodyDeadline(at)) => tokio::time::timeout_at(at, read)
+                .await
+                .map_err(|_| ApiError::BodyTimeout)?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::BodyTooLarge
             } else {
@@ -61,7 +70,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         match inner.classify() {
             serde_json::error::Category::Data => {
                 let message = strip_position(&inner.to_string());
-                ApiError::Invalid(Invalid::field(field_of(&path, &message), message))
+                ApiError::Invalid(Invalid::field(field_of(&path, &message, "body"), message))
             }
             _ => ApiError::MalformedJson(inner.to_string()),
         }
@@ -79,11 +88,12 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// The field a data error is about: the path, plus the missing or unknown field's name,
-/// which serde reports in the message rather than the path.
-fn field_of(path: &str, message: &str) -> String {
+/// The field a data error is about: the path, plus the missing, unknown or repeated
+/// field's name, which serde reports in the message rather than the path; `whole` when
+/// the error is about no field in particular (`body`, or `query` for a query string).
+fn field_of(path: &str, message: &str, whole: &str) -> String {
     let base = if path == "." { "" } else { path };
-    for prefix in ["missing field `", "unknown field `"] {
+    for prefix in ["missing field `", "unknown field `", "duplicate field `"] {
         if let Some(rest) = message.strip_prefix(prefix)
             && let Some(end) = rest.find('`')
         {
@@ -98,7 +108,7 @@ fn field_of(path: &str, message: &str) -> String {
         }
     }
     if base.is_empty() {
-        "body".to_string()
+        whole.to_string()
     } else {
         base.to_string()
     }
@@ -120,7 +130,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         let value = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();
-            ApiError::Invalid(Invalid::field(field_of(&path, &message), message))
+            ApiError::Invalid(Invalid::field(field_of(&path, &message, "query"), message))
         })?;
         Ok(ApiQuery(value))
     }
@@ -141,19 +151,51 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
+/// A queue name from the path, percent-decoded. A name that does not decode to UTF-8 is
+/// kept with replacement characters: no queue has such a name and none may be given one,
+/// so reads answer 404 and writes 422 naming `name`, as for any other invalid name.
+#[derive(Debug, Clone)]
+pub struct PathName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Ok(Path(name)) = Path::<String>::from_request_parts(parts, state).await {
+            return Ok(PathName(name));
+        }
+        // `/v1/queues/{name}` and `/v1/queues/{name}/…`: the name is the fourth segment.
+        let raw = parts.uri.path().split('/').nth(3).unwrap_or_default();
+        Ok(PathName(
+            percent_encoding::percent_decode_str(raw)
+                .decode_utf8_lossy()
+                .into_owned(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn field_names() {
-        assert_eq!(field_of(".", "missing field `kind`"), "kind");
-        assert_eq!(field_of("jobs[3]", "missing field `kind`"), "jobs[3].kind");
+        assert_eq!(field_of(".", "missing field `kind`", "body"), "kind");
         assert_eq!(
-            field_of("jobs[3].colour", "unknown field `colour`, expected ..."),
+            field_of("jobs[3]", "missing field `kind`", "body"),
+            "jobs[3].kind"
+        );
+        assert_eq!(
+            field_of(
+                "jobs[3].colour",
+                "unknown field `colour`, expected ...",
+                "body"
+            ),
             "jobs[3].colour"
         );
-        assert_eq!(field_of("priority", "invalid type"), "priority");
-        assert_eq!(field_of(".", "invalid type"), "body");
+        assert_eq!(field_of("priority", "invalid type", "body"), "priority");
+        assert_eq!(field_of(".", "invalid type", "body"), "body");
+        assert_eq!(field_of(".", "duplicate field `limit`", "query"), "limit");
+        assert_eq!(field_of(".", "invalid type", "query"), "query");
     }
 }

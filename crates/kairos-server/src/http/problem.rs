@@ -5,7 +5,7 @@ use crate::engine::EngineError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kairos_core::api::{Problem, ProblemField};
-use kairos_core::{Invalid, TransitionError};
+use kairos_core::{Invalid, ProblemCode, TransitionError};
 use kairos_store::{ItemError, StoreError};
 
 /// Every way a request can fail.
@@ -27,6 +27,10 @@ pub enum ApiError {
     MethodNotAllowed,
     /// The store does not answer.
     Unavailable(String),
+    /// The request body did not arrive within the body timeout.
+    BodyTimeout,
+    /// The answer was not ready within the request timeout.
+    Timeout,
 }
 
 impl From<EngineError> for ApiError {
@@ -44,29 +48,18 @@ impl From<Invalid> for ApiError {
     }
 }
 
-fn problem(code: &str, title: &str, status: StatusCode, detail: String) -> Problem {
-    Problem {
-        kind: format!("urn:kairos:problem:{code}"),
-        title: title.to_string(),
-        status: status.as_u16(),
-        detail,
-        errors: Vec::new(),
-    }
+fn problem(code: ProblemCode, detail: impl Into<String>) -> Problem {
+    Problem::new(code, detail)
 }
 
 fn conflict(e: &TransitionError) -> Problem {
     let code = match e {
-        TransitionError::StaleLease => "stale-lease",
-        TransitionError::LeaseExpired => "lease-expired",
-        TransitionError::AlreadyReported(_) => "already-reported",
-        _ => "wrong-state",
+        TransitionError::StaleLease => ProblemCode::StaleLease,
+        TransitionError::LeaseExpired => ProblemCode::LeaseExpired,
+        TransitionError::AlreadyReported(_) => ProblemCode::AlreadyReported,
+        _ => ProblemCode::WrongState,
     };
-    problem(
-        code,
-        "Conflict with the job's state",
-        StatusCode::CONFLICT,
-        e.to_string(),
-    )
+    problem(code, e.to_string())
 }
 
 fn store_problem(e: &StoreError) -> Problem {
@@ -74,12 +67,7 @@ fn store_problem(e: &StoreError) -> Problem {
         StoreError::NotFound => not_found(),
         StoreError::Conflict(t) => conflict(t),
         StoreError::IdempotencyMismatch => {
-            let mut p = problem(
-                "idempotency-key-reused",
-                "Idempotency-Key reused",
-                StatusCode::UNPROCESSABLE_ENTITY,
-                e.to_string(),
-            );
+            let mut p = problem(ProblemCode::IdempotencyKeyReused, e.to_string());
             p.errors.push(ProblemField {
                 field: "Idempotency-Key".into(),
                 message: "was first used for a different request".into(),
@@ -87,57 +75,44 @@ fn store_problem(e: &StoreError) -> Problem {
             p
         }
         StoreError::Invalid(i) => validation(i),
-        StoreError::Duplicate(m) => problem(
-            "duplicate",
-            "Already exists",
-            StatusCode::CONFLICT,
-            m.clone(),
-        ),
+        StoreError::Duplicate(m) => problem(ProblemCode::Duplicate, m.clone()),
         StoreError::InvalidCursor => {
             validation(&Invalid::field("cursor", "not a cursor this server made"))
         }
-        StoreError::Closed => problem(
-            "unavailable",
-            "Service unavailable",
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down".into(),
+        StoreError::Closed => problem(ProblemCode::Unavailable, "the server is shutting down"),
+        StoreError::Overloaded => problem(
+            ProblemCode::Overloaded,
+            "too many writes are waiting for the store; retry shortly",
         ),
+        StoreError::Full(m) => {
+            // Logged once per episode by the store; an answer per request is enough here.
+            tracing::debug!(error = %m, "storage full");
+            problem(
+                ProblemCode::StorageFull,
+                "the store's disk is full; nothing was written; retry once space is freed",
+            )
+        }
         StoreError::Backend(m) => {
             tracing::error!(error = %m, "storage failure");
             problem(
-                "storage-failure",
-                "Storage failure",
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the store failed; retrying the request is safe".into(),
+                ProblemCode::StorageFailure,
+                "the store failed; retrying the request is safe",
             )
         }
     }
 }
 
 fn not_found() -> Problem {
-    problem(
-        "not-found",
-        "Not found",
-        StatusCode::NOT_FOUND,
-        "no such resource".into(),
-    )
+    problem(ProblemCode::NotFound, "no such resource")
 }
 
 fn validation(i: &Invalid) -> Problem {
-    let (code, title, status) = if i.is_too_large() {
-        (
-            "too-large",
-            "Payload too large",
-            StatusCode::PAYLOAD_TOO_LARGE,
-        )
+    let code = if i.is_too_large() {
+        ProblemCode::TooLarge
     } else {
-        (
-            "validation",
-            "Invalid request",
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
+        ProblemCode::Validation
     };
-    let mut p = problem(code, title, status, i.to_string());
+    let mut p = problem(code, i.to_string());
     p.errors =
         i.0.iter()
             .map(|e| ProblemField {
@@ -159,54 +134,89 @@ pub fn item_problem(e: &ItemError) -> Problem {
 impl ApiError {
     fn problem(&self) -> Problem {
         match self {
-            ApiError::MalformedJson(m) => problem(
-                "malformed-json",
-                "Malformed JSON",
-                StatusCode::BAD_REQUEST,
-                m.clone(),
-            ),
+            ApiError::MalformedJson(m) => problem(ProblemCode::MalformedJson, m.clone()),
             ApiError::Invalid(i) => validation(i),
             ApiError::BodyTooLarge => problem(
-                "too-large",
-                "Payload too large",
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is over the configured limit".into(),
+                ProblemCode::TooLarge,
+                "the request body is over the configured limit",
+            ),
+            ApiError::BodyTimeout => problem(
+                ProblemCode::RequestTimeout,
+                "the request body did not arrive within the body timeout",
+            ),
+            ApiError::Timeout => problem(
+                ProblemCode::Timeout,
+                "the server did not answer within its request timeout; if the request \
+                 was a write it may have been applied, and retrying it is safe",
             ),
             ApiError::Engine(EngineError::Invalid(i)) => validation(i),
             ApiError::Engine(EngineError::Store(s)) => store_problem(s),
             ApiError::NotFound => not_found(),
-            ApiError::NoRoute => problem(
-                "no-route",
-                "Not found",
-                StatusCode::NOT_FOUND,
-                "no such route".into(),
-            ),
+            ApiError::NoRoute => problem(ProblemCode::NoRoute, "no such route"),
             ApiError::MethodNotAllowed => problem(
-                "method-not-allowed",
-                "Method not allowed",
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this route does not take that method".into(),
+                ProblemCode::MethodNotAllowed,
+                "this route does not take that method",
             ),
-            ApiError::Unavailable(m) => problem(
-                "unavailable",
-                "Service unavailable",
-                StatusCode::SERVICE_UNAVAILABLE,
-                m.clone(),
-            ),
+            ApiError::Unavailable(m) => problem(ProblemCode::Unavailable, m.clone()),
         }
+    }
+}
+
+/// Seconds a client should wait before retrying a transient problem.
+fn retry_after(code: ProblemCode) -> Option<&'static str> {
+    match code {
+        ProblemCode::Overloaded | ProblemCode::Timeout | ProblemCode::Unavailable => Some("1"),
+        ProblemCode::StorageFull => Some("10"),
+        _ => None,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let p = self.problem();
-        let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&p).unwrap_or_default();
-        let mut resp = (status, body).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        resp
+        problem_response(&self.problem())
     }
+}
+
+/// A problem as an HTTP answer: its status, `application/problem+json`, and
+/// `Retry-After` for transient problems.
+pub fn problem_response(p: &Problem) -> Response {
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(p).unwrap_or_default();
+    let mut resp = (status, body).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Some(secs) = p.code().and_then(retry_after) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
+    }
+    if p.code() == Some(ProblemCode::RequestTimeout) {
+        // The rest of the body is still on its way: the connection cannot be reused.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// A whole HTTP/1.1 answer carrying a problem of `code`, ending the connection: for
+/// answers written to a socket directly (a refused connection, a request head hyper
+/// could not parse), outside the router.
+pub fn problem_response_bytes(code: ProblemCode, detail: &str) -> Vec<u8> {
+    let body = serde_json::to_vec(&Problem::new(code, detail)).unwrap_or_default();
+    let reason = StatusCode::from_u16(code.status())
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let mut out = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        code.status(),
+        body.len()
+    );
+    if let Some(secs) = retry_after(code) {
+        out.push_str(&format!("retry-after: {secs}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&body);
+    out
 }

@@ -1,10 +1,10 @@
 //! Handlers for `/v1/queues`: list, read, pause/resume, and redrive of dead jobs.
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, PathName};
 use super::problem::ApiError;
 use super::reply::Json;
 use crate::engine::Engine;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use kairos_core::Queue;
 use kairos_core::api::{QueueList, QueuePatch};
 use serde::Serialize;
@@ -19,7 +19,7 @@ pub async fn list(State(engine): State<Engine>) -> Result<Json<QueueList>, ApiEr
 /// `GET /v1/queues/{name}`: 404 for a queue that never held a job and was never patched.
 pub async fn get(
     State(engine): State<Engine>,
-    Path(name): Path<String>,
+    PathName(name): PathName,
 ) -> Result<Json<Queue>, ApiError> {
     Ok(Json(engine.queue(&name).await?))
 }
@@ -27,7 +27,7 @@ pub async fn get(
 /// `PATCH /v1/queues/{name}` with `{"paused": bool}`.
 pub async fn patch(
     State(engine): State<Engine>,
-    Path(name): Path<String>,
+    PathName(name): PathName,
     body: ApiJson<QueuePatch>,
 ) -> Result<Json<Queue>, ApiError> {
     Ok(Json(engine.set_paused(&name, body.value.paused).await?))
@@ -42,7 +42,7 @@ pub struct Retried {
 /// `POST /v1/queues/{name}/retry-dead`.
 pub async fn retry_dead(
     State(engine): State<Engine>,
-    Path(name): Path<String>,
+    PathName(name): PathName,
 ) -> Result<Json<Retried>, ApiError> {
     Ok(Json(Retried {
         retried: engine.retry_dead(&name).await?,

@@ -2,6 +2,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -27,12 +28,14 @@ impl TestServer {
 
     pub async fn start_with(configure: impl FnOnce(&mut kairos_server::Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = kairos_server::Config::new(dir.path().join("data"));
+        let store = kairos_store::SqliteStore::open(&dir.path().join("data")).unwrap();
+        let mut config = kairos_server::Config::default();
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(kairos_server::run(listener, config, async {
+        let server = kairos_server::Server::new(Arc::new(store)).config(config);
+        let handle = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
         TestServer {
@@ -186,4 +189,128 @@ pub fn assert_problem(a: &Answer, status: u16, field: Option<&str>) {
             .collect();
         assert!(fields.contains(&f), "errors name {f}: {}", a.body);
     }
+}
+
+/// An answer read off a raw socket.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl RawAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A raw TCP connection to the server, for what an HTTP client library will not send.
+pub async fn connect(s: &TestServer) -> tokio::net::TcpStream {
+    let addr = s.base.trim_start_matches("http://");
+    tokio::net::TcpStream::connect(addr).await.unwrap()
+}
+
+/// Reads one answer (head, then `content-length` bytes of JSON body) off `stream`.
+/// Bounded by `GUARD` so that a broken server fails the test instead of hanging it.
+pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> RawAnswer {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = stream.read(&mut chunk).await.expect("answer arrives");
+            assert!(
+                n > 0,
+                "closed before a whole head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.trim().to_ascii_lowercase(), v.trim().to_string())
+            })
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let n = stream.read(&mut chunk).await.expect("body arrives");
+            assert!(n > 0, "closed before the whole body");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body_bytes = &buf[head_end..head_end + len];
+        let body = if body_bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(body_bytes).unwrap()
+        };
+        RawAnswer {
+            status,
+            headers,
+            body,
+        }
+    };
+    tokio::time::timeout(GUARD, read)
+        .await
+        .expect("an answer within the guard")
+}
+
+/// How long a raw-socket read may take before the test gives up on the server.
+pub const GUARD: Duration = Duration::from_secs(20);
+
+/// Waits for the server to close `stream` (EOF or reset), reading and dropping anything
+/// it sends first; bounded by [`GUARD`].
+pub async fn closed_by_server(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    let closed = async {
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    };
+    tokio::time::timeout(GUARD, closed)
+        .await
+        .expect("the server closes the connection");
+}
+
+/// Asserts a raw answer is a problem of `code` with `status`.
+pub fn assert_raw_problem(a: &RawAnswer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{a:?}");
+    assert_eq!(
+        a.header("content-type"),
+        Some("application/problem+json"),
+        "{a:?}"
+    );
+    assert_eq!(
+        a.body["type"],
+        format!("urn:kairos:problem:{code}"),
+        "{a:?}"
+    );
+    assert_eq!(a.body["status"], status);
 }

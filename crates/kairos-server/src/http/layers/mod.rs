@@ -1,0 +1,6 @@
+//! Cross-cutting concerns as tower layers, one file each, applied around the routes in
+//! [`super::app`].
+//!
+//! - [`deadline`]: the body timeout and the request timeout.
+
+pub mod deadline;
