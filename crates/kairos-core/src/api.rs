@@ -27,7 +27,11 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Box<RawValue>>,
     /// -100..=100, default 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub priority: Option<i32>,
     /// Absolute time to run (not with `delay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,7 +40,11 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<Duration>,
     /// Default 3.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_attempts: Option<u32>,
     /// Default exponential 2s ×2 up to 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +84,8 @@ impl EnqueueRequest {
                 "payload",
                 format!("is larger than {} bytes", limits.max_payload_bytes),
             );
+        } else {
+            c.json_depth("payload", payload.get());
         }
         let priority = self.priority.unwrap_or(0);
         if !validate::PRIORITY_RANGE.contains(&priority) {
@@ -202,7 +212,11 @@ pub struct LeaseRequest {
     /// The worker's name.
     pub worker: String,
     /// Most jobs to take, default 1, up to 1000.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max: Option<u32>,
     /// Long-poll up to this long for jobs, default 0s, up to 60s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -390,13 +404,15 @@ impl AckRequest {
                             c.invalid(&f(name), "only goes with outcome \"failed\"");
                         }
                     }
-                    if let Some(r) = &item.result
-                        && r.get().len() > limits.max_payload_bytes
-                    {
-                        c.too_large(
-                            &f("result"),
-                            format!("is larger than {} bytes", limits.max_payload_bytes),
-                        );
+                    if let Some(r) = &item.result {
+                        if r.get().len() > limits.max_payload_bytes {
+                            c.too_large(
+                                &f("result"),
+                                format!("is larger than {} bytes", limits.max_payload_bytes),
+                            );
+                        } else {
+                            c.json_depth(&f("result"), r.get());
+                        }
                     }
                     Outcome::Completed {
                         result: item.result,

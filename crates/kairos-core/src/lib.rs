@@ -6,6 +6,7 @@
 //! - [`job`]: the job resource, its states and the records it carries.
 //! - [`machine`]: the state machine: every legal transition of a job lives there.
 //! - [`validate`]: names, sizes and ranges, reported per field.
+//! - [`int`]: integers as JSON means them (`-0` and `5.0` are integers).
 //! - [`api`]: the JSON shapes of the v1 API requests, and their validation into domain values.
 //! - [`queue`]: queue objects and per-state counts.
 //! - [`problem`]: the closed table of problem codes the API answers with.
@@ -23,6 +24,7 @@ pub mod backoff;
 pub mod clock;
 pub mod cron;
 pub mod duration;
+pub mod int;
 pub mod job;
 pub mod machine;
 pub mod problem;

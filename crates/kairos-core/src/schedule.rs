@@ -84,10 +84,18 @@ pub struct JobTemplateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Box<RawValue>>,
     /// Default 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub priority: Option<i32>,
     /// Default 3.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_attempts: Option<u32>,
     /// Default exponential from 2s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,7 +255,11 @@ pub struct PreviewRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_repeated: Option<DstRepeated>,
     /// Default 5, at most 100.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::int::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub count: Option<u32>,
     /// Exclusive start; default now.
     #[serde(default, skip_serializing_if = "Option::is_none")]

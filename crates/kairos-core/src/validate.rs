@@ -30,6 +30,10 @@ pub const MAX_UNIQUE_KEY_LEN: usize = 255;
 pub const MAX_TAGS: usize = 32;
 /// Longest error message kept per failed attempt (longer ones are cut, not refused).
 pub const MAX_ERROR_LEN: usize = 16 * 1024;
+/// Deepest nesting of arrays and objects in a payload or result. Answers wrap payloads a
+/// few levels deeper (`{"jobs":[{"payload":…}]}`), and common parsers stop at 128 levels
+/// (serde_json) or overflow their stack: 64 leaves room for both.
+pub const MAX_JSON_DEPTH: usize = 64;
 
 /// Limits an operator may configure.
 #[derive(Debug, Clone, Copy)]
@@ -150,6 +154,16 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Checks that a JSON value nests at most [`MAX_JSON_DEPTH`] levels deep.
+    pub fn json_depth(&mut self, field: &str, json: &str) {
+        if json_depth(json) > MAX_JSON_DEPTH {
+            self.invalid(
+                field,
+                format!("nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"),
+            );
+        }
+    }
+
     /// Checks a duration against an inclusive range.
     pub fn duration(&mut self, field: &str, d: Duration, min: Duration, max: Duration) {
         if d < min || d > max {
@@ -172,6 +186,34 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// How deeply arrays and objects nest in `json` (valid JSON text): `1` for `[]` or `{}`,
+/// `0` for a scalar. One pass over the bytes, without parsing.
+pub fn json_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// The rule for queue, kind and worker names: `[A-Za-z0-9_.:-]{1,128}`.
 pub fn check_name(value: &str) -> Result<(), String> {
     if value.is_empty() || value.len() > MAX_NAME_LEN {
@@ -189,6 +231,18 @@ pub fn check_name(value: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_depth_ignores_strings() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth("{}"), 1);
+        assert_eq!(json_depth(r#"{"a":[1,{"b":[]}]}"#), 4);
+        assert_eq!(json_depth(r#"["[[[[", "\"", "\\", {"x": "}}}"}]"#), 2);
+        assert_eq!(
+            json_depth(&format!("{}{}", "[".repeat(200), "]".repeat(200))),
+            200
+        );
+    }
 
     #[test]
     fn names() {

@@ -130,3 +130,81 @@ async fn unknown_routes_and_methods_are_problems() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn undecodable_path_names_are_problems() {
+    let s = TestServer::start().await;
+    assert_problem(&s.get("/v1/queues/%FF").await, 404, None);
+    assert_problem(
+        &s.call(
+            Method::PATCH,
+            "/v1/queues/%FF",
+            Some(json!({"paused": true})),
+        )
+        .await,
+        422,
+        Some("name"),
+    );
+    assert_problem(
+        &s.post("/v1/queues/%FF%FE/retry-dead", json!({})).await,
+        404,
+        None,
+    );
+    assert_eq!(s.get("/v1/queues").await.body, json!({"queues": []}));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn query_errors_name_the_parameter() {
+    let s = TestServer::start().await;
+    assert_problem(&s.get("/v1/jobs?limit=1&limit=2").await, 422, Some("limit"));
+    assert_problem(&s.get("/v1/jobs?limit=ten").await, 422, Some("limit"));
+    assert_problem(&s.get("/v1/jobs?colour=red").await, 422, Some("colour"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn integers_are_json_integers() {
+    let s = TestServer::start().await;
+    let job = s
+        .enqueue(json!({"kind": "k", "priority": -0.0, "max_attempts": 5.0}))
+        .await;
+    assert_eq!(
+        (job["priority"].as_i64(), job["max_attempts"].as_i64()),
+        (Some(0), Some(5))
+    );
+    let raw = s
+        .post_raw("/v1/jobs", r#"{"kind":"k","priority":-0}"#)
+        .await;
+    assert_eq!(raw.status, 201, "{}", raw.body);
+    assert_problem(
+        &s.post("/v1/jobs", json!({"kind": "k", "priority": 1.5}))
+            .await,
+        422,
+        Some("priority"),
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn deeply_nested_payloads_are_refused() {
+    let s = TestServer::start().await;
+    let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+    let body = format!(r#"{{"kind":"k","payload":{deep}}}"#);
+    assert_problem(&s.post_raw("/v1/jobs", body).await, 422, Some("payload"));
+    let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+    let a = s
+        .post_raw("/v1/jobs", format!(r#"{{"kind":"k","payload":{ok}}}"#))
+        .await;
+    assert_eq!(a.status, 201);
+    let leased = s.lease("default", 1).await;
+    assert_eq!(
+        leased.len(),
+        1,
+        "a worker's JSON parser reads the deepest payload"
+    );
+    // The request's own structure is bounded by the parser: 400, not a crash.
+    let nested_request = format!(r#"{{"kind":"k","backoff":{}}}"#, "[".repeat(100_000));
+    assert_problem(&s.post_raw("/v1/jobs", nested_request).await, 400, None);
+    s.stop().await;
+}
