@@ -245,14 +245,22 @@ impl LeaseRequest {
     /// Checks every field.
     pub fn validate(self) -> Result<LeaseSpec, Invalid> {
         let mut c = Checker::new("");
+        let mut queues: Vec<String> = Vec::with_capacity(self.queues.len());
         if self.queues.is_empty() {
             c.invalid("queues", "name at least one queue");
-        }
-        let mut queues: Vec<String> = Vec::with_capacity(self.queues.len());
-        for (i, q) in self.queues.into_iter().enumerate() {
-            c.name(&format!("queues[{i}]"), &q);
-            if !queues.contains(&q) {
-                queues.push(q);
+        } else if self.queues.len() > validate::MAX_LEASE_QUEUES {
+            // Not even looked at one by one: the request is refused as a whole.
+            c.invalid(
+                "queues",
+                format!("name at most {} queues", validate::MAX_LEASE_QUEUES),
+            );
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(self.queues.len());
+            for (i, q) in self.queues.into_iter().enumerate() {
+                c.name(&format!("queues[{i}]"), &q);
+                if seen.insert(q.clone()) {
+                    queues.push(q);
+                }
             }
         }
         c.worker("worker", &self.worker);

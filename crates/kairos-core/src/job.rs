@@ -188,8 +188,12 @@ pub struct Job {
     pub unique_key: Option<String>,
     /// Free-form labels.
     pub tags: Vec<String>,
-    /// One entry per failed attempt.
+    /// The most recent failed attempts, oldest first: at most
+    /// [`MAX_ERRORS_KEPT`](crate::validate::MAX_ERRORS_KEPT) of them.
     pub errors: Vec<AttemptError>,
+    /// Every failed attempt the job ever had, including those no longer in `errors`.
+    #[serde(default)]
+    pub failures: u32,
     /// What the worker returned on completion.
     pub result: Option<Box<RawValue>>,
     /// Default lease length for each attempt.
@@ -269,6 +273,7 @@ impl Job {
             unique_key: spec.unique_key,
             tags: spec.tags,
             errors: Vec::new(),
+            failures: 0,
             result: None,
             timeout: spec.timeout,
             backoff: spec.backoff,

@@ -13,6 +13,7 @@
 
 use crate::duration::Duration;
 use crate::job::{AttemptError, Job, JobState, Lease, Reported};
+use crate::validate::MAX_ERRORS_KEPT;
 use jiff::Timestamp;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -244,8 +245,8 @@ impl Job {
         }
     }
 
-    /// Runs the job again now. A finished job starts over with attempt 0 (its errors are
-    /// kept); a waiting job just stops waiting.
+    /// Runs the job again now. A finished job starts over with attempt 0 (its errors and
+    /// failure count are kept); a waiting job just stops waiting.
     pub fn retry(&mut self, now: Timestamp) -> Result<(), TransitionError> {
         match self.state {
             JobState::Running => return Err(TransitionError::Running),
@@ -280,11 +281,17 @@ impl Job {
         now: Timestamp,
         sample: f64,
     ) {
+        // A job retried again and again must not grow without bound: keep the latest.
+        if self.errors.len() >= MAX_ERRORS_KEPT {
+            let excess = self.errors.len() + 1 - MAX_ERRORS_KEPT;
+            self.errors.drain(..excess);
+        }
         self.errors.push(AttemptError {
             attempt: self.attempt,
             at: now,
             error,
         });
+        self.failures = self.failures.saturating_add(1);
         if self.cancel_requested {
             self.finish(JobState::Cancelled, now);
         } else if retry && self.attempt < self.max_attempts {

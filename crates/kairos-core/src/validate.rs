@@ -6,6 +6,9 @@ use std::fmt;
 
 /// Largest `limit` a job listing accepts.
 pub const MAX_LIST_LIMIT: u32 = 500;
+/// A listing page stops adding jobs once their payloads and results reach this many
+/// bytes (it holds at least one job, and gives `next_cursor` for the rest).
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Largest `max` a lease request accepts.
 pub const MAX_LEASE_MAX: u32 = 1000;
 /// Longest long-poll `wait` of a lease request.
@@ -30,6 +33,11 @@ pub const MAX_UNIQUE_KEY_LEN: usize = 255;
 pub const MAX_TAGS: usize = 32;
 /// Longest error message kept per failed attempt (longer ones are cut, not refused).
 pub const MAX_ERROR_LEN: usize = 16 * 1024;
+/// Most failed attempts kept in a job's `errors` (the most recent ones; `failures`
+/// counts them all).
+pub const MAX_ERRORS_KEPT: usize = 20;
+/// Most queues one lease request may name.
+pub const MAX_LEASE_QUEUES: usize = 100;
 /// Deepest nesting of arrays and objects in a payload or result. Answers wrap payloads a
 /// few levels deeper (`{"jobs":[{"payload":…}]}`), and common parsers stop at 128 levels
 /// (serde_json) or overflow their stack: 64 leaves room for both.

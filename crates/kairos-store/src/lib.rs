@@ -4,18 +4,21 @@
 //! - [`Store`]: the operations the engine needs, each one durable when it returns `Ok`.
 //! - [`signal`]: what a backend announces after each commit (jobs became available,
 //!   something is due earlier), so the engine wakes workers and timers without polling.
+//! - `conformance` (feature `conformance`): the suite every backend's tests run.
 //! - [`sqlite`]: the embedded backend: one writer thread that commits every waiting
 //!   request in one transaction (group commit), and a small pool of reader connections.
 //!
 //! Backends do not decide what a job may do: they load it, ask the state machine in
 //! `kairos_core::machine`, and persist the answer.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod error;
 pub mod signal;
 pub mod sqlite;
 
 pub use error::{ItemError, StoreError};
-pub use signal::Signals;
+pub use signal::{QueueWatch, Signals};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

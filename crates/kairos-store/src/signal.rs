@@ -1,6 +1,9 @@
 //! Signals a store raises after each commit, so the engine can wake waiting workers and
 //! its timer at once instead of polling. They carry hints only; the store holds the truth,
 //! so a missed or extra signal costs a round trip, never a job.
+//!
+//! A queue's notifier exists only while someone watches it ([`Signals::watch`]): every
+//! queue name a lease mentions costs memory only for as long as that lease waits.
 
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -11,7 +14,7 @@ use tokio::sync::Notify;
 /// Post-commit announcements.
 #[derive(Debug)]
 pub struct Signals {
-    queues: Mutex<HashMap<String, Arc<Notify>>>,
+    queues: Mutex<HashMap<String, Watched>>,
     due: Notify,
     /// Lower bound (µs since epoch) of the next run_at or lease expiry; `i64::MAX`: none.
     next_due: AtomicI64,
@@ -28,16 +31,31 @@ impl Default for Signals {
 }
 
 impl Signals {
-    /// The notifier of one queue: woken once per job that became available there
-    /// (and all at once when the queue is resumed).
-    pub fn queue(&self, name: &str) -> Arc<Notify> {
+    /// Watches one queue until the returned guard is dropped: its notifier is woken once
+    /// per job that became available there (and all at once when the queue is resumed).
+    pub fn watch(self: &Arc<Self>, name: &str) -> QueueWatch {
         let mut map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get(name) {
-            return n.clone();
+        let entry = map.entry(name.to_string()).or_insert_with(|| Watched {
+            notify: Arc::new(Notify::new()),
+            watchers: 0,
+        });
+        entry.watchers += 1;
+        QueueWatch {
+            signals: self.clone(),
+            queue: name.to_string(),
+            notify: entry.notify.clone(),
         }
-        let n = Arc::new(Notify::new());
-        map.insert(name.to_string(), n.clone());
-        n
+    }
+
+    /// How many watch `queue` now.
+    pub fn watchers(&self, queue: &str) -> usize {
+        let map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(queue).map_or(0, |w| w.watchers)
+    }
+
+    /// How many queues are watched now.
+    pub fn watched_queues(&self) -> usize {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// `count` jobs became available in `queue`.
@@ -45,8 +63,8 @@ impl Signals {
         let notify = {
             let map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
             match map.get(queue) {
-                Some(n) => n.clone(),
-                None => return, // nobody has ever waited on this queue
+                Some(w) => w.notify.clone(),
+                None => return, // nobody waits on this queue
             }
         };
         // One wake per job: each woken waiter takes at least one job. For a big batch,
@@ -64,8 +82,8 @@ impl Signals {
     /// Every waiter of `queue` should look again (e.g. it was resumed).
     pub fn queue_changed(&self, queue: &str) {
         let map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get(queue) {
-            n.notify_waiters();
+        if let Some(w) = map.get(queue) {
+            w.notify.notify_waiters();
         }
     }
 
@@ -98,14 +116,54 @@ impl Signals {
     }
 }
 
+/// A queue's notifier and how many watch it.
+#[derive(Debug)]
+struct Watched {
+    notify: Arc<Notify>,
+    watchers: usize,
+}
+
+/// One watcher of a queue; dropping it forgets the queue's notifier once nobody else
+/// watches it.
+#[derive(Debug)]
+pub struct QueueWatch {
+    signals: Arc<Signals>,
+    queue: String,
+    notify: Arc<Notify>,
+}
+
+impl QueueWatch {
+    /// The queue's notifier.
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for QueueWatch {
+    fn drop(&mut self) {
+        let mut map = self
+            .signals
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = map.get_mut(&self.queue) {
+            w.watchers -= 1;
+            if w.watchers == 0 {
+                map.remove(&self.queue);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn a_big_batch_wakes_every_waiter() {
-        let signals = Signals::default();
-        let notify = signals.queue("q");
+        let signals = Arc::new(Signals::default());
+        let watch = signals.watch("q");
+        let notify = watch.notify();
         let mut waiters: Vec<_> = (0..300).map(|_| Box::pin(notify.notified())).collect();
         for w in waiters.iter_mut() {
             w.as_mut().enable();
@@ -120,8 +178,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_few_jobs_wake_that_many_waiters() {
-        let signals = Signals::default();
-        let notify = signals.queue("q");
+        let signals = Arc::new(Signals::default());
+        let watch = signals.watch("q");
+        let notify = watch.notify();
         let mut waiters: Vec<_> = (0..3).map(|_| Box::pin(notify.notified())).collect();
         for w in waiters.iter_mut() {
             w.as_mut().enable();
@@ -136,5 +195,23 @@ mod tests {
             }
         }
         assert_eq!(woken, 2);
+    }
+
+    #[test]
+    fn notifiers_live_only_while_watched() {
+        let signals = Arc::new(Signals::default());
+        let a = signals.watch("q");
+        let b = signals.watch("q");
+        let other = signals.watch("r");
+        assert_eq!((signals.watchers("q"), signals.watched_queues()), (2, 2));
+        drop(a);
+        assert_eq!(signals.watchers("q"), 1);
+        drop(b);
+        drop(other);
+        assert_eq!(signals.watched_queues(), 0);
+        // Announcing to a queue nobody watches keeps nothing.
+        signals.jobs_available("q", 3);
+        signals.queue_changed("q");
+        assert_eq!(signals.watched_queues(), 0);
     }
 }

@@ -62,6 +62,9 @@ struct ServerArgs {
     /// refused with 503 at once.
     #[arg(long, env = "KAIROS_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// Most writes waiting for the store; past it, writes answer 503 overloaded at once.
+    #[arg(long, env = "KAIROS_WRITE_QUEUE_LIMIT", default_value_t = 10_000)]
+    write_queue_limit: usize,
     /// How long a shutdown waits for requests in flight before dropping them.
     #[arg(long, env = "KAIROS_SHUTDOWN_TIMEOUT", default_value = "30s")]
     shutdown_timeout: Duration,
@@ -101,7 +104,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         max_connections,
         shutdown_timeout: args.shutdown_timeout.as_std(),
     };
-    let store = kairos_store::SqliteStore::open(&args.data_dir)
+    let options = kairos_store::sqlite::Options {
+        write_queue_limit: args.write_queue_limit,
+        ..Default::default()
+    };
+    let store = kairos_store::SqliteStore::open_with(&args.data_dir, options)
         .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -243,6 +243,29 @@ fn check_invariants(j: &Job) {
             .iter()
             .all(|e| e.attempt >= 1 && e.attempt <= j.max_attempts)
     );
+    assert!(j.errors.len() <= crate::validate::MAX_ERRORS_KEPT);
+    assert!(j.failures as usize >= j.errors.len());
+}
+
+#[test]
+fn the_error_list_keeps_the_latest_and_counts_them_all() {
+    let mut j = job(1);
+    for i in 0..200u32 {
+        let tok = Uuid::now_v7();
+        j.lease("w", tok, None, t(i as i64 * 10)).unwrap();
+        let fail = Outcome::Failed {
+            error: format!("failure {i}"),
+            retry: true,
+            retry_in: None,
+        };
+        j.ack(tok, fail, t(i as i64 * 10 + 1), 0.0).unwrap();
+        assert_eq!(j.state, JobState::Dead);
+        j.retry(t(i as i64 * 10 + 2)).unwrap();
+    }
+    assert_eq!(j.failures, 200);
+    assert_eq!(j.errors.len(), crate::validate::MAX_ERRORS_KEPT);
+    assert_eq!(j.errors.first().unwrap().error, "failure 180");
+    assert_eq!(j.errors.last().unwrap().error, "failure 199");
 }
 
 proptest! {

@@ -13,11 +13,11 @@ use kairos_core::api::{
 };
 use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Invalid, Job, JobState, Limits, Queue};
-use kairos_store::{Enqueued, Extended, IdempotencyKey, ItemError, Store, StoreError};
+use kairos_store::{Enqueued, Extended, IdempotencyKey, ItemError, QueueWatch, Store, StoreError};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Why an engine operation failed.
@@ -132,14 +132,15 @@ impl Engine {
         let spec = req.validate()?;
         let deadline = tokio::time::Instant::now() + spec.wait.as_std();
         let signals = self.inner.store.signals();
-        let notifies: Vec<Arc<Notify>> = spec.queues.iter().map(|q| signals.queue(q)).collect();
+        // Watched for as long as this lease waits, and forgotten after.
+        let watches: Vec<QueueWatch> = spec.queues.iter().map(|q| signals.watch(q)).collect();
         let mut shutdown = self.inner.shutdown.subscribe();
         loop {
             // Register before looking, so a commit between the look and the wait still wakes us.
-            let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = notifies
+            let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = watches
                 .iter()
                 .map(|n| {
-                    let mut w = Box::pin(n.notified());
+                    let mut w = Box::pin(n.notify().notified());
                     w.as_mut().enable();
                     w
                 })

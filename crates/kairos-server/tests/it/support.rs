@@ -18,6 +18,7 @@ pub struct TestServer {
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -27,8 +28,17 @@ impl TestServer {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut kairos_server::Config)) -> TestServer {
+        Self::start_full(configure, kairos_store::sqlite::Options::default()).await
+    }
+
+    /// A server with its configuration and its store's options chosen.
+    pub async fn start_full(
+        configure: impl FnOnce(&mut kairos_server::Config),
+        options: kairos_store::sqlite::Options,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let store = kairos_store::SqliteStore::open(&dir.path().join("data")).unwrap();
+        let store =
+            kairos_store::SqliteStore::open_with(&dir.path().join("data"), options).unwrap();
         let mut config = kairos_server::Config::default();
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -45,6 +55,11 @@ impl TestServer {
             handle: Some(handle),
             _dir: dir,
         }
+    }
+
+    /// The store's data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
@@ -64,6 +79,10 @@ impl TestServer {
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
         let bytes = resp.bytes().await.unwrap();
         let body = if bytes.is_empty() {
             Value::Null
@@ -78,6 +97,7 @@ impl TestServer {
         Answer {
             status,
             content_type,
+            retry_after,
             body,
         }
     }

@@ -170,7 +170,7 @@ async fn waiting_lease_wakes_on_enqueue() {
     let started = Instant::now();
     let waiter = s.spawn_post(
         "/v1/lease",
-        json!({"queues": ["mail"], "worker": "w", "wait": "20s"}),
+        json!({"queues": ["mail"], "worker": "w", "wait": "60s"}),
     );
     // Give the waiter time to be waiting; correctness does not depend on it.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -178,8 +178,8 @@ async fn waiting_lease_wakes_on_enqueue() {
     let a = waiter.await.unwrap();
     assert_eq!(a.body["jobs"][0]["id"], job["id"]);
     assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "answered before the wait ran out"
+        started.elapsed() < Duration::from_secs(30),
+        "answered long before the 60 s wait ran out (engine.rs shows it is not polling)"
     );
     let empty = s
         .post(
@@ -315,5 +315,63 @@ async fn worker_requests_are_validated() {
         422,
         Some("results[0].id"),
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_lease_names_at_most_100_queues() {
+    let s = TestServer::start().await;
+    let queues: Vec<String> = (0..100_000).map(|i| format!("q{i}")).collect();
+    let a = s
+        .post("/v1/lease", json!({"queues": queues, "worker": "w"}))
+        .await;
+    assert_problem(&a, 422, Some("queues"));
+    assert_eq!(
+        a.body["errors"].as_array().unwrap().len(),
+        1,
+        "one error, not 100,000"
+    );
+    let mut hundred: Vec<String> = (0..100).map(|i| format!("q{i}")).collect();
+    hundred.extend((0..100).map(|i| format!("q{i}")));
+    assert_eq!(hundred.len(), 200);
+    assert_problem(
+        &s.post("/v1/lease", json!({"queues": hundred, "worker": "w"}))
+            .await,
+        422,
+        Some("queues"),
+    );
+    s.enqueue(json!({"queue": "q99", "kind": "k"})).await;
+    let ok: Vec<String> = (0..100).map(|i| format!("q{i}")).collect();
+    let a = s
+        .post("/v1/lease", json!({"queues": ok, "worker": "w", "max": 10}))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["jobs"].as_array().unwrap().len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_error_list_is_bounded_and_counts_every_failure() {
+    let s = TestServer::start().await;
+    let job = s.enqueue(json!({"kind": "k", "max_attempts": 1})).await;
+    let id = job["id"].as_str().unwrap();
+    for i in 0..25 {
+        let l = s.lease("default", 1).await.remove(0);
+        let r = s
+            .ack(
+                &l,
+                json!({"outcome": "failed", "error": format!("boom {i}")}),
+            )
+            .await;
+        assert_eq!(r["state"], "dead");
+        let retried = s.post(&format!("/v1/jobs/{id}/retry"), json!({})).await;
+        assert_eq!(retried.status, StatusCode::OK);
+    }
+    let got = s.get(&format!("/v1/jobs/{id}")).await.body;
+    let errors = got["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 20);
+    assert_eq!(errors[0]["error"], "boom 5");
+    assert_eq!(errors[19]["error"], "boom 24");
+    assert_eq!(got["failures"], 25);
     s.stop().await;
 }

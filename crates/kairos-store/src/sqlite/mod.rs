@@ -20,6 +20,7 @@ use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Clock, Job, JobState, Limits, NewJob, Queue, SystemClock, Timestamp};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -31,11 +32,44 @@ pub const DB_FILE: &str = "kairos.db";
 pub const LOCK_FILE: &str = "kairos.lock";
 /// Reader connections kept open.
 const READERS: usize = 4;
+/// Dead jobs moved back per commit by `retry_dead`.
+pub(crate) const RETRY_DEAD_CHUNK: i64 = 1_000;
+
+/// How to open the store.
+#[derive(Clone)]
+pub struct Options {
+    /// The clock that judges time (tests move a manual one).
+    pub clock: Arc<dyn Clock>,
+    /// Most write operations waiting for the writer; past it, writes fail at once with
+    /// [`StoreError::Overloaded`] instead of queueing memory.
+    pub write_queue_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            clock: Arc::new(SystemClock),
+            write_queue_limit: 10_000,
+        }
+    }
+}
+
+/// Whether a write may be refused when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// A client's write: refused past the limit.
+    Bounded,
+    /// The server's own upkeep and readiness: always queued (one at a time).
+    Always,
+}
 
 /// The embedded store: a SQLite file in WAL mode, written by one thread.
 pub struct SqliteStore {
     path: PathBuf,
     tx: mpsc::UnboundedSender<Msg>,
+    /// Operations sent to the writer and not yet taken by it.
+    queued: Arc<AtomicUsize>,
+    write_queue_limit: usize,
     readers: Arc<Mutex<Vec<Connection>>>,
     signals: Arc<Signals>,
     clock: Arc<dyn Clock>,
@@ -47,11 +81,23 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir`, on the system clock.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
-        Self::open_with_clock(dir, Arc::new(SystemClock))
+        Self::open_with(dir, Options::default())
     }
 
     /// Opens the store in `dir` with the given clock (tests move a manual clock).
     pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<SqliteStore, StoreError> {
+        Self::open_with(
+            dir,
+            Options {
+                clock,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Opens the store in `dir` with `options`.
+    pub fn open_with(dir: &Path, options: Options) -> Result<SqliteStore, StoreError> {
+        let clock = options.clock;
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
         let lock = std::fs::File::create(dir.join(LOCK_FILE))
@@ -67,7 +113,8 @@ impl SqliteStore {
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
         let signals = Arc::new(Signals::default());
-        let writer = Writer::new(conn, clock.clone(), signals.clone())?;
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer = Writer::new(conn, clock.clone(), signals.clone(), queued.clone())?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = std::thread::Builder::new()
             .name("kairos-writer".into())
@@ -78,6 +125,8 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             tx,
+            queued,
+            write_queue_limit: options.write_queue_limit.max(1),
             readers: Arc::new(Mutex::new(Vec::new())),
             signals,
             clock,
@@ -91,13 +140,30 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.write_as(Atomicity::PerRow, f).await
+        self.submit(Atomicity::PerRow, Admission::Bounded, f).await
     }
 
     /// Like [`SqliteStore::write`], choosing whether a failure undoes all of `f`'s writes.
     async fn write_as<T: Send + 'static>(
         &self,
         atomicity: Atomicity,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.submit(atomicity, Admission::Bounded, f).await
+    }
+
+    /// Like [`SqliteStore::write`], never refused for a full queue (the timer, readiness).
+    async fn write_always<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.submit(Atomicity::PerRow, Admission::Always, f).await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        atomicity: Atomicity,
+        admission: Admission,
         f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
@@ -116,9 +182,15 @@ impl SqliteStore {
             });
             (ok, reply)
         });
-        self.tx
-            .send(Msg::Op(op, atomicity))
-            .map_err(|_| StoreError::Closed)?;
+        let waiting = self.queued.fetch_add(1, Ordering::AcqRel);
+        if admission == Admission::Bounded && waiting >= self.write_queue_limit {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Overloaded);
+        }
+        if self.tx.send(Msg::Op(op, atomicity)).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Closed);
+        }
         match rx.await {
             Ok(answer) => answer,
             // The writer is gone (shutdown), or the operation panicked and was dropped.
@@ -230,13 +302,31 @@ impl Store for SqliteStore {
     }
 
     async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError> {
-        let queue = queue.to_string();
-        self.write_as(Atomicity::AllOrNothing, move |b| ops::retry_dead(b, &queue))
-            .await
+        // One commit per chunk: a million dead jobs never make one giant transaction, and
+        // each chunk is durable on its own. Only jobs dead when the call began are looked
+        // at (up to the highest `seq` then), so a queue that keeps failing cannot keep the
+        // call going.
+        let q = queue.to_string();
+        let last: Option<i64> = self.read(move |c, _| read::last_dead_seq(c, &q)).await?;
+        let Some(last) = last else { return Ok(0) };
+        let (mut total, mut after) = (0, 0);
+        loop {
+            let q = queue.to_string();
+            let chunk = self
+                .write_as(Atomicity::AllOrNothing, move |b| {
+                    ops::retry_dead(b, &q, after, last, RETRY_DEAD_CHUNK)
+                })
+                .await?;
+            total += chunk.retried;
+            match chunk.next {
+                Some(next) => after = next,
+                None => return Ok(total),
+            }
+        }
     }
 
     async fn tick(&self) -> Result<Tick, StoreError> {
-        self.write(ops::tick).await
+        self.write_always(ops::tick).await
     }
 
     async fn create_schedule(
@@ -282,13 +372,13 @@ impl Store for SqliteStore {
     }
 
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write(move |b| ops::prune_idempotency_keys(b, before))
+        self.write_always(move |b| ops::prune_idempotency_keys(b, before))
             .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         // Through the writer: ready means writes get committed, not just that a file reads.
-        self.write(|b| {
+        self.write_always(|b| {
             b.conn
                 .prepare_cached("SELECT count(*) FROM queues")?
                 .query_row([], |_| Ok(()))?;

@@ -250,24 +250,42 @@ pub(crate) fn set_paused(b: &mut Batch<'_>, name: &str, paused: bool) -> Result<
     Ok(queue)
 }
 
-pub(crate) fn retry_dead(b: &mut Batch<'_>, queue: &str) -> Result<u64, StoreError> {
+/// One chunk of a queue's redrive: how many came back, and where the next chunk starts
+/// (`None`: done).
+pub(crate) struct RetriedChunk {
+    pub retried: u64,
+    pub next: Option<i64>,
+}
+
+/// Moves up to `chunk` dead jobs of `queue` with `after < seq <= last` back to available.
+pub(crate) fn retry_dead(
+    b: &mut Batch<'_>,
+    queue: &str,
+    after: i64,
+    last: i64,
+    chunk: i64,
+) -> Result<RetriedChunk, StoreError> {
     let seqs: Vec<i64> = b
         .conn
-        .prepare_cached("SELECT seq FROM jobs WHERE queue = ?1 AND state = 5")?
-        .query_map([queue], |r| r.get(0))?
+        .prepare_cached(
+            "SELECT seq FROM jobs WHERE queue = ?1 AND state = 5 AND seq > ?2 AND seq <= ?3 \
+             ORDER BY seq LIMIT ?4",
+        )?
+        .query_map(params![queue, after, last, chunk], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut n = 0;
+    let next = (seqs.len() as i64 == chunk).then(|| seqs[seqs.len() - 1]);
+    let mut retried = 0;
     for seq in seqs {
-        let mut stored = b.load_seq(seq, Read::Full)?;
+        let mut stored = b.load_seq(seq, Read::WithoutPayload)?;
         // A dead job whose unique key an unfinished job now holds stays dead.
         if unique_key_taken(b, &stored)? {
             continue;
         }
         stored.job.retry(b.now)?;
         b.save(&stored)?;
-        n += 1;
+        retried += 1;
     }
-    Ok(n)
+    Ok(RetriedChunk { retried, next })
 }
 
 pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {

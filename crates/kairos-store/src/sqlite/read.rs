@@ -6,6 +6,7 @@ use super::rows::{self, JOB_COLUMNS};
 use crate::StoreError;
 use kairos_core::api::{JobFilter, JobPage};
 use kairos_core::schedule::Schedule;
+use kairos_core::validate::MAX_PAGE_BYTES;
 use kairos_core::{Job, JobState, Queue, StateCounts, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
@@ -65,11 +66,22 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
         Value::Integer(f.limit as i64 + 1),
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut stored = stmt
-        .query_map(rusqlite::params_from_iter(args), rows::job_from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if stored.len() > f.limit as usize {
-        stored.truncate(f.limit as usize);
+    let mut rows = stmt.query_map(rusqlite::params_from_iter(args), rows::job_from_row)?;
+    // A page stops early once its payloads and results pass MAX_PAGE_BYTES: 500 jobs of
+    // 1 MiB each must not become one 500 MiB answer.
+    let mut stored = Vec::new();
+    let mut bytes = 0;
+    let mut more = false;
+    for row in rows.by_ref() {
+        let row = row?;
+        if stored.len() == f.limit as usize || (bytes >= MAX_PAGE_BYTES && !stored.is_empty()) {
+            more = true;
+            break;
+        }
+        bytes += row.job.payload.get().len() + row.job.result.as_ref().map_or(0, |r| r.get().len());
+        stored.push(row);
+    }
+    let next_cursor = if more {
         stored.last().map(|s| format!("c{}", s.seq))
     } else {
         None
@@ -123,6 +135,13 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<Queue>, StoreError> {
             })
         })
         .collect()
+}
+
+/// The newest dead job of `queue`, by internal key.
+pub(crate) fn last_dead_seq(conn: &Connection, queue: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT max(seq) FROM jobs WHERE queue = ?1 AND state = 5")?
+        .query_row([queue], |r| r.get(0))?)
 }
 
 /// One schedule by id.

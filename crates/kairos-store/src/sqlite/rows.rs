@@ -14,7 +14,7 @@ macro_rules! job_columns {
             ", priority, state, attempt, max_attempts, run_at, created_at, started_at, \
              finished_at, unique_key, tags, errors, result, timeout_ms, backoff, \
              cancel_requested, lease_token, lease_worker, lease_expires_at, lease_reported, \
-             schedule_id, scheduled_for"
+             schedule_id, scheduled_for, failures"
         )
     };
 }
@@ -182,6 +182,7 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
             .map(|b| uuid(b, 24))
             .transpose()?,
         scheduled_for: r.get::<_, Option<i64>>(25)?.map(ts).transpose()?,
+        failures: r.get(26)?,
         lease,
     };
     Ok(StoredJob {
@@ -239,8 +240,8 @@ pub(crate) fn save_job(tx: &rusqlite::Connection, seq: i64, j: &Job) -> Result<(
     let mut stmt = tx.prepare_cached(
         "UPDATE jobs SET state = ?2, attempt = ?3, run_at = ?4, started_at = ?5, \
          finished_at = ?6, errors = ?7, result = ?8, cancel_requested = ?9, \
-         lease_token = ?10, lease_worker = ?11, lease_expires_at = ?12, lease_reported = ?13 \
-         WHERE seq = ?1",
+         lease_token = ?10, lease_worker = ?11, lease_expires_at = ?12, lease_reported = ?13, \
+         failures = ?14 WHERE seq = ?1",
     )?;
     let lease = j.lease.as_ref();
     let errors = if j.errors.is_empty() {
@@ -262,6 +263,7 @@ pub(crate) fn save_job(tx: &rusqlite::Connection, seq: i64, j: &Job) -> Result<(
         lease.map(|l| l.worker.as_str()),
         lease.map(|l| us(l.expires_at)),
         lease.and_then(|l| l.reported).map(|r| r.code()),
+        j.failures,
     ])?;
     Ok(())
 }

@@ -96,6 +96,11 @@ CREATE INDEX schedules_due ON schedules (next_due) WHERE next_due IS NOT NULL;
 CREATE INDEX jobs_schedule_open ON jobs (schedule_id)
     WHERE schedule_id IS NOT NULL AND state IN (0, 1, 2, 3);
 "#,
+    r#"
+-- Every failed attempt, counted; `errors` keeps only the most recent ones.
+ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+UPDATE jobs SET failures = json_array_length(errors) WHERE errors <> '[]';
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and

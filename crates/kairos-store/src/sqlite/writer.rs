@@ -15,6 +15,7 @@ use rusqlite::{Connection, params};
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -287,6 +288,8 @@ impl Batch<'_> {
 /// The writer: its connection, clock, caches and the signals it raises.
 pub(crate) struct Writer {
     conn: Connection,
+    /// Operations sent and not yet taken: the write queue's depth.
+    queued: Arc<AtomicUsize>,
     clock: Arc<dyn Clock>,
     signals: Arc<Signals>,
     caches: Caches,
@@ -299,6 +302,7 @@ impl Writer {
         conn: Connection,
         clock: Arc<dyn Clock>,
         signals: Arc<Signals>,
+        queued: Arc<AtomicUsize>,
     ) -> Result<Writer, StoreError> {
         let mut caches = Caches::default();
         {
@@ -315,6 +319,7 @@ impl Writer {
         let up_since = clock.now();
         Ok(Writer {
             conn,
+            queued,
             clock,
             signals,
             up_since,
@@ -329,13 +334,19 @@ impl Writer {
         let mut done: Option<oneshot::Sender<()>> = None;
         while done.is_none() {
             match rx.blocking_recv() {
-                Some(Msg::Op(op, a)) => ops.push((op, a)),
+                Some(Msg::Op(op, a)) => {
+                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                    ops.push((op, a));
+                }
                 Some(Msg::Shutdown(d)) => done = Some(d),
                 None => break,
             }
             while done.is_none() && ops.len() < MAX_OPS_PER_COMMIT {
                 match rx.try_recv() {
-                    Ok(Msg::Op(op, a)) => ops.push((op, a)),
+                    Ok(Msg::Op(op, a)) => {
+                        self.queued.fetch_sub(1, Ordering::AcqRel);
+                        ops.push((op, a));
+                    }
                     Ok(Msg::Shutdown(d)) => done = Some(d),
                     Err(_) => break,
                 }

@@ -1,5 +1,5 @@
-//! Store tests: one conformance suite (`conformance`) that every backend runs, and the
-//! SQLite backend's own tests (durability across reopen).
+//! Store tests: the SQLite backend runs the conformance suite
+//! (`kairos_store::conformance`, feature `conformance`), plus its own tests (durability
+//! across reopen, the write queue, misfires across restarts).
 
-mod conformance;
 mod sqlite;

@@ -1,8 +1,8 @@
 //! The SQLite backend: the conformance suite on a real file, plus durability across reopen.
 
-use crate::conformance::{Env, start};
 use kairos_core::api::EnqueueRequest;
 use kairos_core::{Limits, ManualClock};
+use kairos_store::conformance::{Env, start};
 use kairos_store::{SqliteStore, Store};
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ async fn make_env() -> Env {
     }
 }
 
-crate::conformance_suite!(make_env);
+kairos_store::conformance_suite!(make_env);
 
 #[tokio::test]
 async fn committed_jobs_survive_reopen() {
@@ -171,4 +171,67 @@ async fn misfire_policies_after_a_restart() {
         );
     }
     assert_eq!(store.tick().await.unwrap().fired, 0, "nothing fires twice");
+}
+
+/// Past the write queue's limit a write fails at once with `Overloaded`, reads still
+/// answer, and the store's own upkeep is not refused; once the writer catches up, writes
+/// are taken again. The writer is held up by another connection's write lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_write_queue_refuses_writes_at_once() {
+    use kairos_store::sqlite::Options;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open_with(
+            dir.path(),
+            Options {
+                write_queue_limit: 4,
+                ..Options::default()
+            },
+        )
+        .unwrap(),
+    );
+    let blocker = rusqlite::Connection::open(dir.path().join("kairos.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let job = || {
+        EnqueueRequest {
+            kind: "k".into(),
+            ..Default::default()
+        }
+        .validate("", &Limits::default())
+        .unwrap()
+    };
+    // The writer takes one operation and waits for the lock; the rest queue up to the limit.
+    let mut waiting = Vec::new();
+    let refused = loop {
+        let store = store.clone();
+        let mut task = tokio::spawn(async move { store.enqueue(vec![job()], None).await });
+        // A refusal is immediate; an accepted write waits behind the lock.
+        match tokio::time::timeout(std::time::Duration::from_millis(200), &mut task).await {
+            Ok(answer) => break answer.unwrap(),
+            Err(_) => waiting.push(task),
+        }
+        assert!(waiting.len() <= 5, "the queue never filled");
+    };
+    assert!(
+        matches!(refused, Err(kairos_store::StoreError::Overloaded)),
+        "{refused:?}"
+    );
+    assert!(store.queues().await.is_ok(), "reads are still served");
+    let upkeep = {
+        let store = store.clone();
+        tokio::spawn(async move { store.tick().await })
+    };
+    blocker.execute_batch("COMMIT").unwrap();
+    upkeep
+        .await
+        .unwrap()
+        .expect("the timer's tick is never refused for a full queue");
+    for w in waiting {
+        w.await
+            .unwrap()
+            .expect("queued writes are applied once the writer is free");
+    }
+    store.enqueue(vec![job()], None).await.expect("taken again");
+    let q = store.queue("default").await.unwrap().unwrap();
+    assert_eq!(q.counts.available, 6);
 }

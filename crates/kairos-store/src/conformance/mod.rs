@@ -1,14 +1,16 @@
-//! The conformance suite: behaviour every `Store` backend must show. A backend runs it
-//! with `conformance_suite!(path::to::make_env)`, where `make_env` opens a fresh, empty
-//! store on a manual clock.
+//! The conformance suite: behaviour every `Store` backend must show, behind the
+//! `conformance` feature so that every backend's tests (in this crate or another) run the
+//! same cases. A backend runs it with `kairos_store::conformance_suite!(path::to::make_env)`,
+//! where `make_env` opens a fresh, empty store on a manual clock; each case becomes one
+//! `#[tokio::test]`.
 
+use crate::{Extended, IdempotencyKey, ItemError, Store, StoreError};
 use kairos_core::api::{AckReport, EnqueueRequest, Extension, JobFilter, LeaseSpec};
 use kairos_core::schedule::{JobTemplateRequest, SchedulePatch, ScheduleRequest};
 use kairos_core::{
     Duration, Job, JobState, Limits, ManualClock, NewJob, Outcome, Reported, Timestamp,
     TransitionError,
 };
-use kairos_store::{Extended, IdempotencyKey, ItemError, Store, StoreError};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -30,16 +32,35 @@ pub fn start() -> Timestamp {
 macro_rules! conformance_suite {
     ($make:path) => {
         $crate::conformance_suite!(@cases $make;
-            enqueue_and_read_back, delayed_job_waits_for_its_time, lease_order_is_priority_then_run_at,
-            lease_respects_max_and_counts_attempts, ack_completed_is_idempotent, stale_tokens_change_nothing,
-            failure_backs_off_then_dies, expired_lease_is_a_failed_attempt, heartbeat_extends_and_reports_cancel,
-            cancel_rules, retry_rules, delete_rules, unique_key_dedupes_unfinished_jobs,
-            idempotency_key_replays_the_first_answer, listing_pages_newest_first_and_filters,
-            queue_counts_follow_every_transition, paused_queue_is_not_leased, retry_dead_moves_all_dead,
-            enqueue_wakes_waiters, tick_reports_next_due, schedules_are_created_with_next_run_at,
-            due_schedule_fires_once_per_slot, overlap_skip_waits_for_the_previous_run,
-            schedule_update_trigger_and_delete, retry_never_makes_two_unfinished_jobs_share_a_unique_key,
-            two_triggers_in_one_commit_both_run);
+            enqueue_and_read_back,
+            delayed_job_waits_for_its_time,
+            lease_order_is_priority_then_run_at,
+            lease_respects_max_and_counts_attempts,
+            ack_completed_is_idempotent,
+            stale_tokens_change_nothing,
+            failure_backs_off_then_dies,
+            expired_lease_is_a_failed_attempt,
+            heartbeat_extends_and_reports_cancel,
+            cancel_rules,
+            retry_rules,
+            delete_rules,
+            unique_key_dedupes_unfinished_jobs,
+            idempotency_key_replays_the_first_answer,
+            listing_pages_newest_first_and_filters,
+            listing_pages_are_bounded_in_bytes,
+            queue_counts_follow_every_transition,
+            paused_queue_is_not_leased,
+            retry_dead_moves_all_dead,
+            retry_dead_crosses_chunk_boundaries,
+            enqueue_wakes_waiters,
+            tick_reports_next_due,
+            schedules_are_created_with_next_run_at,
+            due_schedule_fires_once_per_slot,
+            overlap_skip_waits_for_the_previous_run,
+            schedule_update_trigger_and_delete,
+            retry_never_makes_two_unfinished_jobs_share_a_unique_key,
+            two_triggers_in_one_commit_both_run,
+        );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -775,9 +796,79 @@ pub async fn retry_dead_moves_all_dead(env: Env) {
     assert!(again.iter().all(|l| l.job.attempt == 1));
 }
 
+/// Redrive goes in chunks (1,000 per commit in SQLite): every dead job comes back once,
+/// whatever the chunk boundaries, and one whose unique key is taken stays dead.
+pub async fn retry_dead_crosses_chunk_boundaries(env: Env) {
+    let n = 2_345;
+    let mut specs = Vec::new();
+    for i in 0..n {
+        let mut s = spec("k");
+        s.max_attempts = 1;
+        if i == 1_500 {
+            s.unique_key = Some("u".into());
+        }
+        specs.push(s);
+    }
+    env.store.enqueue(specs, None).await.unwrap();
+    loop {
+        let leased = env
+            .store
+            .lease(lease_spec(&["default"], 1000))
+            .await
+            .unwrap();
+        if leased.is_empty() {
+            break;
+        }
+        let acks = leased
+            .iter()
+            .map(|l| failed(l.job.id, l.lease_token))
+            .collect();
+        env.store.ack(acks).await.unwrap();
+    }
+    let mut holder = spec("k");
+    holder.unique_key = Some("u".into());
+    enqueue_one(&env, holder).await;
+    assert_eq!(
+        env.store.retry_dead("default").await.unwrap(),
+        n as u64 - 1,
+        "all but the one whose unique key is held"
+    );
+    let q = env.store.queue("default").await.unwrap().unwrap();
+    assert_eq!((q.counts.available, q.counts.dead), (n as u64, 1));
+    assert_eq!(env.store.retry_dead("default").await.unwrap(), 0);
+}
+
+/// A listing page stops once its payloads pass `MAX_PAGE_BYTES`, and the cursor goes on.
+pub async fn listing_pages_are_bounded_in_bytes(env: Env) {
+    let big = format!(
+        "\"{}\"",
+        "x".repeat(kairos_core::validate::MAX_PAGE_BYTES / 2)
+    );
+    for _ in 0..3 {
+        let mut s = spec("big");
+        s.payload = kairos_core::RawValue::from_string(big.clone()).unwrap();
+        enqueue_one(&env, s).await;
+    }
+    let filter = JobFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    let first = env.store.list_jobs(filter.clone()).await.unwrap();
+    assert_eq!(first.jobs.len(), 2);
+    let second = env
+        .store
+        .list_jobs(JobFilter {
+            cursor: first.next_cursor.clone(),
+            ..filter
+        })
+        .await
+        .unwrap();
+    assert_eq!((second.jobs.len(), second.next_cursor), (1, None));
+}
+
 pub async fn enqueue_wakes_waiters(env: Env) {
-    let notify = env.store.signals().queue("default");
-    let notified = notify.notified();
+    let watch = env.store.signals().watch("default");
+    let notified = watch.notify().notified();
     tokio::pin!(notified);
     notified.as_mut().enable();
     enqueue_one(&env, spec("k")).await;
