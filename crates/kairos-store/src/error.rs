@@ -32,6 +32,9 @@ pub enum StoreError {
     /// The disk is full: nothing of this write was kept.
     #[error("the disk is full: {0}")]
     Full(String),
+    /// The store's files are damaged (found at open, or when a read hit the damage).
+    #[error("the store is damaged: {0}")]
+    Damaged(String),
     /// The backend failed (I/O, corruption, a bug).
     #[error("storage failure: {0}")]
     Backend(String),
@@ -39,7 +42,14 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StoreError::Damaged(e.to_string())
+            }
+            _ => StoreError::Backend(e.to_string()),
+        }
     }
 }
 

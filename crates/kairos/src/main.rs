@@ -23,6 +23,15 @@ enum Command {
     Server(ServerArgs),
     /// Measure throughput, latency and timing precision of a server.
     Bench(bench::BenchArgs),
+    /// Verify a stopped server's data directory; exits non-zero when it is damaged.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// Directory of the embedded store.
+    #[arg(long, env = "KAIROS_DATA_DIR", default_value = "./kairos-data")]
+    data_dir: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,6 +77,11 @@ struct ServerArgs {
     /// How long a shutdown waits for requests in flight before dropping them.
     #[arg(long, env = "KAIROS_SHUTDOWN_TIMEOUT", default_value = "30s")]
     shutdown_timeout: Duration,
+    /// Start although the data files are damaged, accepting the loss: a missing or
+    /// emptied database is set aside (in damaged-<time>/) and a new store begins; a damaged
+    /// write-ahead log is copied aside and replayed up to the damage.
+    #[arg(long, env = "KAIROS_ACCEPT_DATA_LOSS")]
+    accept_data_loss: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,6 +101,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Check(args) => check(args),
     }
 }
 
@@ -106,6 +121,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     };
     let options = kairos_store::sqlite::Options {
         write_queue_limit: args.write_queue_limit,
+        accept_data_loss: args.accept_data_loss,
         ..Default::default()
     };
     let store = kairos_store::SqliteStore::open_with(&args.data_dir, options)
@@ -114,6 +130,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal()?;
     // Scripts and tests read this line as "ready" (and to find the port when --listen
     // asks for port 0): it comes only once the store is open and the port is bound.
     println!(
@@ -122,7 +139,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     );
     kairos_server::Server::new(std::sync::Arc::new(store))
         .config(config)
-        .serve(listener, shutdown_signal())
+        .serve(listener, shutdown)
         .await
         .context("stopping the server")?;
     Ok(())
@@ -184,30 +201,42 @@ mod fd_limit {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// `kairos check`: verifies a data directory; an error (and exit code 1) when damaged.
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let report = kairos_store::SqliteStore::check(&args.data_dir)
+        .with_context(|| format!("checking {}", args.data_dir.display()))?;
+    println!(
+        "{}: sound (store {}, schema version {}, {} jobs)",
+        args.data_dir.display(),
+        report.store_id.map_or_else(
+            || "without an identity yet".to_string(),
+            |id| id.to_string()
+        ),
+        report.schema_version,
+        report.jobs
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal right after the listening line is not
+/// lost to the default action (an abrupt exit).
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

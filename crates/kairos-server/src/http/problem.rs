@@ -92,7 +92,7 @@ fn store_problem(e: &StoreError) -> Problem {
                 "the store's disk is full; nothing was written; retry once space is freed",
             )
         }
-        StoreError::Backend(m) => {
+        StoreError::Backend(m) | StoreError::Damaged(m) => {
             tracing::error!(error = %m, "storage failure");
             problem(
                 ProblemCode::StorageFailure,

@@ -6,11 +6,15 @@
 //!   while the writer writes).
 //! - [`rows`]: the `jobs` row layout.
 //! - [`schema`]: tables, indexes and migrations.
+//! - [`files`]: the data directory's lock and identity, and the checks that refuse to
+//!   open damaged files ([`wal`] reads the write-ahead log as SQLite's recovery would).
 
+mod files;
 mod ops;
 mod read;
 mod rows;
 mod schema;
+mod wal;
 mod writer;
 
 use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
@@ -24,12 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-use writer::{Atomicity, Batch, Msg, Op, Reply, Writer};
+use writer::{Atomicity, Batch, Health, Msg, Op, Pending, Writer};
 
-/// The database file's name inside the data directory.
-pub const DB_FILE: &str = "kairos.db";
-/// The lock file that keeps a second server off the same data directory.
-pub const LOCK_FILE: &str = "kairos.lock";
+pub use files::{DB_FILE, ID_FILE, Identity, QUICK_CHECK_MAX_BYTES};
 /// Reader connections kept open.
 const READERS: usize = 4;
 /// Dead jobs moved back per commit by `retry_dead`.
@@ -43,6 +44,21 @@ pub struct Options {
     /// Most write operations waiting for the writer; past it, writes fail at once with
     /// [`StoreError::Overloaded`] instead of queueing memory.
     pub write_queue_limit: usize,
+    /// Open even though the files are damaged, accepting the loss: a missing or emptied
+    /// database is set aside and a new store begins, a damaged WAL is copied aside and
+    /// replayed up to the damage. Damage inside the database is refused regardless.
+    pub accept_data_loss: bool,
+}
+
+/// What `kairos check` found in a sound store.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// The store's identity (`None` for a directory from before identities).
+    pub store_id: Option<Uuid>,
+    /// The schema version of the database.
+    pub schema_version: i64,
+    /// Jobs in it.
+    pub jobs: u64,
 }
 
 impl Default for Options {
@@ -50,6 +66,7 @@ impl Default for Options {
         Options {
             clock: Arc::new(SystemClock),
             write_queue_limit: 10_000,
+            accept_data_loss: false,
         }
     }
 }
@@ -69,6 +86,8 @@ pub struct SqliteStore {
     tx: mpsc::UnboundedSender<Msg>,
     /// Operations sent to the writer and not yet taken by it.
     queued: Arc<AtomicUsize>,
+    /// Full disk, damaged files: what readiness reports.
+    health: Arc<Health>,
     write_queue_limit: usize,
     readers: Arc<Mutex<Vec<Connection>>>,
     signals: Arc<Signals>,
@@ -95,26 +114,32 @@ impl SqliteStore {
         )
     }
 
-    /// Opens the store in `dir` with `options`.
+    /// Opens the store in `dir` with `options`, after checking its files
+    /// ([`files`]): a store known to be damaged is refused with [`StoreError::Damaged`].
     pub fn open_with(dir: &Path, options: Options) -> Result<SqliteStore, StoreError> {
         let clock = options.clock;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
-        let lock = std::fs::File::create(dir.join(LOCK_FILE))
-            .map_err(|e| StoreError::Backend(format!("creating the lock file: {e}")))?;
-        lock.try_lock().map_err(|_| {
-            StoreError::Backend(format!(
-                "another Kairos server is using {} (it holds {LOCK_FILE})",
-                dir.display()
-            ))
-        })?;
+        let lock = files::lock(dir)?;
+        let known = files::before_open(dir, options.accept_data_loss)?;
         let path = dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
         schema::configure(&conn)?;
+        let was_new = schema::version(&conn)? == 0;
         schema::migrate(&mut conn)?;
+        let fresh = files::after_open(dir, &conn, known, was_new, options.accept_data_loss)?;
+        if let Some(identity) = fresh {
+            files::write_identity(dir, &identity)?;
+        }
         let signals = Arc::new(Signals::default());
         let queued = Arc::new(AtomicUsize::new(0));
-        let writer = Writer::new(conn, clock.clone(), signals.clone(), queued.clone())?;
+        let health = Arc::new(Health::default());
+        let writer = Writer::new(
+            conn,
+            clock.clone(),
+            signals.clone(),
+            queued.clone(),
+            health.clone(),
+            dir.to_path_buf(),
+        )?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = std::thread::Builder::new()
             .name("kairos-writer".into())
@@ -126,12 +151,48 @@ impl SqliteStore {
             path,
             tx,
             queued,
+            health,
             write_queue_limit: options.write_queue_limit.max(1),
             readers: Arc::new(Mutex::new(Vec::new())),
             signals,
             clock,
             writer: Mutex::new(Some(handle)),
             _lock: lock,
+        })
+    }
+
+    /// Verifies the store in `dir` without serving it (`kairos check`): the lock (so no
+    /// server may be running), the identity, the WAL, and `PRAGMA integrity_check` over
+    /// every page. Changes nothing when it finds damage.
+    pub fn check(dir: &Path) -> Result<CheckReport, StoreError> {
+        if !dir.join(DB_FILE).exists() && files::identity(dir)?.is_none() {
+            return Err(StoreError::Backend(format!(
+                "{} holds no Kairos store",
+                dir.display()
+            )));
+        }
+        let _lock = files::lock(dir)?;
+        let identity = files::before_open(dir, false)?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version = schema::version(&conn)?;
+        let problems = files::integrity(&conn, true)?;
+        if !problems.is_empty() {
+            return Err(StoreError::Damaged(format!(
+                "{}: {DB_FILE} is damaged: {}",
+                dir.display(),
+                files::summary(&problems)
+            )));
+        }
+        let jobs: i64 = if version > 0 {
+            conn.query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))?
+        } else {
+            0
+        };
+        Ok(CheckReport {
+            store_id: identity.map(|i| i.store_id),
+            schema_version: version,
+            jobs: jobs as u64,
         })
     }
 
@@ -167,21 +228,7 @@ impl SqliteStore {
         f: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let op: Op = Box::new(move |batch: &mut Batch<'_>| {
-            if tx.is_closed() {
-                // The caller is gone (e.g. a client hung up): do nothing on its behalf.
-                return (true, Box::new(|_: Option<&StoreError>| {}) as Reply);
-            }
-            let result = f(batch);
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |failed: Option<&StoreError>| {
-                let _ = tx.send(match failed {
-                    Some(e) => Err(e.clone()),
-                    None => result,
-                });
-            });
-            (ok, reply)
-        });
+        let op: Op = Box::new(Pending { f, tx });
         let waiting = self.queued.fetch_add(1, Ordering::AcqRel);
         if admission == Admission::Bounded && waiting >= self.write_queue_limit {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -212,6 +259,7 @@ impl SqliteStore {
         let readers = self.readers.clone();
         let path = self.path.clone();
         let now = self.clock.now();
+        let health = self.health.clone();
         tokio::task::spawn_blocking(move || {
             let conn = readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let conn = match conn {
@@ -224,6 +272,9 @@ impl SqliteStore {
                 }
             };
             let result = f(&conn, now);
+            if let Err(e) = &result {
+                health.observe(e);
+            }
             let mut pool = readers.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < READERS {
                 pool.push(conn);
@@ -377,14 +428,26 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.health.damaged() {
+            return Err(StoreError::Damaged(
+                "a read or write met damaged data (see the log)".into(),
+            ));
+        }
         // Through the writer: ready means writes get committed, not just that a file reads.
+        // Its commit is also where a full disk's episode ends, once there is room again.
         self.write_always(|b| {
             b.conn
                 .prepare_cached("SELECT count(*) FROM queues")?
                 .query_row([], |_| Ok(()))?;
             Ok(())
         })
-        .await
+        .await?;
+        if self.health.full() {
+            return Err(StoreError::Full(
+                "writes are failing for lack of space".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn signals(&self) -> Arc<Signals> {

@@ -101,6 +101,13 @@ CREATE INDEX jobs_schedule_open ON jobs (schedule_id)
 ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
 UPDATE jobs SET failures = json_array_length(errors) WHERE errors <> '[]';
 "#,
+    r#"
+-- Facts about the store itself: its identity (`store_id`, also in kairos.id).
+CREATE TABLE store_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and
@@ -115,6 +122,11 @@ pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // Every statement the writer uses stays prepared (the default cache holds 16).
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// The schema version of the open database (0: a new, empty one).
+pub(crate) fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
 }
 
 /// Brings the schema up to date.

@@ -8,14 +8,16 @@
 //! In-memory caches (paused queues, known queues) and signals change only after a commit
 //! succeeds, so a failed commit leaves nothing half-applied.
 
+use super::files;
 use super::rows::{self, Read, StoredJob};
 use crate::{Signals, StoreError};
 use kairos_core::{Clock, Job, JobState, Timestamp};
 use rusqlite::{Connection, params};
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -26,8 +28,96 @@ pub(crate) const MAINTENANCE_CHUNK: i64 = 5_000;
 
 /// Sends an operation's answer once its commit is decided (`Some(err)`: it failed).
 pub(crate) type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-/// One write operation: runs inside the batch transaction, says whether it succeeded.
-pub(crate) type Op = Box<dyn FnOnce(&mut Batch<'_>) -> (bool, Reply) + Send>;
+/// One write operation waiting for the writer.
+pub(crate) type Op = Box<dyn Operation>;
+
+/// A write operation: run inside a batch transaction (saying how it went, and how to
+/// answer once the commit is decided), or refused without running.
+pub(crate) trait Operation: Send {
+    /// Runs inside the batch.
+    fn run(self: Box<Self>, batch: &mut Batch<'_>) -> (Result<(), StoreError>, Reply);
+    /// Answers `e` without running.
+    fn refuse(self: Box<Self>, e: &StoreError);
+}
+
+/// An operation `f` whose caller waits on `tx`.
+pub(crate) struct Pending<F, T> {
+    pub f: F,
+    pub tx: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Operation for Pending<F, T>
+where
+    F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, batch: &mut Batch<'_>) -> (Result<(), StoreError>, Reply) {
+        let Pending { f, tx } = *self;
+        if tx.is_closed() {
+            // The caller is gone (e.g. a client hung up): do nothing on its behalf.
+            return (Ok(()), Box::new(|_: Option<&StoreError>| {}));
+        }
+        let result = f(batch);
+        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
+        let reply: Reply = Box::new(move |failed: Option<&StoreError>| {
+            let _ = tx.send(match failed {
+                Some(e) => Err(e.clone()),
+                None => result,
+            });
+        });
+        (outcome, reply)
+    }
+
+    fn refuse(self: Box<Self>, e: &StoreError) {
+        let _ = self.tx.send(Err(e.clone()));
+    }
+}
+
+/// What the writer has learnt about its disk and files, for readiness: set by failures;
+/// a full disk clears once its filesystem has room again. Each change is logged once.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    full: AtomicBool,
+    damaged: AtomicBool,
+}
+
+impl Health {
+    /// Writes are failing for a full disk.
+    pub(crate) fn full(&self) -> bool {
+        self.full.load(Ordering::Acquire)
+    }
+
+    /// A read or write ran into damaged data.
+    pub(crate) fn damaged(&self) -> bool {
+        self.damaged.load(Ordering::Acquire)
+    }
+
+    /// Takes note of a failure.
+    pub(crate) fn observe(&self, e: &StoreError) {
+        match e {
+            StoreError::Full(m) if !self.full.swap(true, Ordering::AcqRel) => {
+                tracing::error!(error = %m, "the disk is full: writes are refused (507) and readiness fails until space is freed; nothing accepted is lost");
+            }
+            StoreError::Damaged(m) if !self.damaged.swap(true, Ordering::AcqRel) => {
+                tracing::error!(error = %m, "the store's files are damaged: readiness fails from now on; stop the server and run `kairos check`");
+            }
+            _ => {}
+        }
+    }
+
+    /// A commit succeeded: while the disk was full, writes count as resumed once the
+    /// filesystem of `dir` has room again.
+    fn committed(&self, dir: &Path) {
+        if !self.full() {
+            return;
+        }
+        let room =
+            files::disk_space(dir).is_none_or(|(free, total)| free >= files::room_to_resume(total));
+        if room && self.full.swap(false, Ordering::AcqRel) {
+            tracing::info!("the disk has room again: writes resumed, readiness returns");
+        }
+    }
+}
 
 /// Whether an operation must be all or nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +378,9 @@ impl Batch<'_> {
 /// The writer: its connection, clock, caches and the signals it raises.
 pub(crate) struct Writer {
     conn: Connection,
+    /// The data directory (its filesystem's free space ends a full-disk episode).
+    dir: PathBuf,
+    health: Arc<Health>,
     /// Operations sent and not yet taken: the write queue's depth.
     queued: Arc<AtomicUsize>,
     clock: Arc<dyn Clock>,
@@ -303,6 +396,8 @@ impl Writer {
         clock: Arc<dyn Clock>,
         signals: Arc<Signals>,
         queued: Arc<AtomicUsize>,
+        health: Arc<Health>,
+        dir: PathBuf,
     ) -> Result<Writer, StoreError> {
         let mut caches = Caches::default();
         {
@@ -319,6 +414,8 @@ impl Writer {
         let up_since = clock.now();
         Ok(Writer {
             conn,
+            dir,
+            health,
             queued,
             clock,
             signals,
@@ -333,13 +430,16 @@ impl Writer {
         let mut ops: Vec<(Op, Atomicity)> = Vec::new();
         let mut done: Option<oneshot::Sender<()>> = None;
         while done.is_none() {
-            match rx.blocking_recv() {
-                Some(Msg::Op(op, a)) => {
-                    self.queued.fetch_sub(1, Ordering::AcqRel);
-                    ops.push((op, a));
+            // Operations left over from a rolled-back batch go first, without waiting.
+            if ops.is_empty() {
+                match rx.blocking_recv() {
+                    Some(Msg::Op(op, a)) => {
+                        self.queued.fetch_sub(1, Ordering::AcqRel);
+                        ops.push((op, a));
+                    }
+                    Some(Msg::Shutdown(d)) => done = Some(d),
+                    None => break,
                 }
-                Some(Msg::Shutdown(d)) => done = Some(d),
-                None => break,
             }
             while done.is_none() && ops.len() < MAX_OPS_PER_COMMIT {
                 match rx.try_recv() {
@@ -352,10 +452,12 @@ impl Writer {
                 }
             }
             if !ops.is_empty() {
-                self.commit(std::mem::take(&mut ops));
+                ops = self.commit(std::mem::take(&mut ops));
             }
         }
-        // Ops that raced with shutdown are answered `Closed` when `rx` drops.
+        // Ops that raced with shutdown are answered `Closed` when `rx` drops (and
+        // leftovers of a rolled-back batch when `ops` drops).
+        drop(ops);
         drop(rx);
         if let Err(e) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
             tracing::warn!(error = %e, "final checkpoint failed; the WAL will be replayed on open");
@@ -366,10 +468,18 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, ops: Vec<(Op, Atomicity)>) {
+    /// Runs `ops` in one transaction and answers each once the commit is decided. When
+    /// SQLite rolls the whole transaction back under an operation (a full disk, an I/O
+    /// error), that operation and those before it get the error, and the ones not yet
+    /// run are handed back for the next batch.
+    fn commit(&mut self, ops: Vec<(Op, Atomicity)>) -> Vec<(Op, Atomicity)> {
         let now =
             Timestamp::from_microsecond(self.clock.now().as_microsecond()).expect("clock in range");
         let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
+        let mut ops = ops.into_iter();
+        let health = self.health.clone();
+        let mut rolled_back_under_op = false;
+        let mut saw_full = false;
         let result = (|| -> Result<Effects, StoreError> {
             self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             let mut batch = Batch {
@@ -382,19 +492,33 @@ impl Writer {
                 all: Effects::default(),
                 promoted: false,
             };
-            for (op, atomicity) in ops {
+            for (op, atomicity) in ops.by_ref() {
                 let atomic = atomicity == Atomicity::AllOrNothing;
                 if atomic {
                     batch.conn.prepare_cached("SAVEPOINT op")?.execute([])?;
                 }
-                let (ok, reply) =
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| op(&mut batch))) {
+                let (outcome, reply) =
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| op.run(&mut batch))) {
                         Ok(r) => r,
                         Err(_) => {
                             tracing::error!("a store operation panicked");
-                            (false, Box::new(|_: Option<&StoreError>| {}) as Reply)
+                            let failed = StoreError::Backend("an operation panicked".into());
+                            (Err(failed), Box::new(|_: Option<&StoreError>| {}) as Reply)
                         }
                     };
+                replies.push(reply);
+                if let Err(e) = &outcome {
+                    saw_full |= matches!(e, StoreError::Full(_));
+                    health.observe(e);
+                }
+                if batch.conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back: nothing of it stands.
+                    rolled_back_under_op = true;
+                    return Err(outcome.err().unwrap_or_else(|| {
+                        StoreError::Backend("the transaction was rolled back".into())
+                    }));
+                }
+                let ok = outcome.is_ok();
                 let effects = std::mem::take(&mut batch.op);
                 if atomic {
                     if !ok {
@@ -406,7 +530,6 @@ impl Writer {
                 if ok || !atomic {
                     batch.all.merge(effects);
                 }
-                replies.push(reply);
             }
             let effects = batch.all;
             let mut upsert = self.conn.prepare_cached(
@@ -431,18 +554,35 @@ impl Writer {
         })();
         match result {
             Ok(effects) => {
+                if !saw_full {
+                    self.health.committed(&self.dir);
+                }
                 self.apply(effects);
                 for reply in replies {
                     reply(None);
                 }
+                Vec::new()
             }
             Err(e) => {
-                tracing::error!(error = %e, "commit failed; every operation in the batch is refused");
+                self.health.observe(&e);
+                if !matches!(e, StoreError::Full(_)) {
+                    tracing::error!(error = %e, "commit failed; every operation in the batch is refused");
+                }
                 if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
                 for reply in replies {
                     reply(Some(&e));
+                }
+                if rolled_back_under_op {
+                    // At least the operation that met the failure was answered, so
+                    // retrying the rest makes progress.
+                    ops.collect()
+                } else {
+                    for (op, _) in ops {
+                        op.refuse(&e);
+                    }
+                    Vec::new()
                 }
             }
         }

@@ -258,3 +258,63 @@ async fn schedule_slots_survive_kill_9_once_each() {
     assert_eq!(slots, expected, "every second once, across the crash");
     assert!(server.signal_and_wait("TERM").success());
 }
+
+/// SIGTERM ends a waiting long-poll at once with an empty answer, and a request wedged on
+/// a client that never finishes its body does not hold the process past
+/// `--shutdown-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_long_polls_and_has_a_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Kairos::try_start(
+        dir.path(),
+        &[
+            "--shutdown-timeout",
+            "500ms",
+            "--body-timeout",
+            "1h",
+            "--request-timeout",
+            "1h",
+        ],
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let waiting = tokio::spawn({
+        let (client, base) = (client.clone(), server.base.clone());
+        async move {
+            post(
+                &client,
+                format!("{base}/v1/lease"),
+                json!({"queues": ["q"], "worker": "w", "wait": "60s"}),
+            )
+            .await
+        }
+    });
+    let mut wedged = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    wedged
+        .write_all(
+            b"POST /v1/jobs HTTP/1.1\r\nhost: k\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    // Both requests are in flight once the server answers a third one.
+    let (st, _) = post(
+        &client,
+        format!("{}/v1/jobs", server.base),
+        json!({"kind": "k"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 201);
+    let status = tokio::task::spawn_blocking(move || server.signal_and_wait("TERM"))
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "exits cleanly at its deadline: {status:?}"
+    );
+    let (st, body) = waiting.await.unwrap().unwrap();
+    assert_eq!((st, body), (200, json!({"jobs": []})));
+}

@@ -11,32 +11,75 @@ pub struct Kairos {
     pub base: String,
 }
 
+/// A `kairos server` that did not start: how it exited and what it said.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 impl Kairos {
     /// Starts `kairos server` on 127.0.0.1:0 with `data_dir`, and waits for its address.
     pub fn start(data_dir: &Path) -> Kairos {
+        Self::try_start(data_dir, &[]).unwrap_or_else(|r| panic!("kairos did not start: {r:?}"))
+    }
+
+    /// Starts `kairos server` with extra arguments; `Err` with its exit and output when it
+    /// exits instead of printing its listening line.
+    pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Kairos, Refused> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kairos"))
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("KAIROS_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("kairos starts");
-        let stdout = child.stdout.take().unwrap();
+        // Drained all along, so the server never blocks on a full pipe.
+        let mut stderr = child.stderr.take().unwrap();
+        let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = said.clone();
+        let drain = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                eprint!("{text}");
+                sink.lock().unwrap().push_str(&text);
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
-            .expect("kairos prints its address");
+            .expect("reading kairos's stdout");
+        if line.is_empty() {
+            let status = child.wait().unwrap();
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+            // The drain ends when the process's stderr closes.
+            drain.join().unwrap();
+            return Err(Refused {
+                status,
+                stdout: rest,
+                stderr: said.lock().unwrap().clone(),
+            });
+        }
         let addr = line
             .split("http://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_string();
-        Kairos {
+        Ok(Kairos {
             child,
             base: format!("http://{addr}"),
-        }
+        })
     }
 
     /// SIGKILL, and reap.
