@@ -128,11 +128,19 @@ fn field(spec: &FieldSpec, text: &str) -> Result<u64, String> {
         if part.is_empty() {
             return Err(format!("{}: empty list item", spec.name));
         }
+        let values = spec.max - spec.min + 1;
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                    format!("{}: step {s:?} must be a positive number", spec.name)
-                })?;
+                let step: u32 = s
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=values).contains(s))
+                    .ok_or_else(|| {
+                        format!(
+                            "{}: step {s:?} must be a number from 1 to {values}",
+                            spec.name
+                        )
+                    })?;
                 (r, step)
             }
             None => (part, 1),
@@ -150,10 +158,9 @@ fn field(spec: &FieldSpec, text: &str) -> Result<u64, String> {
             // `a/n` means from a to the end, every n (as in Vixie cron).
             (a, if part.contains('/') { spec.max } else { a })
         };
-        let mut v = lo;
-        while v <= hi {
+        // `step_by` cannot wrap, whatever the step.
+        for v in (lo..=hi).step_by(step as usize) {
             bits |= 1 << v;
-            v += step;
         }
     }
     Ok(bits)
@@ -407,6 +414,20 @@ mod tests {
     }
 
     #[test]
+    fn steps_cannot_wrap() {
+        // A step as large as the field fires once, at the start.
+        assert_eq!(
+            nexts("5/60 * * * *", "2026-01-01T00:00", 2),
+            ["2026-01-01T00:05:00", "2026-01-01T01:05:00"]
+        );
+        let msg = "5/4294967295 * * * *"
+            .parse::<Cron>()
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("from 1 to 60"), "{msg}");
+    }
+
+    #[test]
     fn day_of_month_or_day_of_week() {
         // The 13th, or any Friday.
         assert_eq!(
@@ -447,6 +468,11 @@ mod tests {
             "* * * 13 *",
             "* * * * 8",
             "*/0 * * * *",
+            "5/4294967295 * * * *",
+            "3/4294967295 * * * * *",
+            "*/61 * * * *",
+            "0 */25 * * *",
+            "*/99999999999 * * * *",
             "5-1 * * * *",
             "a * * * *",
             "* * * FOO *",

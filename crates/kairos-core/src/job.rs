@@ -11,24 +11,26 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
-/// Where a job is in its life.
+/// Where a job is in its life. Each state has a stable storage code, written down here
+/// once (never renumber: it is what backends store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum JobState {
     /// Waiting for its `run_at` in the future.
-    Scheduled,
+    Scheduled = 0,
     /// Ready to be leased.
-    Available,
+    Available = 1,
     /// Leased by a worker.
-    Running,
+    Running = 2,
     /// Failed, will run again at `run_at`.
-    Retryable,
+    Retryable = 3,
     /// Done.
-    Completed,
+    Completed = 4,
     /// Attempts used up, or failed without retry.
-    Dead,
+    Dead = 5,
     /// Cancelled before it finished.
-    Cancelled,
+    Cancelled = 6,
 }
 
 impl JobState {
@@ -43,17 +45,26 @@ impl JobState {
         JobState::Cancelled,
     ];
 
+    /// Not finished: such a job holds its unique key (no other unfinished job of its
+    /// queue may have it) and counts as its schedule's unfinished run (`overlap: skip`).
+    pub const UNFINISHED: [JobState; 4] = [
+        JobState::Scheduled,
+        JobState::Available,
+        JobState::Running,
+        JobState::Retryable,
+    ];
+
+    /// Waiting for `run_at`: promoted to available when it passes.
+    pub const WAITING: [JobState; 2] = [JobState::Scheduled, JobState::Retryable];
+
     /// Completed, dead or cancelled: nothing more will happen unless someone retries it.
     pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            JobState::Completed | JobState::Dead | JobState::Cancelled
-        )
+        !JobState::UNFINISHED.contains(&self)
     }
 
     /// Waiting for its time (scheduled or retryable).
     pub fn is_waiting(self) -> bool {
-        matches!(self, JobState::Scheduled | JobState::Retryable)
+        JobState::WAITING.contains(&self)
     }
 
     /// The lowercase name the API uses.
@@ -69,14 +80,14 @@ impl JobState {
         }
     }
 
-    /// A stable small number for storage.
+    /// The stable storage code (see the enum's discriminants).
     pub fn code(self) -> u8 {
         self as u8
     }
 
     /// The state stored as `code`.
     pub fn from_code(code: u8) -> Option<JobState> {
-        JobState::ALL.get(code as usize).copied()
+        JobState::ALL.into_iter().find(|s| s.code() == code)
     }
 }
 
@@ -109,16 +120,18 @@ pub struct AttemptError {
     pub error: String,
 }
 
-/// What became of a lease, once its worker reported (or it expired).
+/// What became of a lease, once its worker reported (or it expired). Stable storage codes,
+/// as for [`JobState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum Reported {
     /// The worker acked `completed`.
-    Completed,
+    Completed = 0,
     /// The worker acked `failed`.
-    Failed,
+    Failed = 1,
     /// Nobody reported before the lease ran out.
-    Expired,
+    Expired = 2,
 }
 
 impl fmt::Display for Reported {
@@ -139,8 +152,8 @@ impl Reported {
     /// The value stored as `code`.
     pub fn from_code(code: u8) -> Option<Reported> {
         [Reported::Completed, Reported::Failed, Reported::Expired]
-            .get(code as usize)
-            .copied()
+            .into_iter()
+            .find(|r| r.code() == code)
     }
 }
 
@@ -243,6 +256,16 @@ pub struct NewJob {
 }
 
 impl Job {
+    /// The unique key a transition out of a finished state would take back (a retry):
+    /// the backend must make sure no other unfinished job of the queue holds it first.
+    pub fn unique_key_to_reclaim(&self) -> Option<&str> {
+        if self.state.is_finished() {
+            self.unique_key.as_deref()
+        } else {
+            None
+        }
+    }
+
     /// A new job from a validated request, created at `now` with `id`.
     /// Its state is `scheduled` when it is due in the future, `available` otherwise.
     pub fn new(spec: NewJob, id: Uuid, now: Timestamp) -> Job {
@@ -282,5 +305,36 @@ impl Job {
             scheduled_for: spec.scheduled_for,
             lease: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_codes_are_the_documented_ones() {
+        let codes: Vec<(JobState, u8)> = JobState::ALL.iter().map(|s| (*s, s.code())).collect();
+        assert_eq!(
+            codes,
+            [
+                (JobState::Scheduled, 0),
+                (JobState::Available, 1),
+                (JobState::Running, 2),
+                (JobState::Retryable, 3),
+                (JobState::Completed, 4),
+                (JobState::Dead, 5),
+                (JobState::Cancelled, 6)
+            ]
+        );
+        for s in JobState::ALL {
+            assert_eq!(JobState::from_code(s.code()), Some(s));
+            assert_eq!(s.is_finished(), !JobState::UNFINISHED.contains(&s));
+        }
+        assert_eq!(JobState::from_code(7), None);
+        assert_eq!(
+            Reported::from_code(Reported::Expired.code()),
+            Some(Reported::Expired)
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::cron::Cron;
 use crate::duration::Duration;
 use crate::job::NewJob;
 use crate::timetable::{DstRepeated, DstSkipped, Timetable};
-use crate::validate::{Checker, Invalid, Limits, check_name};
+use crate::validate::{Checker, Invalid, Limits};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
@@ -164,6 +164,10 @@ pub struct Schedule {
     pub last_run_at: Option<Timestamp>,
     /// Next fire time (null when inactive or never firing again).
     pub next_run_at: Option<Timestamp>,
+    /// Why the server deactivated it (a stored cron or zone that no longer parses);
+    /// cleared by a change of its timing.
+    #[serde(default)]
+    pub last_error: Option<String>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it was last changed.
@@ -277,6 +281,20 @@ pub struct Preview {
 
 /// Longest schedule description.
 pub const MAX_DESCRIPTION: usize = 4096;
+/// Longest schedule name, in characters.
+pub const MAX_SCHEDULE_NAME: usize = 200;
+
+/// Schedule names are display names (`Daily Email Notification`): 1 to 200 characters,
+/// no control characters. (Queue and kind names keep their strict pattern.)
+pub fn check_schedule_name(name: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_SCHEDULE_NAME || name.chars().any(char::is_control) {
+        return Err(format!(
+            "must be 1 to {MAX_SCHEDULE_NAME} characters without control characters"
+        ));
+    }
+    Ok(())
+}
 
 fn timetable(
     c: &mut Checker<'_>,
@@ -336,7 +354,7 @@ impl ScheduleRequest {
     /// Validates the request into a new schedule created at `now`, and its timetable.
     pub fn validate(self, id: Uuid, now: Timestamp, limits: &Limits) -> Result<Schedule, Invalid> {
         let mut c = Checker::new("");
-        if let Err(m) = check_name(&self.name) {
+        if let Err(m) = check_schedule_name(&self.name) {
             c.invalid("name", m);
         }
         if self
@@ -381,6 +399,7 @@ impl ScheduleRequest {
             overlap: self.overlap.unwrap_or_default(),
             last_run_at: None,
             next_run_at: None,
+            last_error: None,
             created_at: now,
             updated_at: now,
         };
@@ -443,7 +462,7 @@ impl Schedule {
             || p.dst_repeated.is_some()
             || p.active.is_some_and(|a| a != self.active);
         if let Some(name) = p.name {
-            if let Err(m) = check_name(&name) {
+            if let Err(m) = check_schedule_name(&name) {
                 c.invalid("name", m);
             }
             next.name = name;
@@ -471,7 +490,10 @@ impl Schedule {
         next.updated_at = now;
         let keep_next = next.next_run_at;
         let mut next = next.checked(c, errors, now)?;
-        if !retime {
+        if retime {
+            // A timing that parses again is the fix for what deactivated it.
+            next.last_error = None;
+        } else {
             next.next_run_at = keep_next;
         }
         Ok(next)
@@ -495,6 +517,45 @@ impl Schedule {
             schedule_id: Some(self.id),
             scheduled_for: Some(scheduled_for),
         }
+    }
+
+    /// Fires the schedule at `now`: answers the slots to make runs for (oldest first) and
+    /// moves `next_run_at` past now. A schedule whose stored cron or zone no longer parses
+    /// (an old row, a newer tzdb) is deactivated with `last_error` instead: it would
+    /// otherwise stay due forever and keep the timer busy.
+    pub fn fire(&mut self, now: Timestamp, up_since: Timestamp) -> Vec<Timestamp> {
+        if self.timetable().is_none() {
+            let why = match self.cron.parse::<Cron>() {
+                Err(e) => e.to_string(),
+                Ok(_) => format!("{:?} is not a known time zone", self.timezone),
+            };
+            self.active = false;
+            self.next_run_at = None;
+            self.last_error = Some(format!("deactivated: {why}"));
+            return Vec::new();
+        }
+        let (runs, next) = self.due(now, up_since);
+        self.next_run_at = next;
+        runs
+    }
+
+    /// The overlap rule: whether a run may be made now. A manual trigger always may; a
+    /// timetabled run under `overlap: skip` may not while an earlier run is unfinished
+    /// (`unfinished` is asked only then).
+    pub fn admits_run<E>(
+        &self,
+        manual: bool,
+        unfinished: impl FnOnce() -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        if manual || self.overlap == Overlap::Allow {
+            return Ok(true);
+        }
+        Ok(!unfinished()?)
+    }
+
+    /// Records that a run was made for `slot`.
+    pub fn record_run(&mut self, slot: Timestamp) {
+        self.last_run_at = Some(self.last_run_at.map_or(slot, |l| l.max(slot)));
     }
 
     /// The fire times due at `now` (from `next_run_at` on) and which of them to run, with
@@ -625,7 +686,7 @@ mod tests {
     #[test]
     fn invalid_requests_name_fields() {
         let bad = ScheduleRequest {
-            name: "has space".into(),
+            name: "".into(),
             cron: "61 * * * *".into(),
             timezone: Some("Mars/Olympus".into()),
             job: JobTemplateRequest {
@@ -683,6 +744,59 @@ mod tests {
             )
             .unwrap();
         assert_eq!(off.next_run_at, None);
+    }
+
+    #[test]
+    fn a_schedule_that_no_longer_parses_is_deactivated_not_due_forever() {
+        let mut s = schedule("0 * * * *", Misfire::RunOnce);
+        s.timezone = "Atlantis/Capital".into();
+        let runs = s.fire(at("2030-01-01T05:00:00Z"), at("2030-01-01T00:00:00Z"));
+        assert!(runs.is_empty());
+        assert!(!s.active);
+        assert_eq!(s.next_run_at, None, "no longer due");
+        assert!(s.last_error.as_deref().unwrap().contains("Atlantis"));
+        // Fixing the zone clears the error.
+        let fixed = s
+            .patch(
+                SchedulePatch {
+                    timezone: Some("UTC".into()),
+                    active: Some(true),
+                    ..Default::default()
+                },
+                at("2030-01-01T05:30:00Z"),
+                &Limits::default(),
+            )
+            .unwrap();
+        assert_eq!(fixed.last_error, None);
+        assert_eq!(fixed.next_run_at, Some(at("2030-01-01T06:00:00Z")));
+    }
+
+    #[test]
+    fn names_are_display_names() {
+        assert!(check_schedule_name("Daily Email Notification").is_ok());
+        assert!(check_schedule_name("Rapport für Zürich, 09:00").is_ok());
+        assert!(check_schedule_name(&"é".repeat(200)).is_ok());
+        assert!(check_schedule_name(&"é".repeat(201)).is_err());
+        assert!(check_schedule_name("").is_err());
+        assert!(check_schedule_name("tab\there").is_err());
+    }
+
+    #[test]
+    fn overlap_and_run_records() {
+        let mut s = schedule("0 * * * *", Misfire::RunOnce);
+        let never = || -> Result<bool, ()> { panic!("not asked under overlap: allow") };
+        assert_eq!(s.admits_run(false, never), Ok(true));
+        s.overlap = Overlap::Skip;
+        assert_eq!(s.admits_run(false, || Ok::<_, ()>(true)), Ok(false));
+        assert_eq!(s.admits_run(false, || Ok::<_, ()>(false)), Ok(true));
+        assert_eq!(
+            s.admits_run(true, || Ok::<_, ()>(true)),
+            Ok(true),
+            "a trigger always runs"
+        );
+        s.record_run(at("2030-01-01T02:00:00Z"));
+        s.record_run(at("2030-01-01T01:00:00Z"));
+        assert_eq!(s.last_run_at, Some(at("2030-01-01T02:00:00Z")));
     }
 
     #[test]

@@ -11,7 +11,8 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /health/ready`: 503 when the store does not answer.
+/// `GET /health/ready` (and `GET /health`, the path many tools probe): 503 when the store
+/// does not answer, its disk is full, or its files are damaged.
 pub async fn ready(State(engine): State<Engine>) -> Result<Json<Value>, ApiError> {
     engine
         .ready()

@@ -79,6 +79,7 @@ pub fn app(engine: Engine, limits: RouteLimits) -> Router {
         .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/health", get(health::ready))
         .layer(from_fn_with_state(normal, deadline))
         .merge(leasing)
         .fallback(|| async { ApiError::NoRoute })

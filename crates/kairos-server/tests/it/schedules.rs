@@ -163,7 +163,11 @@ async fn bad_schedules_are_422_naming_the_field() {
         (with(json!({"cron": "* * *"})), "cron"),
         (with(json!({"cron": "0 0 30 2 *"})), "cron"),
         (with(json!({"timezone": "Europe/Atlantis"})), "timezone"),
-        (with(json!({"name": "has space"})), "name"),
+        (with(json!({"name": ""})), "name"),
+        (with(json!({"name": "x".repeat(201)})), "name"),
+        (with(json!({"name": "line\nbreak"})), "name"),
+        (with(json!({"cron": "5/4294967295 * * * *"})), "cron"),
+        (with(json!({"cron": "3/4294967295 * * * * *"})), "cron"),
         (with(json!({"misfire": "sometimes"})), "misfire"),
         (with(json!({"dst_skipped": "maybe"})), "dst_skipped"),
         (with(json!({"dst_repeated": "twice"})), "dst_repeated"),
@@ -295,5 +299,37 @@ async fn every_second_schedule_feeds_a_worker() {
         .await
         .body;
     assert!(sched["last_run_at"].is_string());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn schedule_names_are_display_names_and_unique() {
+    let s = TestServer::start().await;
+    let body = |name: &str| json!({"name": name, "cron": "0 9 * * *", "job": {"kind": "email"}});
+    let a = s
+        .post("/v1/schedules", body("Daily Email Notification"))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["name"], "Daily Email Notification");
+    let long = "é".repeat(200);
+    assert_eq!(
+        s.post("/v1/schedules", body(&long)).await.status,
+        StatusCode::CREATED
+    );
+    assert_problem(
+        &s.post("/v1/schedules", body("Daily Email Notification"))
+            .await,
+        409,
+        None,
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn health_answers_like_readiness() {
+    let s = TestServer::start().await;
+    let a = s.get("/health").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, json!({"status": "ok"}));
     s.stop().await;
 }

@@ -14,6 +14,7 @@ mod ops;
 mod read;
 mod rows;
 mod schema;
+mod states;
 mod wal;
 mod writer;
 

@@ -4,10 +4,11 @@
 
 use super::read;
 use super::rows::{self, Read, StoredJob};
+use super::states::statement;
 use super::writer::{Batch, MAINTENANCE_CHUNK, lease_token};
 use crate::{Enqueued, Extended, IdempotencyKey, ItemError, StoreError, Tick};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
-use kairos_core::schedule::{Overlap, Schedule, SchedulePatch, ScheduleRequest};
+use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{AckEffect, Job, JobState, Limits, NewJob, Queue, Timestamp};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,33 @@ struct StoredAnswer {
     created: Vec<bool>,
     jobs: Vec<Job>,
 }
+
+statement!(
+    UNIQUE_HOLDER = "SELECT seq FROM jobs WHERE queue = ?1 AND unique_key = ?2 \
+     AND state IN {unfinished}"
+);
+statement!(
+    OTHER_UNIQUE_HOLDER = "SELECT seq FROM jobs WHERE queue = ?1 AND unique_key = ?2 \
+     AND state IN {unfinished} AND seq <> ?3"
+);
+statement!(
+    LEASE_CANDIDATES = "SELECT priority, run_at, seq FROM jobs \
+     WHERE state = {available} AND queue = ?1 ORDER BY priority DESC, run_at, seq LIMIT ?2"
+);
+statement!(
+    DEAD_CHUNK = "SELECT seq FROM jobs WHERE queue = ?1 AND state = {dead} \
+     AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4"
+);
+statement!(
+    LAPSED_LEASES = "SELECT seq FROM jobs WHERE state = {running} \
+     AND lease_expires_at <= ?1 ORDER BY lease_expires_at LIMIT ?2"
+);
+statement!(NEXT_RUN_AT = "SELECT min(run_at) FROM jobs WHERE state IN {waiting}");
+statement!(NEXT_EXPIRY = "SELECT min(lease_expires_at) FROM jobs WHERE state = {running}");
+statement!(
+    /// An unfinished run of a schedule, for `overlap: skip`.
+    UNFINISHED_RUN = "SELECT 1 FROM jobs WHERE schedule_id = ?1 AND state IN {unfinished} LIMIT 1"
+);
 
 /// The job as callers see it: a waiting job whose time has come reads as available.
 pub(crate) fn visible(mut job: Job, now: Timestamp) -> Job {
@@ -65,10 +93,7 @@ pub(crate) fn enqueue(
         if let Some(unique_key) = &spec.unique_key {
             let existing: Option<i64> = b
                 .conn
-                .prepare_cached(
-                    "SELECT seq FROM jobs WHERE queue = ?1 AND unique_key = ?2 \
-                     AND state IN (0, 1, 2, 3)",
-                )?
+                .prepare_cached(&UNIQUE_HOLDER)?
                 .query_row(params![spec.queue, unique_key], |r| r.get(0))
                 .optional()?;
             if let Some(seq) = existing {
@@ -107,10 +132,7 @@ pub(crate) fn lease(b: &mut Batch<'_>, spec: LeaseSpec) -> Result<Vec<LeasedJob>
     // (priority, run_at, seq) of the best candidates of each queue, merged in lease order.
     let mut candidates: Vec<(i32, i64, i64)> = Vec::new();
     {
-        let mut stmt = b.conn.prepare_cached(
-            "SELECT priority, run_at, seq FROM jobs WHERE state = 1 AND queue = ?1 \
-             ORDER BY priority DESC, run_at, seq LIMIT ?2",
-        )?;
+        let mut stmt = b.conn.prepare_cached(&LEASE_CANDIDATES)?;
         for queue in &spec.queues {
             if b.is_paused(queue) {
                 continue;
@@ -203,18 +225,12 @@ pub(crate) fn cancel(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
 /// Whether another unfinished job of the queue holds `job`'s unique key (a finished job
 /// brought back to life must not make two unfinished jobs share one).
 fn unique_key_taken(b: &Batch<'_>, stored: &StoredJob) -> Result<bool, StoreError> {
-    let Some(key) = &stored.job.unique_key else {
+    let Some(key) = stored.job.unique_key_to_reclaim() else {
         return Ok(false);
     };
-    if !stored.job.state.is_finished() {
-        return Ok(false);
-    }
     let holder: Option<i64> = b
         .conn
-        .prepare_cached(
-            "SELECT seq FROM jobs WHERE queue = ?1 AND unique_key = ?2 \
-             AND state IN (0, 1, 2, 3) AND seq <> ?3",
-        )?
+        .prepare_cached(&OTHER_UNIQUE_HOLDER)?
         .query_row(params![stored.job.queue, key, stored.seq], |r| r.get(0))
         .optional()?;
     Ok(holder.is_some())
@@ -267,10 +283,7 @@ pub(crate) fn retry_dead(
 ) -> Result<RetriedChunk, StoreError> {
     let seqs: Vec<i64> = b
         .conn
-        .prepare_cached(
-            "SELECT seq FROM jobs WHERE queue = ?1 AND state = 5 AND seq > ?2 AND seq <= ?3 \
-             ORDER BY seq LIMIT ?4",
-        )?
+        .prepare_cached(&DEAD_CHUNK)?
         .query_map(params![queue, after, last, chunk], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let next = (seqs.len() as i64 == chunk).then(|| seqs[seqs.len() - 1]);
@@ -292,10 +305,7 @@ pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
     let promoted = b.promote_due()?;
     let seqs: Vec<i64> = b
         .conn
-        .prepare_cached(
-            "SELECT seq FROM jobs WHERE state = 2 AND lease_expires_at <= ?1 \
-             ORDER BY lease_expires_at LIMIT ?2",
-        )?
+        .prepare_cached(&LAPSED_LEASES)?
         .query_map(params![rows::us(b.now), MAINTENANCE_CHUNK], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut expired = 0;
@@ -308,11 +318,11 @@ pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
     }
     let next_run: Option<i64> = b
         .conn
-        .prepare_cached("SELECT min(run_at) FROM jobs WHERE state IN (0, 3)")?
+        .prepare_cached(&NEXT_RUN_AT)?
         .query_row([], |r| r.get(0))?;
     let next_expiry: Option<i64> = b
         .conn
-        .prepare_cached("SELECT min(lease_expires_at) FROM jobs WHERE state = 2")?
+        .prepare_cached(&NEXT_EXPIRY)?
         .query_row([], |r| r.get(0))?;
     let fired = fire_schedules(b)?;
     let next_schedule: Option<i64> = b
@@ -421,12 +431,13 @@ pub(crate) fn delete_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Makes the run of `s` for `scheduled_for` unless it exists (or overlap forbids it).
-/// Returns the job when one was made.
+/// Makes the run of `s` for `scheduled_for` unless it exists, or the schedule's overlap
+/// rule forbids it (`manual`: a trigger, outside the rule). Returns the job when made.
 fn make_run(
     b: &mut Batch<'_>,
     s: &Schedule,
     scheduled_for: Timestamp,
+    manual: bool,
 ) -> Result<Option<Job>, StoreError> {
     let exists: Option<i64> = b
         .conn
@@ -438,17 +449,16 @@ fn make_run(
     if exists.is_some() {
         return Ok(None);
     }
-    if s.overlap == Overlap::Skip {
+    let admitted = s.admits_run(manual, || -> Result<bool, StoreError> {
         let unfinished: Option<i64> = b
             .conn
-            .prepare_cached(
-                "SELECT 1 FROM jobs WHERE schedule_id = ?1 AND state IN (0, 1, 2, 3) LIMIT 1",
-            )?
+            .prepare_cached(&UNFINISHED_RUN)?
             .query_row([s.id.as_bytes()], |r| r.get(0))
             .optional()?;
-        if unfinished.is_some() {
-            return Ok(None);
-        }
+        Ok(unfinished.is_some())
+    })?;
+    if !admitted {
+        return Ok(None);
     }
     let id = b.next_id();
     let job = Job::new(s.run(scheduled_for), id, b.now);
@@ -474,14 +484,17 @@ fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
     let mut made = 0;
     for body in bodies {
         let mut s: Schedule = serde_json::from_str(&body)?;
-        let (runs, next) = s.due(b.now, b.up_since);
-        for t in runs {
-            if make_run(b, &s, t)?.is_some() {
+        for slot in s.fire(b.now, b.up_since) {
+            if make_run(b, &s, slot, false)?.is_some() {
                 made += 1;
-                s.last_run_at = Some(t);
+                s.record_run(slot);
             }
         }
-        s.next_run_at = next;
+        if let Some(why) = &s.last_error
+            && !s.active
+        {
+            tracing::warn!(schedule = %s.id, name = %s.name, error = %why, "schedule deactivated");
+        }
         save_schedule(b, &s, true)?;
     }
     Ok(made)
@@ -489,17 +502,12 @@ fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
 
 pub(crate) fn trigger_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
     let mut s = read::schedule(b.conn, id)?.ok_or(StoreError::NotFound)?;
-    // A manual run is outside the timetable and outside the overlap rule.
-    let manual = Schedule {
-        overlap: Overlap::Allow,
-        ..s.clone()
-    };
     // Two triggers in one commit share the batch's clock reading: the later one takes
     // the next free microsecond, so both make their run.
     let mut at = b.now;
     for _ in 0..1_000 {
-        if let Some(job) = make_run(b, &manual, at)? {
-            s.last_run_at = Some(at);
+        if let Some(job) = make_run(b, &s, at, true)? {
+            s.record_run(at);
             save_schedule(b, &s, false)?;
             return Ok(job);
         }

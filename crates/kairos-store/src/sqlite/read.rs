@@ -3,6 +3,7 @@
 
 use super::ops::visible;
 use super::rows::{self, JOB_COLUMNS};
+use super::states::statement;
 use crate::StoreError;
 use kairos_core::api::{JobFilter, JobPage};
 use kairos_core::schedule::Schedule;
@@ -11,6 +12,12 @@ use kairos_core::{Job, JobState, Queue, StateCounts, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
+
+statement!(
+    /// Jobs that read as available: available, or waiting with their time come.
+    AVAILABLE_NOW = " AND (state = {available} OR (state IN {waiting} AND run_at <= ?))"
+);
+statement!(LAST_DEAD = "SELECT max(seq) FROM jobs WHERE queue = ?1 AND state = {dead}");
 
 pub(crate) fn job(conn: &Connection, id: Uuid, now: Timestamp) -> Result<Option<Job>, StoreError> {
     let found = rows::job_by_id(conn, id, rows::Read::Full)?;
@@ -40,11 +47,7 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
     let now_us = Value::Integer(rows::us(now));
     match f.state {
         // A waiting job whose time has come reads as available.
-        Some(JobState::Available) => arg(
-            &mut sql,
-            " AND (state = 1 OR (state IN (0, 3) AND run_at <= ?))",
-            now_us,
-        ),
+        Some(JobState::Available) => arg(&mut sql, &AVAILABLE_NOW, now_us),
         Some(s) if s.is_waiting() => {
             sql.push_str(&format!(" AND state = {}", s.code()));
             arg(&mut sql, " AND run_at > ?", now_us);
@@ -140,7 +143,7 @@ pub(crate) fn queues(conn: &Connection) -> Result<Vec<Queue>, StoreError> {
 /// The newest dead job of `queue`, by internal key.
 pub(crate) fn last_dead_seq(conn: &Connection, queue: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT max(seq) FROM jobs WHERE queue = ?1 AND state = 5")?
+        .prepare_cached(&LAST_DEAD)?
         .query_row([queue], |r| r.get(0))?)
 }
 

@@ -10,6 +10,7 @@
 
 use super::files;
 use super::rows::{self, Read, StoredJob};
+use super::states::statement;
 use crate::{Signals, StoreError};
 use kairos_core::{Clock, Job, JobState, Timestamp};
 use rusqlite::{Connection, params};
@@ -25,6 +26,11 @@ use uuid::Uuid;
 const MAX_OPS_PER_COMMIT: usize = 1024;
 /// Most waiting jobs promoted (or leases expired) in one pass; the rest go next pass.
 pub(crate) const MAINTENANCE_CHUNK: i64 = 5_000;
+
+statement!(
+    DUE_WAITING = "SELECT seq FROM jobs WHERE state IN {waiting} AND run_at <= ?1 \
+     ORDER BY run_at LIMIT ?2"
+);
 
 /// Sends an operation's answer once its commit is decided (`Some(err)`: it failed).
 pub(crate) type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
@@ -357,9 +363,7 @@ impl Batch<'_> {
         }
         self.promoted = true;
         let seqs: Vec<i64> = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT seq FROM jobs WHERE state IN (0, 3) AND run_at <= ?1 ORDER BY run_at LIMIT ?2",
-            )?;
+            let mut stmt = self.conn.prepare_cached(&DUE_WAITING)?;
             stmt.query_map(params![rows::us(self.now), MAINTENANCE_CHUNK], |r| r.get(0))?
                 .collect::<Result<_, _>>()?
         };

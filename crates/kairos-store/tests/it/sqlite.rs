@@ -235,3 +235,55 @@ async fn a_full_write_queue_refuses_writes_at_once() {
     let q = store.queue("default").await.unwrap().unwrap();
     assert_eq!(q.counts.available, 6);
 }
+
+/// A stored schedule whose zone no longer parses (a newer tzdb, an old row) is made
+/// inactive with `last_error` by the first tick, instead of staying due and spinning the
+/// timer; the other schedules go on firing.
+#[tokio::test]
+async fn a_schedule_that_no_longer_parses_is_deactivated() {
+    use kairos_core::schedule::{JobTemplateRequest, ScheduleRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(start()));
+    let store = SqliteStore::open_with_clock(dir.path(), clock.clone()).unwrap();
+    let mut ids = Vec::new();
+    for name in ["broken", "fine"] {
+        let req = ScheduleRequest {
+            name: name.into(),
+            cron: "* * * * *".into(),
+            job: JobTemplateRequest {
+                kind: "k".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        ids.push(
+            store
+                .create_schedule(req, Limits::default())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let raw = rusqlite::Connection::open(dir.path().join("kairos.db")).unwrap();
+    raw.execute(
+        "UPDATE schedules SET body = json_set(body, '$.timezone', 'Atlantis/Capital') \
+         WHERE name = 'broken'",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+    clock.advance(std::time::Duration::from_secs(61));
+    let tick = store.tick().await.unwrap();
+    assert_eq!(tick.fired, 1, "the sound schedule fires");
+    let broken = store.schedule(ids[0]).await.unwrap().unwrap();
+    assert!(!broken.active);
+    assert_eq!(broken.next_run_at, None);
+    assert!(broken.last_error.unwrap().contains("Atlantis/Capital"));
+    let fine = store.schedule(ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        tick.next_due, fine.next_run_at,
+        "nothing is due now: the timer sleeps until the next real fire time"
+    );
+    let again = store.tick().await.unwrap();
+    assert_eq!(again.fired, 0);
+}
