@@ -178,7 +178,7 @@ pub struct Schedule {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
-    /// Required, unique, `[A-Za-z0-9_.:-]{1,128}`.
+    /// Required, unique: 1 to 200 characters without control characters.
     pub name: String,
     /// Optional free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
