@@ -52,6 +52,10 @@ macro_rules! conformance_suite {
             paused_queue_is_not_leased,
             retry_dead_moves_all_dead,
             retry_dead_crosses_chunk_boundaries,
+            concurrent_leasers_never_share_a_job,
+            concurrent_reports_of_one_lease_agree,
+            a_failing_batch_stores_nothing,
+            maintenance_crosses_chunk_boundaries,
             enqueue_wakes_waiters,
             tick_reports_next_due,
             schedules_are_created_with_next_run_at,
@@ -283,7 +287,8 @@ pub async fn stale_tokens_change_nothing(env: Env) {
         .await
         .unwrap()
         .remove(0);
-    let before = serde_json::to_string(&env.store.job(job.id).await.unwrap().unwrap()).unwrap();
+    let before_job = env.store.job(job.id).await.unwrap().unwrap();
+    let before = serde_json::to_string(&before_job).unwrap();
     let r = env
         .store
         .ack(vec![
@@ -312,8 +317,15 @@ pub async fn stale_tokens_change_nothing(env: Env) {
         hb,
         vec![Err(ItemError::Conflict(TransitionError::StaleLease))]
     );
-    let after = serde_json::to_string(&env.store.job(job.id).await.unwrap().unwrap()).unwrap();
-    assert_eq!(before, after);
+    let after_job = env.store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(before, serde_json::to_string(&after_job).unwrap());
+    // The serialised job leaves the lease out: compare its columns too.
+    assert_eq!(before_job.lease, after_job.lease);
+    let lease = after_job.lease.expect("the lease is stored");
+    assert_eq!(
+        (lease.token, lease.expires_at, lease.reported),
+        (l.lease_token, l.lease_expires_at, None)
+    );
 }
 
 pub async fn failure_backs_off_then_dies(env: Env) {
@@ -864,6 +876,221 @@ pub async fn listing_pages_are_bounded_in_bytes(env: Env) {
         .await
         .unwrap();
     assert_eq!((second.jobs.len(), second.next_cursor), (1, None));
+}
+
+/// Many leasers at once never get the same job, and between them get every job.
+pub async fn concurrent_leasers_never_share_a_job(env: Env) {
+    let n = 400;
+    env.store
+        .enqueue((0..n).map(|_| spec("k")).collect(), None)
+        .await
+        .unwrap();
+    let mut leasers = Vec::new();
+    for _ in 0..8 {
+        let store = env.store.clone();
+        leasers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store.lease(lease_spec(&["default"], 7)).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|l| l.job.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for l in leasers {
+        all.extend(l.await.unwrap());
+    }
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), n, "every job leased once");
+    assert_eq!(unique.len(), n, "no job leased twice");
+}
+
+/// Concurrent acks and heartbeats of one lease: exactly one outcome is applied, and
+/// the job ends completed, never half-reported.
+pub async fn concurrent_reports_of_one_lease_agree(env: Env) {
+    let job = enqueue_one(&env, spec("k")).await;
+    let l = env
+        .store
+        .lease(lease_spec(&["default"], 1))
+        .await
+        .unwrap()
+        .remove(0);
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = env.store.clone();
+        let token = l.lease_token;
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                store
+                    .ack(vec![completed(job.id, token)])
+                    .await
+                    .unwrap()
+                    .remove(0)
+                    .is_ok()
+            } else {
+                let ext = Extension {
+                    id: job.id,
+                    lease_token: token,
+                    extend: Duration::from_secs(60),
+                };
+                store.heartbeat(vec![ext]).await.unwrap();
+                false
+            }
+        }));
+    }
+    let mut acked = 0;
+    for t in tasks {
+        acked += t.await.unwrap() as usize;
+    }
+    assert_eq!(
+        acked, 8,
+        "a repeated ack of the same outcome is answered ok each time"
+    );
+    let got = env.store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(got.state, JobState::Completed);
+    assert_eq!(got.lease.unwrap().reported, Some(Reported::Completed));
+    let q = env.store.queue("default").await.unwrap().unwrap();
+    assert_eq!(
+        (q.counts.running, q.counts.completed),
+        (0, 1),
+        "counted once"
+    );
+}
+
+/// A batch enqueue is one call: when one of its jobs cannot be stored, none is.
+pub async fn a_failing_batch_stores_nothing(env: Env) {
+    let schedule = Uuid::now_v7();
+    let run = |kind: &str| {
+        let mut s = spec(kind);
+        s.schedule_id = Some(schedule);
+        s.scheduled_for = Some(start());
+        s
+    };
+    // Two runs of one schedule for one slot: the second breaks the one-run-per-slot rule.
+    let refused = env
+        .store
+        .enqueue(vec![spec("first"), run("a"), run("b")], None)
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        listed(
+            &env,
+            JobFilter {
+                limit: 50,
+                ..Default::default()
+            }
+        )
+        .await,
+        0
+    );
+    assert!(
+        env.store
+            .queue("default")
+            .await
+            .unwrap()
+            .is_none_or(|q| q.counts.available == 0),
+        "nothing counted"
+    );
+    // Per-item calls keep their items apart: one refused ack item, the others applied.
+    let jobs = env
+        .store
+        .enqueue(vec![spec("x"), spec("y")], None)
+        .await
+        .unwrap();
+    assert!(jobs.jobs.iter().all(|(_, created)| *created));
+    let leased = env.store.lease(lease_spec(&["default"], 2)).await.unwrap();
+    let r = env
+        .store
+        .ack(vec![
+            completed(leased[0].job.id, leased[0].lease_token),
+            completed(leased[1].job.id, Uuid::new_v4()),
+            completed(Uuid::now_v7(), leased[1].lease_token),
+            failed(leased[1].job.id, leased[1].lease_token),
+        ])
+        .await
+        .unwrap();
+    assert!(r[0].is_ok() && r[1].is_err() && r[2].is_err() && r[3].is_ok());
+    assert_eq!(state_of(&env, leased[0].job.id).await, JobState::Completed);
+    assert_eq!(state_of(&env, leased[1].job.id).await, JobState::Retryable);
+}
+
+/// Maintenance works in chunks (SQLite: 5,000 promotions or expiries, 100 schedules per
+/// tick): whatever the chunk, every due job is promoted once, every lapsed lease expired
+/// once, every due schedule fired once, and a tick that left work says it is due now.
+pub async fn maintenance_crosses_chunk_boundaries(env: Env) {
+    let n = 12_000;
+    for _ in 0..(n / 1000) {
+        let batch = (0..1000)
+            .map(|_| {
+                let mut s = spec("later");
+                s.delay = Some(Duration::from_secs(10));
+                s
+            })
+            .collect();
+        env.store.enqueue(batch, None).await.unwrap();
+    }
+    for i in 0..250 {
+        env.store
+            .create_schedule(
+                schedule_req(&format!("s{i}"), "* * * * *"),
+                Limits::default(),
+            )
+            .await
+            .unwrap();
+    }
+    advance(&env, 61);
+    let (mut promoted, mut fired, mut ticks) = (0, 0, 0);
+    loop {
+        let t = env.store.tick().await.unwrap();
+        ticks += 1;
+        promoted += t.promoted;
+        fired += t.fired;
+        if promoted < n as u64 || fired < 250 {
+            assert!(
+                t.next_due.is_some_and(|d| d <= env.store.now()),
+                "work is left, so the next tick is due now"
+            );
+        } else {
+            break;
+        }
+        assert!(ticks < 1_000, "ticks make no progress");
+    }
+    assert_eq!((promoted, fired), (n as u64, 250));
+    let q = env.store.queue("default").await.unwrap().unwrap();
+    assert_eq!((q.counts.scheduled, q.counts.available), (0, n as u64));
+    for s in env.store.schedules().await.unwrap() {
+        assert_eq!(runs_of(&env, s.id).await.len(), 1, "{} fired once", s.name);
+    }
+    // Leases: all lapse together, and all expire once across chunks.
+    let mut leased = 0;
+    loop {
+        let mut spec = lease_spec(&["default", "cron"], 1000);
+        spec.lease = Some(Duration::from_secs(5));
+        let got = env.store.lease(spec).await.unwrap().len();
+        if got == 0 {
+            break;
+        }
+        leased += got;
+    }
+    assert_eq!(leased, n + 250);
+    advance(&env, 6);
+    let mut expired = 0;
+    while expired < leased as u64 {
+        let t = env.store.tick().await.unwrap();
+        assert!(t.expired > 0, "each tick expires some");
+        expired += t.expired;
+    }
+    assert_eq!(expired, leased as u64);
+    let mut waiting_again = 0;
+    for name in ["default", "cron"] {
+        let q = env.store.queue(name).await.unwrap().unwrap();
+        assert_eq!(q.counts.running, 0, "{name}");
+        waiting_again += q.counts.retryable + q.counts.available;
+    }
+    assert_eq!(waiting_again, leased as u64, "each expiry counted once");
 }
 
 pub async fn enqueue_wakes_waiters(env: Env) {
