@@ -77,29 +77,34 @@ impl Timetable {
         let offset = self.tz.to_offset(after);
         let civil = offset.to_datetime(after);
         let candidate = offset.to_timestamp(self.cron.next_after(civil)?).ok()?;
+        // Every transition from a margin before `after` to a margin past the candidate:
+        // the candidate's offset is `after`'s, which is wrong past any of them (there may
+        // be several: a yearly expression crosses two a year).
         let window_start = after.checked_sub(MARGIN).ok()?;
         let window_end = candidate.checked_add(MARGIN).ok()?;
-        let Some(jump) = self
+        let mut widest: Option<SignedDuration> = None;
+        for jump in self
             .tz
             .following(window_start)
-            .next()
-            .filter(|t| t.timestamp() <= window_end)
-        else {
-            return Some(candidate);
-        };
-        // Only civil times within the jump's size of it map out of order or not at all.
-        let before = self.tz.to_offset(
-            jump.timestamp()
-                .checked_sub(SignedDuration::from_secs(1))
-                .ok()?,
-        );
-        let size = before.duration_since(jump.offset()).abs();
-        let near = jump.timestamp() >= after.checked_sub(size).ok()?
-            && jump.timestamp() <= candidate.checked_add(size).ok()?;
-        if size.is_zero() || !near {
-            return Some(candidate);
+            .take_while(|t| t.timestamp() <= window_end)
+        {
+            // Only civil times within the jump's size of it map out of order or not at all.
+            let before = self.tz.to_offset(
+                jump.timestamp()
+                    .checked_sub(SignedDuration::from_secs(1))
+                    .ok()?,
+            );
+            let size = before.duration_since(jump.offset()).abs();
+            let near = jump.timestamp() >= after.checked_sub(size).ok()?
+                && jump.timestamp() <= candidate.checked_add(size).ok()?;
+            if !size.is_zero() && near {
+                widest = Some(widest.map_or(size, |w| w.max(size)));
+            }
         }
-        self.next_near_transition(after, civil, size)
+        match widest {
+            None => Some(candidate),
+            Some(size) => self.next_near_transition(after, civil, size),
+        }
     }
 
     /// The next `count` fire times after `after`.
@@ -213,3 +218,6 @@ impl Timetable {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod differential;

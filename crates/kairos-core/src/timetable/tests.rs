@@ -305,3 +305,31 @@ proptest! {
         }
     }
 }
+
+/// Found by the differential test against croner: an instant just after one transition
+/// (within its three-hour look-back) made the next one, months later, go unnoticed, and
+/// the fire time kept the old offset.
+#[test]
+fn a_transition_just_before_does_not_hide_the_next_one() {
+    let t = tt(
+        "* * * 10 *",
+        "Pacific/Chatham",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    assert_eq!(
+        t.next_after(at("2026-04-04T15:00:01Z")),
+        Some(at("2026-09-30T10:15:00Z")),
+        "October 1 00:00 at +13:45"
+    );
+    let berlin = tt(
+        "0 12 1 7 *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    assert_eq!(
+        berlin.next_after(at("2026-10-25T01:30:00Z")),
+        Some(at("2027-07-01T10:00:00Z"))
+    );
+}
