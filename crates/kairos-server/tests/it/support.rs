@@ -31,6 +31,18 @@ impl TestServer {
         Self::start_full(configure, kairos_store::sqlite::Options::default()).await
     }
 
+    /// A server whose store reads `clock`.
+    pub async fn start_on_clock(clock: Arc<kairos_core::ManualClock>) -> TestServer {
+        Self::start_full(
+            |_| {},
+            kairos_store::sqlite::Options {
+                clock,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     /// A server with its configuration and its store's options chosen.
     pub async fn start_full(
         configure: impl FnOnce(&mut kairos_server::Config),

@@ -375,3 +375,31 @@ async fn the_error_list_is_bounded_and_counts_every_failure() {
     assert_eq!(got["failures"], 25);
     s.stop().await;
 }
+
+/// The server runs on any store the caller opens, here one on a manual clock: time moves
+/// when the test says, so run_at and lease expiry are tested without sleeping.
+#[tokio::test]
+async fn time_is_the_stores_clock() {
+    let clock = std::sync::Arc::new(kairos_core::ManualClock::new(
+        "2030-01-01T00:00:00Z".parse().unwrap(),
+    ));
+    let s = TestServer::start_on_clock(clock.clone()).await;
+    let job = s.enqueue(json!({"kind": "k", "delay": "1h"})).await;
+    assert_eq!(job["run_at"], "2030-01-01T01:00:00Z");
+    assert!(s.lease("default", 1).await.is_empty(), "not due yet");
+    clock.advance(Duration::from_secs(3600));
+    let l = s
+        .post(
+            "/v1/lease",
+            json!({"queues": ["default"], "worker": "w1", "lease": "30s"}),
+        )
+        .await
+        .body["jobs"][0]
+        .clone();
+    assert_eq!(l["id"], job["id"], "due once the store's clock says so");
+    assert_eq!(l["lease_expires_at"], "2030-01-01T01:00:30Z");
+    clock.advance(Duration::from_secs(31));
+    let late = s.ack(&l, json!({"outcome": "completed"})).await;
+    assert_eq!(late["error"]["type"], "urn:kairos:problem:lease-expired");
+    s.stop().await;
+}

@@ -318,3 +318,55 @@ async fn shutdown_ends_long_polls_and_has_a_deadline() {
     let (st, body) = waiting.await.unwrap().unwrap();
     assert_eq!((st, body), (200, json!({"jobs": []})));
 }
+
+/// The connection flags reach the server: a slow head is cut off after
+/// `--header-read-timeout`, and past `--max-connections` a client is refused at once with
+/// a 503 problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flags_bound_slow_and_greedy_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Kairos::try_start(
+        dir.path(),
+        &["--max-connections", "1", "--header-read-timeout", "2s"],
+    )
+    .unwrap();
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /health/live HTTP/1.1\r\nhost: k\r\n")
+        .await
+        .unwrap();
+    // While the slow client holds the only place, a second is refused at once.
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    second
+        .write_all(b"GET /health/live HTTP/1.1\r\nhost: k\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), second.read_to_end(&mut answer))
+        .await
+        .expect("refused at once, not left waiting");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("urn:kairos:problem:overloaded"), "{answer}");
+    // The slow head is closed by the header timeout, and its place is free again.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut rest))
+        .await
+        .expect("the slow head is cut off");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = client
+            .get(format!("{}/health/live", server.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed place never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.signal_and_wait("TERM").success());
+}
