@@ -371,15 +371,15 @@ impl AsyncWrite for Watched {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_rewrite(cx))?;
-        if !self.activity.in_flight.load(Ordering::Relaxed)
-            && let [only] = bufs
-                .iter()
-                .filter(|b| !b.is_empty())
-                .collect::<Vec<_>>()
-                .as_slice()
-            && hyper_refusal(only).is_some()
-        {
-            return self.poll_write(cx, only);
+        if !self.activity.in_flight.load(Ordering::Relaxed) {
+            // hyper's refusal is one buffer; looked for without allocating.
+            let mut filled = bufs.iter().filter(|b| !b.is_empty());
+            if let (Some(only), None) = (filled.next(), filled.next())
+                && hyper_refusal(only).is_some()
+            {
+                let only: &[u8] = only;
+                return self.poll_write(cx, only);
+            }
         }
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.track(r)
