@@ -165,13 +165,13 @@ impl Server {
             shutdown_timeout: c.shutdown_timeout,
         };
         let stopping = engine.clone();
+        // Serving ends only once this has run: long-polls are released before draining.
         let drained = http::serve::serve(listener, app, serve_limits, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             stopping.begin_shutdown();
         })
         .await;
-        engine.begin_shutdown();
         engine.stopped().await;
         // The store gets what is left of the deadline, and a few seconds at least.
         let close_by = (drained.stopping_since + c.shutdown_timeout)

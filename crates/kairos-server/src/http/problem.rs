@@ -162,11 +162,12 @@ impl ApiError {
     }
 }
 
-/// Seconds a client should wait before retrying a transient problem.
+/// Seconds a client should wait before retrying a transient problem (which codes are
+/// transient is the core table's rule): a full disk is not freed within a second.
 fn retry_after(code: ProblemCode) -> Option<&'static str> {
     match code {
-        ProblemCode::Overloaded | ProblemCode::Timeout | ProblemCode::Unavailable => Some("1"),
         ProblemCode::StorageFull => Some("10"),
+        c if c.is_transient() => Some("1"),
         _ => None,
     }
 }

@@ -1128,7 +1128,8 @@ impl Env {
     }
 }
 
-fn schedule_req(name: &str, cron: &str) -> ScheduleRequest {
+/// A schedule request of `name` and `cron`, running kind `report` on queue `cron`.
+pub fn schedule_req(name: &str, cron: &str) -> ScheduleRequest {
     ScheduleRequest {
         name: name.into(),
         cron: cron.into(),

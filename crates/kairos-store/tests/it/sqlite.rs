@@ -241,21 +241,12 @@ async fn a_full_write_queue_refuses_writes_at_once() {
 /// timer; the other schedules go on firing.
 #[tokio::test]
 async fn a_schedule_that_no_longer_parses_is_deactivated() {
-    use kairos_core::schedule::{JobTemplateRequest, ScheduleRequest};
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(start()));
     let store = SqliteStore::open_with_clock(dir.path(), clock.clone()).unwrap();
     let mut ids = Vec::new();
     for name in ["broken", "fine"] {
-        let req = ScheduleRequest {
-            name: name.into(),
-            cron: "* * * * *".into(),
-            job: JobTemplateRequest {
-                kind: "k".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let req = kairos_store::conformance::schedule_req(name, "* * * * *");
         ids.push(
             store
                 .create_schedule(req, Limits::default())
