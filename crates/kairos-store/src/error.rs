@@ -35,6 +35,11 @@ pub enum StoreError {
     /// The store's files are damaged (found at open, or when a read hit the damage).
     #[error("the store is damaged: {0}")]
     Damaged(String),
+    /// The database picked this operation as a deadlock or serialization victim, or
+    /// what it depended on changed under it, more often than retries allowed: nothing of
+    /// it was kept, and trying again is safe.
+    #[error("contended: {0}")]
+    Contended(String),
     /// The backend failed (I/O, corruption, a bug).
     #[error("storage failure: {0}")]
     Backend(String),
@@ -49,6 +54,29 @@ impl From<rusqlite::Error> for StoreError {
                 StoreError::Damaged(e.to_string())
             }
             _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        let Some(db) = e.as_db_error() else {
+            return StoreError::Backend(format!("database: {e}"));
+        };
+        let message = db.message().to_string();
+        match db.code() {
+            c if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+            {
+                StoreError::Contended(message)
+            }
+            c if *c == SqlState::UNIQUE_VIOLATION => StoreError::Duplicate(message),
+            c if *c == SqlState::DISK_FULL => StoreError::Full(message),
+            c if *c == SqlState::DATA_CORRUPTED || *c == SqlState::INDEX_CORRUPTED => {
+                StoreError::Damaged(message)
+            }
+            _ => StoreError::Backend(format!("database: {message}")),
         }
     }
 }

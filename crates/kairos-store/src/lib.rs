@@ -14,10 +14,14 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
+mod ids;
+pub mod postgres;
 pub mod signal;
 pub mod sqlite;
+mod states;
 
 pub use error::{ItemError, StoreError};
+pub use postgres::PostgresStore;
 pub use signal::{QueueWatch, Signals};
 pub use sqlite::SqliteStore;
 
@@ -27,6 +31,30 @@ use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Job, JobState, Limits, NewJob, Queue, Timestamp};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// Most waiting jobs promoted (or lapsed leases expired) in one maintenance pass; the rest
+/// go in the next pass, so one pass stays short however much is due.
+pub(crate) const MAINTENANCE_CHUNK: i64 = 5_000;
+/// Dead jobs moved back per commit by `retry_dead`.
+pub(crate) const RETRY_DEAD_CHUNK: i64 = 1_000;
+/// Schedules fired per tick. The rest stay due, so the timer ticks again at once; runs
+/// of the first chunk are committed (and leasable) while later ones are still being made.
+pub(crate) const FIRE_CHUNK: i64 = 100;
+/// How long an idempotency key answers repeats.
+pub(crate) const IDEMPOTENCY_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// The stored first answer of an idempotent enqueue (the same JSON in every backend).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredAnswer {
+    pub created: Vec<bool>,
+    pub jobs: Vec<Job>,
+}
+
+/// A job as callers see it: a waiting job whose time has come reads as available.
+pub(crate) fn visible(mut job: Job, now: Timestamp) -> Job {
+    job.state = job.effective_state(now);
+    job
+}
 
 /// An `Idempotency-Key` with a fingerprint of the request it was first used for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,8 +192,18 @@ pub trait Store: Send + Sync + 'static {
     /// What the store announces after each commit.
     fn signals(&self) -> Arc<Signals>;
 
-    /// The store's clock: the one that judges run_at, lease expiry and fire times.
+    /// The store's clock: the one that judges run_at, lease expiry and fire times. A
+    /// backend whose clock lives elsewhere (a database server) answers its best estimate
+    /// here; the engine only uses it to decide when to look next, and every judgement
+    /// is made inside the store by the store's own clock.
     fn now(&self) -> Timestamp;
+
+    /// How often the timer must tick even when nothing was announced: a store shared
+    /// with other nodes hears nothing of what they enqueue or lease. `None`: every change
+    /// comes through this store, so its announcements are enough.
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
 
     /// Finishes pending writes and closes. Later calls fail with [`StoreError::Closed`].
     async fn close(&self);

@@ -25,6 +25,39 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Verify a stopped server's data directory; exits non-zero when it is damaged.
     Check(CheckArgs),
+    /// Apply the PostgreSQL schema migrations this binary knows (servers also do at start).
+    Migrate(MigrateArgs),
+}
+
+/// Where a PostgreSQL-backed server keeps its data.
+#[derive(clap::Args, Debug, Clone)]
+struct DatabaseArgs {
+    /// Store everything in this PostgreSQL database (`postgres://user:password@host:5432/db`)
+    /// instead of the embedded store; several servers on one database form a cluster.
+    #[arg(long, env = "KAIROS_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The schema holding Kairos's tables in that database (created if missing).
+    #[arg(long, env = "KAIROS_DATABASE_SCHEMA", default_value = "kairos")]
+    database_schema: String,
+    /// Most connections this server opens to the database.
+    #[arg(long, env = "KAIROS_DATABASE_POOL_SIZE", default_value_t = 16)]
+    database_pool_size: usize,
+}
+
+impl DatabaseArgs {
+    fn options(&self) -> kairos_store::postgres::Options {
+        kairos_store::postgres::Options {
+            schema: self.database_schema.clone(),
+            pool_size: self.database_pool_size,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct MigrateArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,6 +115,8 @@ struct ServerArgs {
     /// write-ahead log is copied aside and replayed up to the damage.
     #[arg(long, env = "KAIROS_ACCEPT_DATA_LOSS")]
     accept_data_loss: bool,
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +137,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Check(args) => check(args),
+        Command::Migrate(args) => runtime.block_on(migrate(args)),
     }
 }
 
@@ -119,13 +155,31 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         max_connections,
         shutdown_timeout: args.shutdown_timeout.as_std(),
     };
-    let options = kairos_store::sqlite::Options {
-        write_queue_limit: args.write_queue_limit,
-        accept_data_loss: args.accept_data_loss,
-        ..Default::default()
-    };
-    let store = kairos_store::SqliteStore::open_with(&args.data_dir, options)
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let (store, place): (std::sync::Arc<dyn kairos_store::Store>, String) =
+        match &args.database.database_url {
+            Some(url) => {
+                let store = kairos_store::PostgresStore::connect(url, args.database.options())
+                    .await
+                    .with_context(|| format!("opening the store in {}", redacted(url)))?;
+                let place = format!(
+                    "data in {}, schema {}",
+                    redacted(url),
+                    args.database.database_schema
+                );
+                (std::sync::Arc::new(store), place)
+            }
+            None => {
+                let options = kairos_store::sqlite::Options {
+                    write_queue_limit: args.write_queue_limit,
+                    accept_data_loss: args.accept_data_loss,
+                    ..Default::default()
+                };
+                let store = kairos_store::SqliteStore::open_with(&args.data_dir, options)
+                    .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+                let place = format!("data in {}", args.data_dir.display());
+                (std::sync::Arc::new(store), place)
+            }
+        };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -133,11 +187,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Scripts and tests read this line as "ready" (and to find the port when --listen
     // asks for port 0): it comes only once the store is open and the port is bound.
-    println!(
-        "kairos listening on http://{addr} (data in {})",
-        args.data_dir.display()
-    );
-    kairos_server::Server::new(std::sync::Arc::new(store))
+    println!("kairos listening on http://{addr} ({place})");
+    kairos_server::Server::new(store)
         .config(config)
         .serve(listener, shutdown)
         .await
@@ -199,6 +250,43 @@ mod fd_limit {
     pub fn raise() -> Option<(u64, u64)> {
         None
     }
+}
+
+/// A database URL fit for logs: the password, if any, replaced.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `kairos migrate`: brings a PostgreSQL schema up to date.
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let Some(url) = &args.database.database_url else {
+        anyhow::bail!("kairos migrate needs --database-url (or KAIROS_DATABASE_URL)");
+    };
+    let (applied, version) = kairos_store::PostgresStore::migrate(url, args.database.options())
+        .await
+        .with_context(|| format!("migrating {}", redacted(url)))?;
+    if applied.is_empty() {
+        println!(
+            "schema {} is up to date (version {version})",
+            args.database.database_schema
+        );
+    } else {
+        println!(
+            "schema {}: applied {} migration(s), now at version {version}",
+            args.database.database_schema,
+            applied.len()
+        );
+    }
+    Ok(())
 }
 
 /// `kairos check`: verifies a data directory; an error (and exit code 1) when damaged.

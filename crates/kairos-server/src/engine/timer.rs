@@ -1,7 +1,9 @@
 //! The timer: makes waiting jobs available at their run_at, expires leases at their
-//! expiry and fires due schedules, exactly then. It sleeps until the earliest due time the store announced (or
-//! until a commit announces an earlier one), runs one store tick, and repeats. It also
-//! forgets idempotency keys older than 24 hours, once an hour.
+//! expiry and fires due schedules, exactly then. It sleeps until the earliest due time the
+//! store announced (or until a commit announces an earlier one), runs one store tick, and
+//! repeats; a store shared with other nodes is also ticked every `poll_interval`, since
+//! their changes are announced nowhere here. It also forgets idempotency keys older than
+//! 24 hours, once an hour.
 
 use super::shutdown_signalled;
 use kairos_store::{Store, StoreError};
@@ -19,6 +21,9 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 pub(super) async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
     let signals = store.signals();
     let mut next_prune = tokio::time::Instant::now();
+    // A store shared with other nodes is also looked at every `poll`, announced or not.
+    let poll = store.poll_interval();
+    let mut last_tick = tokio::time::Instant::now();
     loop {
         if *shutdown.borrow() {
             return;
@@ -37,8 +42,10 @@ pub(super) async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<boo
                 Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
             }
         }
+        let polled = poll.is_some_and(|p| last_tick.elapsed() >= p);
         let sleep_for = match signals.next_due() {
-            Some(at) if at <= now => {
+            due if polled || due.is_some_and(|at| at <= now) => {
+                last_tick = tokio::time::Instant::now();
                 match store.tick().await {
                     Ok(t) if t.promoted + t.expired + t.fired > 0 => {
                         tracing::debug!(
@@ -62,6 +69,10 @@ pub(super) async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<boo
             }
             Some(at) => Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO),
             None => PRUNE_EVERY,
+        };
+        let sleep_for = match poll {
+            Some(p) => sleep_for.min(p.saturating_sub(last_tick.elapsed())),
+            None => sleep_for,
         };
         let until_prune = next_prune.saturating_duration_since(tokio::time::Instant::now());
         tokio::select! {

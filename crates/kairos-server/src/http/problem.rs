@@ -84,6 +84,13 @@ fn store_problem(e: &StoreError) -> Problem {
             ProblemCode::Overloaded,
             "too many writes are waiting for the store; retry shortly",
         ),
+        StoreError::Contended(m) => {
+            tracing::warn!(error = %m, "a store operation kept meeting concurrent ones");
+            problem(
+                ProblemCode::Overloaded,
+                "the store is contended; nothing was written; retry shortly",
+            )
+        }
         StoreError::Full(m) => {
             // Logged once per episode by the store; an answer per request is enough here.
             tracing::debug!(error = %m, "storage full");

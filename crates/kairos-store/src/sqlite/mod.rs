@@ -14,10 +14,10 @@ mod ops;
 mod read;
 mod rows;
 mod schema;
-mod states;
 mod wal;
 mod writer;
 
+use crate::RETRY_DEAD_CHUNK;
 use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
 use async_trait::async_trait;
 use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
@@ -34,8 +34,6 @@ use writer::{Atomicity, Batch, Health, Msg, Op, Pending, Writer};
 pub use files::{DB_FILE, ID_FILE, Identity, QUICK_CHECK_MAX_BYTES};
 /// Reader connections kept open.
 const READERS: usize = 4;
-/// Dead jobs moved back per commit by `retry_dead`.
-pub(crate) const RETRY_DEAD_CHUNK: i64 = 1_000;
 
 /// How to open the store.
 #[derive(Clone)]

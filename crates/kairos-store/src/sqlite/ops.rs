@@ -4,25 +4,16 @@
 
 use super::read;
 use super::rows::{self, Read, StoredJob};
-use super::states::statement;
-use super::writer::{Batch, MAINTENANCE_CHUNK, lease_token};
-use crate::{Enqueued, Extended, IdempotencyKey, ItemError, StoreError, Tick};
+use super::writer::Batch;
+use crate::ids::lease_token;
+use crate::states::statement;
+use crate::{Enqueued, Extended, IdempotencyKey, ItemError, StoreError, Tick, visible};
+use crate::{FIRE_CHUNK, IDEMPOTENCY_WINDOW, MAINTENANCE_CHUNK, StoredAnswer};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{AckEffect, Job, JobState, Limits, NewJob, Queue, Timestamp};
 use rusqlite::{OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// How long an idempotency key answers repeats.
-pub(crate) const IDEMPOTENCY_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
-
-/// The stored first answer of an idempotent enqueue.
-#[derive(Serialize, Deserialize)]
-struct StoredAnswer {
-    created: Vec<bool>,
-    jobs: Vec<Job>,
-}
 
 statement!(
     UNIQUE_HOLDER = "SELECT seq FROM jobs WHERE queue = ?1 AND unique_key = ?2 \
@@ -50,12 +41,6 @@ statement!(
     /// An unfinished run of a schedule, for `overlap: skip`.
     UNFINISHED_RUN = "SELECT 1 FROM jobs WHERE schedule_id = ?1 AND state IN {unfinished} LIMIT 1"
 );
-
-/// The job as callers see it: a waiting job whose time has come reads as available.
-pub(crate) fn visible(mut job: Job, now: Timestamp) -> Job {
-    job.state = job.effective_state(now);
-    job
-}
 
 fn load(b: &Batch<'_>, id: Uuid) -> Result<StoredJob, StoreError> {
     b.load(id, Read::Full)?.ok_or(StoreError::NotFound)
@@ -465,10 +450,6 @@ fn make_run(
     b.insert(&job)?;
     Ok(Some(job))
 }
-
-/// Schedules fired per tick. The rest stay due, so the timer ticks again at once; runs
-/// of the first chunk are committed (and leasable) while later ones are still being made.
-const FIRE_CHUNK: i64 = 100;
 
 /// Fires due schedules (per their misfire and overlap policies), the most overdue first,
 /// up to [`FIRE_CHUNK`]. Returns the runs made.

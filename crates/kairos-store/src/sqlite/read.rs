@@ -1,10 +1,9 @@
 //! Read-only queries, run on reader connections (or inside a write batch where a write
 //! needs to answer with current data). Readers see only committed data.
 
-use super::ops::visible;
 use super::rows::{self, JOB_COLUMNS};
-use super::states::statement;
-use crate::StoreError;
+use crate::states::statement;
+use crate::{StoreError, visible};
 use kairos_core::api::{JobFilter, JobPage};
 use kairos_core::schedule::Schedule;
 use kairos_core::validate::MAX_PAGE_BYTES;

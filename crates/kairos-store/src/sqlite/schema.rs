@@ -144,7 +144,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::MIGRATIONS;
-    use crate::sqlite::states::render;
+    use crate::states::render;
 
     /// The partial indexes spell state codes out (DDL is history); they must be the
     /// core's sets, or the planner would not match them to the statements that use them.

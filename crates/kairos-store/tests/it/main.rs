@@ -2,4 +2,5 @@
 //! (`kairos_store::conformance`, feature `conformance`), plus its own tests (durability
 //! across reopen, the write queue, misfires across restarts).
 
+mod postgres;
 mod sqlite;

@@ -6,15 +6,15 @@ use kairos_store::conformance::{Env, start};
 use kairos_store::{SqliteStore, Store};
 use std::sync::Arc;
 
-async fn make_env() -> Env {
+async fn make_env() -> Option<Env> {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(start()));
     let store = SqliteStore::open_with_clock(dir.path(), clock.clone()).unwrap();
-    Env {
+    Some(Env {
         store: Arc::new(store),
         clock,
         _guard: Box::new(dir),
-    }
+    })
 }
 
 kairos_store::conformance_suite!(make_env);

@@ -30,7 +30,7 @@ macro_rules! statement {
     ($(#[$meta:meta])* $name:ident = $sql:expr) => {
         $(#[$meta])*
         pub(crate) static $name: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| $crate::sqlite::states::render($sql));
+            std::sync::LazyLock::new(|| $crate::states::render($sql));
     };
 }
 pub(crate) use statement;

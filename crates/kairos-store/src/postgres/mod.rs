@@ -1,0 +1,397 @@
+//! The PostgreSQL backend: many Kairos nodes on one database.
+//!
+//! - [`tx`]: one operation's transaction (pipelined open and close, changed jobs written
+//!   in one statement, count deltas).
+//! - [`ops`]: the operations: load jobs with row locks (`FOR UPDATE`, `SKIP LOCKED` where
+//!   a busy row may simply be passed over), ask the core state machine, write back.
+//! - [`read`]: queries outside a transaction.
+//! - [`rows`]: the `jobs` row layout. [`schema`]: tables, indexes, migrations.
+//!
+//! Time is the database's: every transaction reads `kairos_now()` (PostgreSQL's `now()`)
+//! at its start and judges run_at, lease expiry and fire times by it, so nodes whose
+//! clocks disagree still agree on what is due. Tests pin the clock per transaction.
+
+mod ops;
+mod read;
+mod rows;
+pub mod schema;
+mod tx;
+
+use crate::ids::IdGen;
+use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
+use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
+use kairos_core::{Clock, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tx::Effects;
+use uuid::Uuid;
+
+/// How to connect.
+#[derive(Clone)]
+pub struct Options {
+    /// The schema holding Kairos's tables (created if missing).
+    pub schema: String,
+    /// Most connections this node opens.
+    pub pool_size: usize,
+    /// `None`: the database's clock (always, outside tests). A test pins a manual clock,
+    /// sent to the database with every transaction.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Longest wait for a connection (from the pool or a new one).
+    pub connect_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            schema: "kairos".into(),
+            pool_size: 16,
+            clock: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A store in a PostgreSQL database.
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pool: Pool,
+    clock: Option<Arc<dyn Clock>>,
+    /// The database clock minus this machine's, in µs, as last seen: `Store::now` is this
+    /// machine's clock corrected by it (only ever used to decide when to look again).
+    offset_us: AtomicI64,
+    signals: Arc<Signals>,
+    ids: Mutex<IdGen>,
+    /// When this node opened the store: schedule slots since then are not misfires.
+    up_since: Timestamp,
+    closed: AtomicBool,
+}
+
+/// Attempts of an operation that met a deadlock or a serialization failure.
+const ATTEMPTS: u32 = 5;
+/// The fallback poll: other nodes' delayed jobs, leases and schedules are looked at this
+/// often even when this node heard of nothing due.
+const POLL: Duration = Duration::from_secs(1);
+
+type OpFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host/db`) and brings the schema up to date.
+    pub async fn connect(url: &str, options: Options) -> Result<PostgresStore, StoreError> {
+        let pool = pool(url, &options)?;
+        let mut client = Object::take(get(&pool).await?);
+        schema::migrate(&mut client, &options.schema).await?;
+        let db_now: Timestamp = client.query_one("SELECT now()", &[]).await?.try_get(0)?;
+        drop(client);
+        let clock = options.clock;
+        let now = clock.as_ref().map_or(db_now, |c| c.now());
+        let inner = Arc::new(Inner {
+            pool,
+            clock,
+            offset_us: AtomicI64::new(db_now.as_microsecond() - Timestamp::now().as_microsecond()),
+            signals: Arc::new(Signals::default()),
+            ids: Mutex::new(IdGen::default()),
+            up_since: now,
+            closed: AtomicBool::new(false),
+        });
+        // Whatever was due or leased before this start is looked at by the first tick.
+        inner.signals.due_at(now);
+        Ok(PostgresStore { inner })
+    }
+
+    /// Applies the migrations this binary knows to `url` (`kairos migrate`); answers the
+    /// versions applied (empty: it was up to date) and the version it is at now.
+    pub async fn migrate(url: &str, options: Options) -> Result<(Vec<i64>, i64), StoreError> {
+        let pool = pool(url, &options)?;
+        let mut client = Object::take(get(&pool).await?);
+        let applied = schema::migrate(&mut client, &options.schema).await?;
+        let version = schema::version(&client, &options.schema).await?;
+        Ok((applied, version))
+    }
+
+    /// Runs one operation in its own task (a caller that goes away cannot cut it in half)
+    /// and retries it when the database picked it as a deadlock or serialization victim.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> Fn(&'t Inner) -> OpFuture<'t, T> + Send + Sync + 'static,
+    {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let mut attempt = 1;
+            loop {
+                match f(&inner).await {
+                    Err(StoreError::Contended(why)) if attempt < ATTEMPTS => {
+                        tracing::debug!(attempt, %why, "retrying a store operation");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(fastrand::u64(
+                            1..10 * attempt as u64,
+                        )))
+                        .await;
+                    }
+                    other => return other,
+                }
+            }
+        });
+        task.await
+            .map_err(|e| StoreError::Backend(format!("store task: {e}")))?
+    }
+}
+
+fn pool(url: &str, options: &Options) -> Result<Pool, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("the database URL does not parse: {e}")))?;
+    let search_path = format!("-c search_path={}", options.schema.replace(' ', "\\ "));
+    let merged = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} {search_path}"),
+        _ => search_path,
+    };
+    config.options(&merged);
+    if config.get_application_name().is_none() {
+        config.application_name("kairos");
+    }
+    config.connect_timeout(options.connect_timeout);
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(options.pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(options.connect_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .build()
+        .map_err(|e| StoreError::Backend(format!("the connection pool: {e}")))
+}
+
+async fn get(pool: &Pool) -> Result<Object, StoreError> {
+    pool.get()
+        .await
+        .map_err(|e| StoreError::Backend(format!("connecting to the database: {e}")))
+}
+
+impl Inner {
+    pub(crate) async fn connection(&self) -> Result<Object, StoreError> {
+        get(&self.pool).await
+    }
+
+    /// The pinned test clock, as the text `kairos.clock` takes.
+    pub(crate) fn pinned_clock(&self) -> Option<String> {
+        self.clock.as_ref().map(|c| c.now().to_string())
+    }
+
+    /// Takes note of a database clock reading.
+    pub(crate) fn observe_clock(&self, db_now: Timestamp) {
+        let local = Timestamp::now().as_microsecond();
+        self.offset_us
+            .store(db_now.as_microsecond() - local, Ordering::Relaxed);
+    }
+
+    pub(crate) fn now_estimate(&self) -> Timestamp {
+        match &self.clock {
+            Some(c) => c.now(),
+            None => {
+                let us = Timestamp::now().as_microsecond() + self.offset_us.load(Ordering::Relaxed);
+                Timestamp::from_microsecond(us).unwrap_or_else(|_| Timestamp::now())
+            }
+        }
+    }
+
+    /// A fresh job id.
+    pub(crate) fn next_id(&self, now: Timestamp) -> Uuid {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_v7(now.as_millisecond() as u64)
+    }
+
+    /// Post-commit announcements.
+    pub(crate) fn announce(&self, e: Effects) {
+        for queue in &e.resumed {
+            self.signals.queue_changed(queue);
+        }
+        if let Some(d) = e.due {
+            self.signals.due_at(d);
+        }
+        for (queue, n) in e.available {
+            self.signals.jobs_available(&queue, n);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Enqueued, StoreError> {
+        self.run(move |i| Box::pin(ops::enqueue(i, jobs.clone(), idempotency.clone())))
+            .await
+    }
+
+    async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        self.run(move |i| Box::pin(read::job(i, id))).await
+    }
+
+    async fn list_jobs(&self, filter: JobFilter) -> Result<JobPage, StoreError> {
+        self.run(move |i| Box::pin(read::list(i, filter.clone())))
+            .await
+    }
+
+    async fn cancel(&self, id: Uuid) -> Result<Job, StoreError> {
+        self.run(move |i| Box::pin(ops::cancel(i, id))).await
+    }
+
+    async fn retry(&self, id: Uuid) -> Result<Job, StoreError> {
+        self.run(move |i| Box::pin(ops::retry(i, id))).await
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<(), StoreError> {
+        self.run(move |i| Box::pin(ops::delete(i, id))).await
+    }
+
+    async fn lease(&self, spec: LeaseSpec) -> Result<Vec<LeasedJob>, StoreError> {
+        self.run(move |i| Box::pin(ops::lease(i, spec.clone())))
+            .await
+    }
+
+    async fn ack(
+        &self,
+        reports: Vec<AckReport>,
+    ) -> Result<Vec<Result<JobState, ItemError>>, StoreError> {
+        self.run(move |i| Box::pin(ops::ack(i, reports.clone())))
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        extensions: Vec<Extension>,
+    ) -> Result<Vec<Result<Extended, ItemError>>, StoreError> {
+        self.run(move |i| Box::pin(ops::heartbeat(i, extensions.clone())))
+            .await
+    }
+
+    async fn queues(&self) -> Result<Vec<Queue>, StoreError> {
+        self.run(|i| Box::pin(read::queues(i, None))).await
+    }
+
+    async fn queue(&self, name: &str) -> Result<Option<Queue>, StoreError> {
+        let name = name.to_string();
+        self.run(move |i| {
+            let name = name.clone();
+            Box::pin(async move { Ok(read::queues(i, Some(&name)).await?.pop()) })
+        })
+        .await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, StoreError> {
+        let name = name.to_string();
+        self.run(move |i| Box::pin(ops::set_paused(i, name.clone(), paused)))
+            .await
+    }
+
+    async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError> {
+        // One commit per chunk, only jobs dead when the call began (see the SQLite backend).
+        let q = queue.to_string();
+        let last = self
+            .run(move |i| Box::pin(read::last_dead_seq(i, q.clone())))
+            .await?;
+        let Some(last) = last else { return Ok(0) };
+        let (mut total, mut after) = (0, 0);
+        loop {
+            let q = queue.to_string();
+            let chunk = self
+                .run(move |i| Box::pin(ops::retry_dead(i, q.clone(), after, last)))
+                .await?;
+            total += chunk.retried;
+            match chunk.next {
+                Some(next) => after = next,
+                None => return Ok(total),
+            }
+        }
+    }
+
+    async fn tick(&self) -> Result<Tick, StoreError> {
+        self.run(|i| Box::pin(ops::tick(i))).await
+    }
+
+    async fn create_schedule(
+        &self,
+        req: ScheduleRequest,
+        limits: Limits,
+    ) -> Result<Schedule, StoreError> {
+        self.run(move |i| Box::pin(ops::create_schedule(i, req.clone(), limits)))
+            .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.run(|i| Box::pin(read::schedules(i))).await
+    }
+
+    async fn schedule(&self, id: Uuid) -> Result<Option<Schedule>, StoreError> {
+        self.run(move |i| Box::pin(read::schedule(i, id))).await
+    }
+
+    async fn update_schedule(
+        &self,
+        id: Uuid,
+        patch: SchedulePatch,
+        limits: Limits,
+    ) -> Result<Schedule, StoreError> {
+        self.run(move |i| Box::pin(ops::update_schedule(i, id, patch.clone(), limits)))
+            .await
+    }
+
+    async fn delete_schedule(&self, id: Uuid) -> Result<(), StoreError> {
+        self.run(move |i| Box::pin(ops::delete_schedule(i, id)))
+            .await
+    }
+
+    async fn trigger_schedule(&self, id: Uuid) -> Result<Job, StoreError> {
+        self.run(move |i| Box::pin(ops::trigger_schedule(i, id)))
+            .await
+    }
+
+    async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.run(move |i| Box::pin(ops::prune_idempotency_keys(i, before)))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|i| Box::pin(async move { read::now(i).await.map(|_| ()) }))
+            .await
+    }
+
+    fn signals(&self) -> Arc<Signals> {
+        self.inner.signals.clone()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.now_estimate()
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        Some(POLL)
+    }
+
+    async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.pool.close();
+    }
+}

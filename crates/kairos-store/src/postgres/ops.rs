@@ -1,0 +1,710 @@
+//! The write operations of the PostgreSQL backend. Each is one transaction ([`Tx`]): it
+//! loads the jobs it needs with row locks, asks the core state machine for each
+//! transition, and writes the answers back. All SQL of a write lives here or in
+//! [`super::rows`].
+//!
+//! Row locks are taken in `seq` order (`ORDER BY seq FOR UPDATE`) so two operations on
+//! overlapping jobs queue up instead of deadlocking; leasing and maintenance pass over
+//! rows someone else holds (`SKIP LOCKED`): a busy job is simply not theirs to take.
+
+use super::Inner;
+use super::read;
+use super::rows::{self, NewRows, StoredJob};
+use super::tx::Tx;
+use crate::ids::lease_token;
+use crate::states::statement;
+use crate::{
+    Enqueued, Extended, FIRE_CHUNK, IDEMPOTENCY_WINDOW, IdempotencyKey, ItemError,
+    MAINTENANCE_CHUNK, RETRY_DEAD_CHUNK, StoreError, StoredAnswer, Tick, visible,
+};
+use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
+use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
+use kairos_core::{AckEffect, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use std::collections::HashMap;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+statement!(
+    LEASE_CANDIDATES = concat!(
+        "SELECT j.* FROM (SELECT q FROM unnest($1::text[]) AS q \
+         WHERE NOT EXISTS (SELECT 1 FROM queues WHERE name = q AND paused)) AS open \
+         CROSS JOIN LATERAL (SELECT ",
+        rows::job_columns!("payload"),
+        " FROM jobs WHERE state = {available} AND queue = open.q \
+         ORDER BY priority DESC, run_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS j"
+    )
+);
+statement!(
+    DUE_IN_QUEUES = concat!(
+        "SELECT ",
+        rows::job_columns!("'null'"),
+        " FROM jobs WHERE state IN {waiting} AND run_at <= kairos_now() AND queue = ANY($1) \
+         ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    )
+);
+statement!(
+    DUE_WAITING = concat!(
+        "SELECT ",
+        rows::job_columns!("'null'"),
+        " FROM jobs WHERE state IN {waiting} AND run_at <= kairos_now() \
+         ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+    )
+);
+statement!(
+    LAPSED_LEASES = concat!(
+        "SELECT ",
+        rows::job_columns!("'null'"),
+        " FROM jobs WHERE state = {running} AND lease_expires_at <= kairos_now() \
+         ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+    )
+);
+statement!(
+    UNIQUE_HOLDERS = concat!(
+        "SELECT ",
+        rows::job_columns!("payload"),
+        " FROM jobs WHERE (queue, unique_key) IN \
+         (SELECT * FROM unnest($1::text[], $2::text[])) AND state IN {unfinished}"
+    )
+);
+statement!(
+    OTHER_UNIQUE_HOLDER = "SELECT seq FROM jobs WHERE queue = $1 AND unique_key = $2 \
+     AND state IN {unfinished} AND seq <> $3"
+);
+statement!(
+    DEAD_CHUNK = concat!(
+        "SELECT ",
+        rows::job_columns!("'null'"),
+        " FROM jobs WHERE queue = $1 AND state = {dead} AND seq > $2 AND seq <= $3 \
+         ORDER BY seq LIMIT $4 FOR UPDATE"
+    )
+);
+statement!(
+    NEXT_DUE = "SELECT least((SELECT min(run_at) FROM jobs WHERE state IN {waiting}), \
+     (SELECT min(lease_expires_at) FROM jobs WHERE state = {running}), \
+     (SELECT min(next_due) FROM schedules WHERE next_due IS NOT NULL))"
+);
+statement!(
+    /// An unfinished run of a schedule, for `overlap: skip`.
+    UNFINISHED_RUN = "SELECT 1 FROM jobs WHERE schedule_id = $1 AND state IN {unfinished} LIMIT 1"
+);
+
+const BY_ID_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    rows::job_columns!("payload"),
+    " FROM jobs WHERE id = $1 FOR UPDATE"
+);
+const BY_IDS_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    rows::job_columns!("'null'"),
+    " FROM jobs WHERE id = ANY($1) ORDER BY seq FOR UPDATE"
+);
+
+fn stored(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredJob>, StoreError> {
+    rows.iter().map(rows::job_from_row).collect()
+}
+
+/// Runs `body` in a transaction opened with `first`; commits when it succeeds, then
+/// announces what changed.
+macro_rules! in_tx {
+    ($inner:expr, $first:expr, |$tx:ident, $rows:ident| $body:block) => {{
+        let (mut $tx, $rows) = Tx::begin($inner, $first).await?;
+        let result: Result<_, StoreError> = async { $body }.await;
+        match result {
+            Ok(value) => {
+                let effects = $tx.commit().await?;
+                $inner.announce(effects);
+                Ok(value)
+            }
+            Err(e) => {
+                $tx.rollback().await;
+                Err(e)
+            }
+        }
+    }};
+}
+
+/// Inserts `jobs`; a job whose unique key (or schedule slot) is held is not inserted.
+/// Answers the `seq` of each inserted job by id.
+async fn insert(tx: &mut Tx, jobs: &[Job]) -> Result<HashMap<Uuid, i64>, StoreError> {
+    let mut rows = NewRows::default();
+    let mut queues: Vec<String> = Vec::new();
+    for j in jobs {
+        rows.push(j)?;
+        if !queues.contains(&j.queue) {
+            queues.push(j.queue.clone());
+        }
+    }
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let now = tx.now;
+    tx.execute(
+        "INSERT INTO queues (name, created_at) SELECT unnest($1::text[]), $2 \
+         ON CONFLICT (name) DO NOTHING",
+        &[&queues, &now],
+    )
+    .await?;
+    let inserted: HashMap<Uuid, i64> = tx
+        .query(rows::INSERT_JOBS, &rows.params())
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(1)?, r.try_get(0)?)))
+        .collect::<Result<_, StoreError>>()?;
+    for j in jobs {
+        if inserted.contains_key(&j.id) {
+            tx.account(&j.queue, None, Some(j));
+        }
+    }
+    Ok(inserted)
+}
+
+pub(crate) async fn enqueue(
+    inner: &Inner,
+    jobs: Vec<NewJob>,
+    idempotency: Option<IdempotencyKey>,
+) -> Result<Enqueued, StoreError> {
+    in_tx!(inner, None, |tx, _rows| {
+        if let Some(key) = &idempotency {
+            // Requests with the same key take turns, so the second finds the first's answer.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&key.key],
+            )
+            .await?;
+            let found = tx
+                .query(
+                    "SELECT fingerprint, created_at, answer FROM idempotency_keys WHERE key = $1",
+                    &[&key.key],
+                )
+                .await?;
+            let fresh_after = tx.now.saturating_sub(IDEMPOTENCY_WINDOW).unwrap_or(tx.now);
+            if let Some(row) = found.first() {
+                let (fingerprint, created_at, answer): (i64, Timestamp, String) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                if created_at > fresh_after {
+                    if fingerprint != key.fingerprint as i64 {
+                        return Err(StoreError::IdempotencyMismatch);
+                    }
+                    let answer: StoredAnswer = serde_json::from_str(&answer)?;
+                    return Ok(Enqueued {
+                        jobs: answer.jobs.into_iter().zip(answer.created).collect(),
+                        replayed: true,
+                    });
+                }
+            }
+        }
+        let now = tx.now;
+        let made: Vec<Job> = jobs
+            .into_iter()
+            .map(|spec| Job::new(spec, inner.next_id(now), now))
+            .collect();
+        let inserted = insert(&mut tx, &made).await?;
+        // Jobs not inserted lost to an unfinished job holding their unique key (one of
+        // this batch, or one committed by anyone): that job is the answer.
+        let (lost_queues, lost_keys): (Vec<String>, Vec<String>) = made
+            .iter()
+            .filter(|j| !inserted.contains_key(&j.id))
+            .filter_map(|j| Some((j.queue.clone(), j.unique_key.clone()?)))
+            .unzip();
+        let holders: HashMap<(String, String), Job> = if lost_keys.is_empty() {
+            HashMap::new()
+        } else {
+            stored(
+                &tx.query(&UNIQUE_HOLDERS, &[&lost_queues, &lost_keys])
+                    .await?,
+            )?
+            .into_iter()
+            .filter_map(|s| Some(((s.job.queue.clone(), s.job.unique_key.clone()?), s.job)))
+            .collect()
+        };
+        let mut out = Vec::with_capacity(made.len());
+        for job in made {
+            if inserted.contains_key(&job.id) {
+                out.push((job, true));
+                continue;
+            }
+            let holder = job
+                .unique_key
+                .as_ref()
+                .and_then(|k| holders.get(&(job.queue.clone(), k.clone())));
+            match holder {
+                Some(h) => out.push((visible(h.clone(), now), false)),
+                // The holder finished between the insert and the look-up: try again.
+                None => return Err(StoreError::Contended("a unique key changed hands".into())),
+            }
+        }
+        if let Some(key) = idempotency {
+            let (jobs, created): (Vec<Job>, Vec<bool>) = out.iter().cloned().unzip();
+            let answer = serde_json::to_string(&StoredAnswer { created, jobs })?;
+            tx.execute(
+                "INSERT INTO idempotency_keys (key, fingerprint, created_at, answer) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE SET \
+                 fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
+                 answer = excluded.answer",
+                &[&key.key, &(key.fingerprint as i64), &now, &answer],
+            )
+            .await?;
+        }
+        Ok(Enqueued {
+            jobs: out,
+            replayed: false,
+        })
+    })
+}
+
+/// Makes `due` (waiting jobs whose time has come) available.
+fn promote(tx: &mut Tx, due: Vec<StoredJob>) -> u64 {
+    let mut n = 0;
+    for mut s in due {
+        if s.job.promote(tx.now) {
+            tx.save(s);
+            n += 1;
+        }
+    }
+    n
+}
+
+pub(crate) async fn lease(inner: &Inner, spec: LeaseSpec) -> Result<Vec<LeasedJob>, StoreError> {
+    let max = spec.max as i64;
+    let queues = spec.queues.clone();
+    let first: [&(dyn ToSql + Sync); 2] = [&queues, &MAINTENANCE_CHUNK];
+    in_tx!(inner, Some((&DUE_IN_QUEUES, &first)), |tx, due| {
+        // Waiting jobs of these queues whose time has come are leasable now, not only
+        // after the next maintenance pass.
+        let promoted = promote(&mut tx, stored(&due)?);
+        if promoted > 0 {
+            tx.flush().await?;
+        }
+        let mut candidates = stored(&tx.query(&LEASE_CANDIDATES, &[&queues, &max]).await?)?;
+        // Each queue answered its best; merged in lease order. Rows locked beyond `max`
+        // are released at commit, untouched.
+        candidates.sort_by(|a, b| {
+            b.job
+                .priority
+                .cmp(&a.job.priority)
+                .then(a.job.run_at.cmp(&b.job.run_at))
+                .then(a.seq.cmp(&b.seq))
+        });
+        candidates.truncate(spec.max as usize);
+        let mut out = Vec::with_capacity(candidates.len());
+        for mut s in candidates {
+            let token = lease_token();
+            s.job.lease(&spec.worker, token, spec.lease, tx.now)?;
+            let expires = s.job.lease.as_ref().map_or(tx.now, |l| l.expires_at);
+            out.push(LeasedJob {
+                job: s.job.clone(),
+                lease_token: token,
+                lease_expires_at: expires,
+            });
+            tx.save(s);
+        }
+        Ok(out)
+    })
+}
+
+/// The jobs of `ids`, locked, by id.
+fn by_id(rows: &[tokio_postgres::Row]) -> Result<HashMap<Uuid, StoredJob>, StoreError> {
+    Ok(stored(rows)?.into_iter().map(|s| (s.job.id, s)).collect())
+}
+
+pub(crate) async fn ack(
+    inner: &Inner,
+    reports: Vec<AckReport>,
+) -> Result<Vec<Result<JobState, ItemError>>, StoreError> {
+    let ids: Vec<Uuid> = reports.iter().map(|r| r.id).collect();
+    let first: [&(dyn ToSql + Sync); 1] = [&ids];
+    in_tx!(inner, Some((BY_IDS_FOR_UPDATE, &first)), |tx, rows| {
+        let found = by_id(&rows)?;
+        let mut out = Vec::with_capacity(reports.len());
+        for report in reports {
+            let Some(s) = found.get(&report.id) else {
+                out.push(Err(ItemError::NotFound));
+                continue;
+            };
+            let mut s = tx.current(s.clone());
+            match s
+                .job
+                .ack(report.lease_token, report.outcome, tx.now, fastrand::f64())
+            {
+                Ok(effect) => {
+                    out.push(Ok(s.job.effective_state(tx.now)));
+                    if let AckEffect::Applied(_) = effect {
+                        tx.save(s);
+                    }
+                }
+                Err(e) => out.push(Err(ItemError::Conflict(e))),
+            }
+        }
+        Ok(out)
+    })
+}
+
+pub(crate) async fn heartbeat(
+    inner: &Inner,
+    extensions: Vec<Extension>,
+) -> Result<Vec<Result<Extended, ItemError>>, StoreError> {
+    let ids: Vec<Uuid> = extensions.iter().map(|e| e.id).collect();
+    let first: [&(dyn ToSql + Sync); 1] = [&ids];
+    in_tx!(inner, Some((BY_IDS_FOR_UPDATE, &first)), |tx, rows| {
+        let found = by_id(&rows)?;
+        let mut out = Vec::with_capacity(extensions.len());
+        for ext in extensions {
+            let Some(s) = found.get(&ext.id) else {
+                out.push(Err(ItemError::NotFound));
+                continue;
+            };
+            let mut s = tx.current(s.clone());
+            match s.job.heartbeat(ext.lease_token, ext.extend, tx.now) {
+                Ok(until) => {
+                    out.push(Ok(Extended {
+                        lease_expires_at: until,
+                        cancel_requested: s.job.cancel_requested,
+                    }));
+                    tx.save(s);
+                }
+                Err(e) => out.push(Err(ItemError::Conflict(e))),
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The one job of `rows` (loaded by id), or not found.
+fn one(rows: &[tokio_postgres::Row]) -> Result<StoredJob, StoreError> {
+    rows.first()
+        .map(rows::job_from_row)
+        .transpose()?
+        .ok_or(StoreError::NotFound)
+}
+
+pub(crate) async fn cancel(inner: &Inner, id: Uuid) -> Result<Job, StoreError> {
+    let first: [&(dyn ToSql + Sync); 1] = [&id];
+    in_tx!(inner, Some((BY_ID_FOR_UPDATE, &first)), |tx, rows| {
+        let mut s = one(&rows)?;
+        s.job.cancel(tx.now)?;
+        let job = visible(s.job.clone(), tx.now);
+        tx.save(s);
+        Ok(job)
+    })
+}
+
+/// Whether another unfinished job of the queue holds `s`'s unique key (a finished job
+/// brought back to life must not make two unfinished jobs share one).
+async fn unique_key_taken(tx: &Tx, s: &StoredJob) -> Result<bool, StoreError> {
+    let Some(key) = s.job.unique_key_to_reclaim() else {
+        return Ok(false);
+    };
+    let rows = tx
+        .query(&OTHER_UNIQUE_HOLDER, &[&s.job.queue, &key, &s.seq])
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+fn unique_key_held() -> StoreError {
+    StoreError::Duplicate("an unfinished job of this queue holds the same unique_key".to_string())
+}
+
+pub(crate) async fn retry(inner: &Inner, id: Uuid) -> Result<Job, StoreError> {
+    let first: [&(dyn ToSql + Sync); 1] = [&id];
+    in_tx!(inner, Some((BY_ID_FOR_UPDATE, &first)), |tx, rows| {
+        let mut s = one(&rows)?;
+        if unique_key_taken(&tx, &s).await? {
+            return Err(unique_key_held());
+        }
+        s.job.promote(tx.now);
+        s.job.retry(tx.now)?;
+        let job = s.job.clone();
+        tx.save(s);
+        // A concurrent retry of another job with the same key would trip the unique
+        // index at commit; write now so that shows as a duplicate, not a failure.
+        tx.flush().await.map_err(|e| match e {
+            StoreError::Duplicate(_) => unique_key_held(),
+            other => other,
+        })?;
+        Ok(job)
+    })
+}
+
+pub(crate) async fn delete(inner: &Inner, id: Uuid) -> Result<(), StoreError> {
+    let first: [&(dyn ToSql + Sync); 1] = [&id];
+    in_tx!(inner, Some((BY_ID_FOR_UPDATE, &first)), |tx, rows| {
+        let s = one(&rows)?;
+        s.job.check_delete()?;
+        tx.execute("DELETE FROM jobs WHERE seq = $1", &[&s.seq])
+            .await?;
+        tx.account(&s.job.queue, Some(s.stored_state), None);
+        Ok(())
+    })
+}
+
+pub(crate) async fn set_paused(
+    inner: &Inner,
+    name: String,
+    paused: bool,
+) -> Result<Queue, StoreError> {
+    in_tx!(inner, None, |tx, _rows| {
+        let now = tx.now;
+        tx.execute(
+            "INSERT INTO queues (name, paused, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+            &[&name, &paused, &now],
+        )
+        .await?;
+        if !paused {
+            tx.effects.resumed.push(name.clone());
+        }
+        let mut queue = read::queues_in(&tx, Some(&name))
+            .await?
+            .pop()
+            .unwrap_or(Queue {
+                name: name.clone(),
+                paused,
+                counts: Default::default(),
+            });
+        queue.paused = paused;
+        Ok(queue)
+    })
+}
+
+/// One chunk of a queue's redrive: how many came back, and where the next chunk starts
+/// (`None`: done).
+pub(crate) struct RetriedChunk {
+    pub retried: u64,
+    pub next: Option<i64>,
+}
+
+pub(crate) async fn retry_dead(
+    inner: &Inner,
+    queue: String,
+    after: i64,
+    last: i64,
+) -> Result<RetriedChunk, StoreError> {
+    let first: [&(dyn ToSql + Sync); 4] = [&queue, &after, &last, &RETRY_DEAD_CHUNK];
+    in_tx!(inner, Some((&DEAD_CHUNK, &first)), |tx, rows| {
+        let dead = stored(&rows)?;
+        let next = (dead.len() as i64 == RETRY_DEAD_CHUNK).then(|| dead[dead.len() - 1].seq);
+        let mut retried = 0;
+        for mut s in dead {
+            // A dead job whose unique key an unfinished job now holds stays dead.
+            if unique_key_taken(&tx, &s).await? {
+                continue;
+            }
+            s.job.retry(tx.now)?;
+            tx.save(s);
+            retried += 1;
+        }
+        Ok(RetriedChunk { retried, next })
+    })
+}
+
+pub(crate) async fn tick(inner: &Inner) -> Result<Tick, StoreError> {
+    let first: [&(dyn ToSql + Sync); 1] = [&MAINTENANCE_CHUNK];
+    let (promoted, expired) = in_tx!(inner, Some((&DUE_WAITING, &first)), |tx, due| {
+        let promoted = promote(&mut tx, stored(&due)?);
+        let lapsed = stored(&tx.query(&LAPSED_LEASES, &[&MAINTENANCE_CHUNK]).await?)?;
+        let mut expired = 0;
+        for mut s in lapsed {
+            if s.job.expire(tx.now, fastrand::f64()).is_ok() {
+                tx.save(s);
+                expired += 1;
+            }
+        }
+        Ok((promoted, expired))
+    })?;
+    let fired = fire_schedules(inner).await?;
+    fold_counts(inner).await?;
+    let next_due = read::next_due(inner, &NEXT_DUE).await?;
+    inner.signals.set_next_due(next_due);
+    Ok(Tick {
+        promoted,
+        expired,
+        fired,
+        next_due,
+    })
+}
+
+/// Folds the count deltas into `queue_counts`, in one statement (so a read, which sums
+/// both tables in one snapshot, sees every delta exactly once).
+async fn fold_counts(inner: &Inner) -> Result<(), StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached(
+            "WITH folded AS (DELETE FROM queue_count_deltas RETURNING queue, state, n) \
+             INSERT INTO queue_counts (queue, state, n) \
+             SELECT queue, state, sum(n) FROM folded GROUP BY queue, state \
+             ON CONFLICT (queue, state) DO UPDATE SET n = queue_counts.n + excluded.n",
+        )
+        .await?;
+    client.execute(&stmt, &[]).await?;
+    Ok(())
+}
+
+pub(crate) async fn prune_idempotency_keys(
+    inner: &Inner,
+    before: Timestamp,
+) -> Result<u64, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .await?;
+    Ok(client.execute(&stmt, &[&before]).await?)
+}
+
+/// Saves a schedule and tells the timer its next fire time (`next_run_at` is already
+/// `None` for an inactive schedule: the core keeps it so).
+async fn save_schedule(tx: &mut Tx, s: &Schedule) -> Result<(), StoreError> {
+    let body = serde_json::to_string(s)?;
+    tx.execute(
+        "INSERT INTO schedules (id, name, next_due, body) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, next_due = excluded.next_due, \
+         body = excluded.body",
+        &[&s.id, &s.name, &s.next_run_at, &body],
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Duplicate(_) => duplicate(&s.name),
+        other => other,
+    })?;
+    if let Some(at) = s.next_run_at {
+        tx.due_at(at);
+    }
+    Ok(())
+}
+
+async fn name_taken(tx: &Tx, name: &str, except: Option<Uuid>) -> Result<bool, StoreError> {
+    let rows = tx
+        .query("SELECT id FROM schedules WHERE name = $1", &[&name])
+        .await?;
+    let owner: Option<Uuid> = rows.first().map(|r| r.try_get(0)).transpose()?;
+    Ok(owner.is_some_and(|o| except.is_none_or(|e| o != e)))
+}
+
+fn duplicate(name: &str) -> StoreError {
+    StoreError::Duplicate(format!("a schedule named {name:?} already exists"))
+}
+
+pub(crate) async fn create_schedule(
+    inner: &Inner,
+    req: ScheduleRequest,
+    limits: Limits,
+) -> Result<Schedule, StoreError> {
+    in_tx!(inner, None, |tx, _rows| {
+        let s = req.validate(inner.next_id(tx.now), tx.now, &limits)?;
+        if name_taken(&tx, &s.name, None).await? {
+            return Err(duplicate(&s.name));
+        }
+        save_schedule(&mut tx, &s).await?;
+        Ok(s)
+    })
+}
+
+const SCHEDULE_FOR_UPDATE: &str = "SELECT body FROM schedules WHERE id = $1 FOR UPDATE";
+
+fn schedule_from(rows: &[tokio_postgres::Row]) -> Result<Schedule, StoreError> {
+    let row = rows.first().ok_or(StoreError::NotFound)?;
+    Ok(serde_json::from_str(row.try_get(0)?)?)
+}
+
+pub(crate) async fn update_schedule(
+    inner: &Inner,
+    id: Uuid,
+    patch: SchedulePatch,
+    limits: Limits,
+) -> Result<Schedule, StoreError> {
+    let first: [&(dyn ToSql + Sync); 1] = [&id];
+    in_tx!(inner, Some((SCHEDULE_FOR_UPDATE, &first)), |tx, rows| {
+        let current = schedule_from(&rows)?;
+        let next = current.patch(patch, tx.now, &limits)?;
+        if next.name != current.name && name_taken(&tx, &next.name, Some(id)).await? {
+            return Err(duplicate(&next.name));
+        }
+        save_schedule(&mut tx, &next).await?;
+        Ok(next)
+    })
+}
+
+pub(crate) async fn delete_schedule(inner: &Inner, id: Uuid) -> Result<(), StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached("DELETE FROM schedules WHERE id = $1")
+        .await?;
+    match client.execute(&stmt, &[&id]).await? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the run of `s` for `scheduled_for` unless it exists, or the schedule's overlap
+/// rule forbids it (`manual`: a trigger, outside the rule). Returns the job when made.
+async fn make_run(
+    inner: &Inner,
+    tx: &mut Tx,
+    s: &Schedule,
+    scheduled_for: Timestamp,
+    manual: bool,
+) -> Result<Option<Job>, StoreError> {
+    let unfinished = !tx.query(&UNFINISHED_RUN, &[&s.id]).await?.is_empty();
+    if !s.admits_run(manual, || Ok::<_, StoreError>(unfinished))? {
+        return Ok(None);
+    }
+    let job = Job::new(s.run(scheduled_for), inner.next_id(tx.now), tx.now);
+    // The slot's unique index answers "already made" (by anyone, ever) by not inserting.
+    let inserted = insert(tx, std::slice::from_ref(&job)).await?;
+    Ok(inserted.contains_key(&job.id).then_some(job))
+}
+
+/// Fires due schedules (per their misfire and overlap policies), the most overdue first,
+/// up to [`FIRE_CHUNK`]; a schedule another node is firing is passed over. Returns the
+/// runs made.
+async fn fire_schedules(inner: &Inner) -> Result<u64, StoreError> {
+    let first: [&(dyn ToSql + Sync); 1] = [&FIRE_CHUNK];
+    in_tx!(
+        inner,
+        Some((
+            "SELECT body FROM schedules WHERE next_due IS NOT NULL AND next_due <= kairos_now() \
+             ORDER BY next_due LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &first
+        )),
+        |tx, rows| {
+            let mut made = 0;
+            for row in &rows {
+                let mut s: Schedule = serde_json::from_str(row.try_get(0)?)?;
+                for slot in s.fire(tx.now, inner.up_since) {
+                    if make_run(inner, &mut tx, &s, slot, false).await?.is_some() {
+                        made += 1;
+                        s.record_run(slot);
+                    }
+                }
+                if let Some(why) = &s.last_error
+                    && !s.active
+                {
+                    tracing::warn!(schedule = %s.id, name = %s.name, error = %why, "schedule deactivated");
+                }
+                save_schedule(&mut tx, &s).await?;
+            }
+            Ok(made)
+        }
+    )
+}
+
+pub(crate) async fn trigger_schedule(inner: &Inner, id: Uuid) -> Result<Job, StoreError> {
+    let first: [&(dyn ToSql + Sync); 1] = [&id];
+    in_tx!(inner, Some((SCHEDULE_FOR_UPDATE, &first)), |tx, rows| {
+        let mut s = schedule_from(&rows)?;
+        // Two triggers at one instant: the later one takes the next free microsecond.
+        let mut at = tx.now;
+        for _ in 0..1_000 {
+            if let Some(job) = make_run(inner, &mut tx, &s, at, true).await? {
+                s.record_run(at);
+                save_schedule(&mut tx, &s).await?;
+                return Ok(job);
+            }
+            at = at
+                .checked_add(jiff::SignedDuration::from_micros(1))
+                .unwrap_or(at);
+        }
+        Err(StoreError::Duplicate(
+            "too many runs of this schedule at this instant".to_string(),
+        ))
+    })
+}

@@ -1,0 +1,200 @@
+//! Queries outside a transaction (each statement sees one committed snapshot), and the
+//! queue read that a write answers with from inside its own.
+
+use super::Inner;
+use super::rows::{self, JOB_COLUMNS, StoredJob};
+use super::tx::Tx;
+use crate::states::statement;
+use crate::{StoreError, visible};
+use kairos_core::api::{JobFilter, JobPage};
+use kairos_core::schedule::Schedule;
+use kairos_core::validate::MAX_PAGE_BYTES;
+use kairos_core::{JobState, Queue, StateCounts, Timestamp};
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+statement!(LAST_DEAD = "SELECT max(seq) FROM jobs WHERE queue = $1 AND state = {dead}");
+
+/// Counts and pause flags of every queue (or one), from the folded counts plus the
+/// deltas not folded yet: exact, and no row every writer updates.
+const QUEUES: &str = "SELECT q.name, q.paused, c.state, c.n FROM queues q \
+     LEFT JOIN (SELECT queue, state, sum(n)::bigint AS n FROM \
+       (SELECT queue, state, n FROM queue_counts \
+        UNION ALL SELECT queue, state, n FROM queue_count_deltas) AS all_counts \
+       GROUP BY queue, state) AS c ON c.queue = q.name \
+     WHERE $1::text IS NULL OR q.name = $1 ORDER BY q.name";
+
+/// The database's clock now.
+pub(crate) async fn now(inner: &Inner) -> Result<Timestamp, StoreError> {
+    if let Some(pinned) = inner.pinned_clock() {
+        return pinned
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("the pinned clock: {e}")));
+    }
+    let client = inner.connection().await?;
+    let stmt = client.prepare_cached("SELECT now()").await?;
+    let now: Timestamp = client.query_one(&stmt, &[]).await?.try_get(0)?;
+    inner.observe_clock(now);
+    Ok(now)
+}
+
+/// The earliest due time `sql` finds.
+pub(crate) async fn next_due(inner: &Inner, sql: &str) -> Result<Option<Timestamp>, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client.prepare_cached(sql).await?;
+    Ok(client.query_one(&stmt, &[]).await?.try_get(0)?)
+}
+
+pub(crate) async fn job(inner: &Inner, id: Uuid) -> Result<Option<kairos_core::Job>, StoreError> {
+    let now = now(inner).await?;
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+        .await?;
+    let rows = client.query(&stmt, &[&id]).await?;
+    rows.first()
+        .map(|r| rows::job_from_row(r).map(|s| visible(s.job, now)))
+        .transpose()
+}
+
+pub(crate) async fn list(inner: &Inner, f: JobFilter) -> Result<JobPage, StoreError> {
+    let now = now(inner).await?;
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE true");
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+    };
+    if let Some(q) = f.queue {
+        arg(&mut sql, " AND queue = ?", Box::new(q));
+    }
+    if let Some(k) = f.kind {
+        arg(&mut sql, " AND kind = ?", Box::new(k));
+    }
+    if let Some(id) = f.schedule_id {
+        arg(&mut sql, " AND schedule_id = ?", Box::new(id));
+    }
+    let waiting = crate::states::set(&JobState::WAITING);
+    match f.state {
+        // A waiting job whose time has come reads as available.
+        Some(JobState::Available) => arg(
+            &mut sql,
+            &format!(
+                " AND (state = {} OR (state IN {waiting} AND run_at <= ?))",
+                JobState::Available.code()
+            ),
+            Box::new(now),
+        ),
+        Some(s) if s.is_waiting() => {
+            sql.push_str(&format!(" AND state = {}", s.code()));
+            arg(&mut sql, " AND run_at > ?", Box::new(now));
+        }
+        Some(s) => sql.push_str(&format!(" AND state = {}", s.code())),
+        None => {}
+    }
+    if let Some(cursor) = f.cursor {
+        let seq: i64 = cursor
+            .strip_prefix('c')
+            .and_then(|s| s.parse().ok())
+            .filter(|n| *n > 0)
+            .ok_or(StoreError::InvalidCursor)?;
+        arg(&mut sql, " AND seq < ?", Box::new(seq));
+    }
+    arg(
+        &mut sql,
+        " ORDER BY seq DESC LIMIT ?",
+        Box::new(f.limit as i64 + 1),
+    );
+    let client = inner.connection().await?;
+    let stmt = client.prepare_cached(&sql).await?;
+    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
+    let rows = client.query(&stmt, &params).await?;
+    // A page stops early once its payloads and results pass MAX_PAGE_BYTES.
+    let mut stored: Vec<StoredJob> = Vec::new();
+    let mut bytes = 0;
+    let mut more = false;
+    for row in &rows {
+        if stored.len() == f.limit as usize || (bytes >= MAX_PAGE_BYTES && !stored.is_empty()) {
+            more = true;
+            break;
+        }
+        let s = rows::job_from_row(row)?;
+        bytes += s.job.payload.get().len() + s.job.result.as_ref().map_or(0, |r| r.get().len());
+        stored.push(s);
+    }
+    let next_cursor = if more {
+        stored.last().map(|s| format!("c{}", s.seq))
+    } else {
+        None
+    };
+    Ok(JobPage {
+        jobs: stored.into_iter().map(|s| visible(s.job, now)).collect(),
+        next_cursor,
+    })
+}
+
+fn queues_from(rows: &[tokio_postgres::Row]) -> Result<Vec<Queue>, StoreError> {
+    let mut out: Vec<Queue> = Vec::new();
+    for r in rows {
+        let name: String = r.try_get(0)?;
+        if out.last().is_none_or(|q| q.name != name) {
+            out.push(Queue {
+                name: name.clone(),
+                paused: r.try_get(1)?,
+                counts: StateCounts::default(),
+            });
+        }
+        let queue = out.last_mut().expect("pushed above");
+        let state: Option<i16> = r.try_get(2)?;
+        let n: Option<i64> = r.try_get(3)?;
+        if let (Some(state), Some(n)) = (state, n)
+            && let Some(s) = u8::try_from(state).ok().and_then(JobState::from_code)
+        {
+            *queue.counts.get_mut(s) = n.max(0) as u64;
+        }
+    }
+    Ok(out)
+}
+
+/// Every queue (or the one named).
+pub(crate) async fn queues(inner: &Inner, name: Option<&str>) -> Result<Vec<Queue>, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client.prepare_cached(QUEUES).await?;
+    queues_from(&client.query(&stmt, &[&name]).await?)
+}
+
+/// The same, inside a write's transaction (it sees the write's own changes).
+pub(crate) async fn queues_in(tx: &Tx, name: Option<&str>) -> Result<Vec<Queue>, StoreError> {
+    queues_from(&tx.query(QUEUES, &[&name]).await?)
+}
+
+/// The newest dead job of `queue`, by internal key.
+pub(crate) async fn last_dead_seq(inner: &Inner, queue: String) -> Result<Option<i64>, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client.prepare_cached(&LAST_DEAD).await?;
+    Ok(client.query_one(&stmt, &[&queue]).await?.try_get(0)?)
+}
+
+pub(crate) async fn schedule(inner: &Inner, id: Uuid) -> Result<Option<Schedule>, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached("SELECT body FROM schedules WHERE id = $1")
+        .await?;
+    let rows = client.query(&stmt, &[&id]).await?;
+    rows.first()
+        .map(|r| Ok(serde_json::from_str(r.try_get(0)?)?))
+        .transpose()
+}
+
+pub(crate) async fn schedules(inner: &Inner) -> Result<Vec<Schedule>, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached("SELECT body FROM schedules ORDER BY name")
+        .await?;
+    client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| Ok(serde_json::from_str(r.try_get(0)?)?))
+        .collect()
+}

@@ -1,0 +1,219 @@
+//! The PostgreSQL schema and its versioned migrations, embedded in the binary.
+//!
+//! Every node applies them at start (and `kairos migrate` does on demand) under a
+//! transaction-level advisory lock, so nodes starting together migrate once; a schema
+//! newer than this binary knows is refused rather than guessed at.
+//!
+//! Design notes (docs/architecture.md has the why):
+//! - `seq bigint` identity is the internal key and the listing order; the public UUIDv7
+//!   has its own unique index.
+//! - Partial indexes keep the hot paths small: `jobs_lease` holds only available jobs in
+//!   lease order (a job leaves it when leased), `jobs_due` only waiting jobs, `jobs_expiry`
+//!   only running ones. Finished jobs are in none of them.
+//! - Queue counts never become one hot row: every transaction appends its deltas to
+//!   `queue_count_deltas` (insert-only, no row is updated by two writers), the maintenance
+//!   pass folds them into `queue_counts`, and a read sums both, so counts are exact.
+//! - Times are `timestamptz` and are compared with `kairos_now()`: the database's clock
+//!   (`now()`), unless a test pinned `kairos.clock` for its transaction.
+
+use crate::StoreError;
+use tokio_postgres::Client;
+
+/// Migrations, applied in order; index + 1 is the schema version after it.
+pub(crate) const MIGRATIONS: &[&str] = &[r#"
+CREATE FUNCTION kairos_now() RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(current_setting('kairos.clock', true), '')::timestamptz, now())
+$$;
+
+CREATE TABLE jobs (
+    seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               uuid        NOT NULL,
+    queue            text        NOT NULL,
+    kind             text        NOT NULL,
+    payload          text        NOT NULL,
+    priority         integer     NOT NULL,
+    state            smallint    NOT NULL,
+    attempt          integer     NOT NULL,
+    max_attempts     integer     NOT NULL,
+    run_at           timestamptz NOT NULL,
+    created_at       timestamptz NOT NULL,
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    unique_key       text,
+    tags             text        NOT NULL,
+    errors           text        NOT NULL,
+    failures         integer     NOT NULL DEFAULT 0,
+    result           text,
+    timeout_ms       bigint      NOT NULL,
+    backoff          text        NOT NULL,
+    cancel_requested boolean     NOT NULL,
+    lease_token      uuid,
+    lease_worker     text,
+    lease_expires_at timestamptz,
+    lease_reported   smallint,
+    schedule_id      uuid,
+    scheduled_for    timestamptz
+);
+CREATE UNIQUE INDEX jobs_id ON jobs (id);
+CREATE INDEX jobs_lease ON jobs (queue, priority DESC, run_at, seq) WHERE state = 1;
+CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN (0, 3);
+CREATE INDEX jobs_expiry ON jobs (lease_expires_at) WHERE state = 2;
+CREATE INDEX jobs_queue ON jobs (queue, seq);
+CREATE INDEX jobs_dead ON jobs (queue, seq) WHERE state = 5;
+CREATE UNIQUE INDEX jobs_unique ON jobs (queue, unique_key)
+    WHERE unique_key IS NOT NULL AND state IN (0, 1, 2, 3);
+-- One run per (schedule, fire time): no restart, retry or second node can fire a slot twice.
+CREATE UNIQUE INDEX jobs_schedule_run ON jobs (schedule_id, scheduled_for)
+    WHERE schedule_id IS NOT NULL;
+CREATE INDEX jobs_schedule_open ON jobs (schedule_id)
+    WHERE schedule_id IS NOT NULL AND state IN (0, 1, 2, 3);
+
+CREATE TABLE queues (
+    name       text PRIMARY KEY,
+    paused     boolean     NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL
+);
+
+CREATE TABLE queue_counts (
+    queue text     NOT NULL,
+    state smallint NOT NULL,
+    n     bigint   NOT NULL,
+    PRIMARY KEY (queue, state)
+);
+CREATE TABLE queue_count_deltas (
+    queue text     NOT NULL,
+    state smallint NOT NULL,
+    n     bigint   NOT NULL
+);
+CREATE INDEX queue_count_deltas_queue ON queue_count_deltas (queue);
+
+CREATE TABLE idempotency_keys (
+    key         text PRIMARY KEY,
+    fingerprint bigint      NOT NULL,
+    created_at  timestamptz NOT NULL,
+    answer      text        NOT NULL
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+
+CREATE TABLE schedules (
+    seq      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id       uuid NOT NULL UNIQUE,
+    name     text NOT NULL UNIQUE,
+    -- next_run_at while active, else NULL: what the timer looks at.
+    next_due timestamptz,
+    body     text NOT NULL
+);
+CREATE INDEX schedules_due ON schedules (next_due) WHERE next_due IS NOT NULL;
+"#];
+
+/// The advisory lock key under which migrations run ("kairos" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6b61_6972_6f73;
+
+/// The version this binary's schema has.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// The schema version in `schema` (0: none yet).
+pub(crate) async fn version(client: &Client, schema: &str) -> Result<i64, StoreError> {
+    let exists = client
+        .query_one(
+            "SELECT to_regclass(quote_ident($1) || '.schema_migrations') IS NOT NULL",
+            &[&schema],
+        )
+        .await?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT coalesce(max(version), 0) FROM {}.schema_migrations",
+                ident(schema)
+            ),
+            &[],
+        )
+        .await?;
+    Ok(row.get::<_, i32>(0) as i64)
+}
+
+/// Brings `schema` up to date, creating it if needed. Returns the versions applied.
+/// Refuses a schema newer than this binary knows.
+pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<Vec<i64>, StoreError> {
+    let tx = client.transaction().await?;
+    // Held until commit: nodes starting at once take turns, and the second finds it done.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let schema_id = ident(schema);
+    tx.batch_execute(&format!(
+        "SET LOCAL client_min_messages TO warning;
+         CREATE SCHEMA IF NOT EXISTS {schema_id};
+         CREATE TABLE IF NOT EXISTS {schema_id}.schema_migrations (
+             version    integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );
+         SET LOCAL search_path TO {schema_id};"
+    ))
+    .await?;
+    let current: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    let current = current as i64;
+    if current > latest() {
+        return Err(StoreError::Backend(format!(
+            "the database schema {schema:?} is at version {current}, newer than this binary knows ({}): run a newer kairos",
+            latest()
+        )));
+    }
+    let mut applied = Vec::new();
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(version as i32)],
+        )
+        .await?;
+        applied.push(version);
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// `name` quoted as an SQL identifier.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+    use crate::states::render;
+
+    /// The partial indexes spell state codes out (DDL is history); they must be the
+    /// core's sets, or the planner would not match them to the statements that use them.
+    #[test]
+    fn partial_indexes_use_the_core_state_sets() {
+        let ddl = MIGRATIONS.concat();
+        for (index, clause) in [
+            ("jobs_lease", "WHERE state = {available}"),
+            ("jobs_due", "WHERE state IN {waiting}"),
+            ("jobs_expiry", "WHERE state = {running}"),
+            ("jobs_dead", "WHERE state = {dead}"),
+            ("jobs_unique", "state IN {unfinished}"),
+            ("jobs_schedule_open", "state IN {unfinished}"),
+        ] {
+            let at = ddl.find(&format!("INDEX {index} ")).expect(index);
+            let end = ddl[at..].find(';').unwrap() + at;
+            assert!(
+                ddl[at..end].contains(&render(clause)),
+                "{index}: {}",
+                &ddl[at..end]
+            );
+        }
+    }
+}

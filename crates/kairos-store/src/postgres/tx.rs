@@ -1,0 +1,277 @@
+//! One store operation's transaction: a pooled connection, the database clock read at
+//! its start, the jobs it changed, and what to announce once it commits.
+//!
+//! Round trips are what a PostgreSQL queue pays for, so a transaction opens with its
+//! first query in the same round trip (`BEGIN`, the clock and the first `SELECT` are
+//! pipelined), and closes with every changed job written by one `unnest` statement, the
+//! count deltas and `COMMIT`, again in one round trip.
+
+use super::Inner;
+use super::rows::{SavedRows, StoredJob};
+use crate::StoreError;
+use deadpool_postgres::Object;
+use kairos_core::{Job, JobState, Timestamp};
+use std::collections::{BTreeMap, HashMap};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+/// A query's SQL and parameters.
+pub(crate) type Query<'a> = (&'a str, &'a [&'a (dyn ToSql + Sync)]);
+
+/// Post-commit consequences: count deltas and wake-ups.
+#[derive(Default)]
+pub(crate) struct Effects {
+    pub counts: HashMap<(String, JobState), i64>,
+    pub available: HashMap<String, u64>,
+    pub due: Option<Timestamp>,
+    pub resumed: Vec<String>,
+}
+
+/// An open transaction.
+pub(crate) struct Tx {
+    /// `None` once committed or rolled back.
+    client: Option<Object>,
+    /// The database's clock at the transaction's start (`kairos_now()`): every time this
+    /// transaction writes or compares is judged by it.
+    pub now: Timestamp,
+    changed: BTreeMap<i64, StoredJob>,
+    pub effects: Effects,
+}
+
+impl Tx {
+    /// Opens a transaction and runs `first` in the same round trip.
+    pub(crate) async fn begin(
+        inner: &Inner,
+        first: Option<Query<'_>>,
+    ) -> Result<(Tx, Vec<Row>), StoreError> {
+        let client = inner.connection().await?;
+        let begin = client.prepare_cached("BEGIN").await?;
+        let now_stmt = client.prepare_cached("SELECT kairos_now()").await?;
+        let first_stmt = match first {
+            Some((sql, _)) => Some(client.prepare_cached(sql).await?),
+            None => None,
+        };
+        let pinned = inner.pinned_clock();
+        let pin = match &pinned {
+            Some(_) => Some(
+                client
+                    .prepare_cached("SELECT set_config('kairos.clock', $1, true)")
+                    .await?,
+            ),
+            None => None,
+        };
+        let (now_row, rows) = {
+            let c: &tokio_postgres::Client = &client;
+            let begin_f = c.execute(&begin, &[]);
+            let pin_f = async {
+                match (&pin, &pinned) {
+                    (Some(stmt), Some(at)) => c.execute(stmt, &[at]).await.map(|_| ()),
+                    _ => Ok(()),
+                }
+            };
+            let now_f = c.query_one(&now_stmt, &[]);
+            let first_f = async {
+                match (&first_stmt, first) {
+                    (Some(stmt), Some((_, params))) => c.query(stmt, params).await,
+                    _ => Ok(Vec::new()),
+                }
+            };
+            let (_, _, now_row, rows) = tokio::try_join!(begin_f, pin_f, now_f, first_f)?;
+            (now_row, rows)
+        };
+        let now: Timestamp = now_row.try_get(0)?;
+        inner.observe_clock(now);
+        Ok((
+            Tx {
+                client: Some(client),
+                now,
+                changed: BTreeMap::new(),
+                effects: Effects::default(),
+            },
+            rows,
+        ))
+    }
+
+    fn client(&self) -> &Object {
+        self.client.as_ref().expect("the transaction is open")
+    }
+
+    /// Runs a query inside the transaction.
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let c = self.client();
+        let stmt = c.prepare_cached(sql).await?;
+        Ok(c.query(&stmt, params).await?)
+    }
+
+    /// Runs a statement inside the transaction; answers the rows it touched.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let c = self.client();
+        let stmt = c.prepare_cached(sql).await?;
+        Ok(c.execute(&stmt, params).await?)
+    }
+
+    /// The latest version of a job this transaction changed, else `stored` as read.
+    pub(crate) fn current(&self, stored: StoredJob) -> StoredJob {
+        match self.changed.get(&stored.seq) {
+            Some(changed) => changed.clone(),
+            None => stored,
+        }
+    }
+
+    /// A job changed by a transition: written back at commit (once, however many times
+    /// it changed), its count and wake-ups accounted then.
+    pub(crate) fn save(&mut self, stored: StoredJob) {
+        match self.changed.get_mut(&stored.seq) {
+            Some(prev) => prev.job = stored.job,
+            None => {
+                self.changed.insert(stored.seq, stored);
+            }
+        }
+    }
+
+    /// Writes every changed job now (a later statement of this transaction must see them).
+    pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
+        let rows = self.take_changed()?;
+        if !rows.is_empty() {
+            self.execute(super::rows::SAVE_JOBS, &rows.params()).await?;
+        }
+        Ok(())
+    }
+
+    fn take_changed(&mut self) -> Result<SavedRows, StoreError> {
+        let mut rows = SavedRows::default();
+        for (seq, stored) in std::mem::take(&mut self.changed) {
+            rows.push(seq, &stored.job)?;
+            self.account(
+                &stored.job.queue.clone(),
+                Some(stored.stored_state),
+                Some(&stored.job),
+            );
+        }
+        Ok(rows)
+    }
+
+    /// Count deltas, wake-ups and due times that follow from a job changing.
+    pub(crate) fn account(&mut self, queue: &str, from: Option<JobState>, to: Option<&Job>) {
+        let to_state = to.map(|j| j.state);
+        if let Some(j) = to {
+            self.note_due(j);
+        }
+        if from == to_state {
+            return;
+        }
+        let e = &mut self.effects;
+        if let Some(f) = from {
+            *e.counts.entry((queue.to_string(), f)).or_default() -= 1;
+        }
+        if let Some(j) = to {
+            *e.counts.entry((queue.to_string(), j.state)).or_default() += 1;
+            if j.state == JobState::Available {
+                *e.available.entry(queue.to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Something is due at `at`: the timer wakes for it after commit.
+    pub(crate) fn due_at(&mut self, at: Timestamp) {
+        self.effects.due = Some(self.effects.due.map_or(at, |d| d.min(at)));
+    }
+
+    fn note_due(&mut self, j: &Job) {
+        let at = match j.state {
+            s if s.is_waiting() => j.run_at,
+            JobState::Running => match &j.lease {
+                Some(l) => l.expires_at,
+                None => return,
+            },
+            _ => return,
+        };
+        self.due_at(at);
+    }
+
+    /// Writes the changed jobs and the count deltas, and commits, in one round trip.
+    /// Answers what to announce.
+    pub(crate) async fn commit(mut self) -> Result<Effects, StoreError> {
+        let rows = self.take_changed()?;
+        let mut queues = Vec::new();
+        let mut states = Vec::new();
+        let mut deltas = Vec::new();
+        for ((queue, state), n) in &self.effects.counts {
+            if *n != 0 {
+                queues.push(queue.clone());
+                states.push(state.code() as i16);
+                deltas.push(*n);
+            }
+        }
+        let client = self.client.take().expect("the transaction is open");
+        let save = client.prepare_cached(super::rows::SAVE_JOBS).await?;
+        let count = client
+            .prepare_cached(
+                "INSERT INTO queue_count_deltas (queue, state, n) \
+                 SELECT * FROM unnest($1::text[], $2::smallint[], $3::bigint[])",
+            )
+            .await?;
+        let commit = client.prepare_cached("COMMIT").await?;
+        let result = {
+            let c: &tokio_postgres::Client = &client;
+            let save_f = async {
+                if rows.is_empty() {
+                    Ok(0)
+                } else {
+                    c.execute(&save, &rows.params()).await
+                }
+            };
+            let count_f = async {
+                if queues.is_empty() {
+                    Ok(0)
+                } else {
+                    c.execute(&count, &[&queues, &states, &deltas]).await
+                }
+            };
+            tokio::try_join!(save_f, count_f, c.execute(&commit, &[]))
+        };
+        match result {
+            Ok(_) => Ok(std::mem::take(&mut self.effects)),
+            Err(e) => {
+                // A failed statement turned COMMIT into a rollback; the connection is
+                // clean unless the failure was the connection itself.
+                if client.is_closed() {
+                    drop(Object::take(client));
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Rolls back (the operation failed).
+    pub(crate) async fn rollback(mut self) {
+        if let Some(client) = self.client.take() {
+            let ok = match client.prepare_cached("ROLLBACK").await {
+                Ok(stmt) => client.execute(&stmt, &[]).await.is_ok(),
+                Err(_) => false,
+            };
+            if !ok {
+                // Never hand a connection with an open transaction back to the pool.
+                drop(Object::take(client));
+            }
+        }
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        // Dropped while open (a panic): the connection may hold an open transaction, so
+        // it is closed instead of going back to the pool.
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
+}
