@@ -59,7 +59,11 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let url = self.url.clone();
-        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+        // Bounded: a session the test left holding a lock must not hang the suite.
+        let sql = format!(
+            "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        );
         // Drop runs outside any runtime's reach: a thread of its own, with its own.
         let done = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -57,6 +57,7 @@ macro_rules! conformance_suite {
             retry_dead_crosses_chunk_boundaries,
             concurrent_leasers_never_share_a_job,
             concurrent_reports_of_one_lease_agree,
+            concurrent_enqueues_of_one_unique_key_make_one_job,
             a_failing_batch_stores_nothing,
             maintenance_crosses_chunk_boundaries,
             enqueue_wakes_waiters,
@@ -911,6 +912,44 @@ pub async fn concurrent_leasers_never_share_a_job(env: Env) {
     let unique: std::collections::HashSet<_> = all.iter().collect();
     assert_eq!(all.len(), n, "every job leased once");
     assert_eq!(unique.len(), n, "no job leased twice");
+}
+
+/// Many enqueues with the same unique key at once (each on its own connection, where the
+/// backend has connections): one job is created, and every answer names it.
+pub async fn concurrent_enqueues_of_one_unique_key_make_one_job(env: Env) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = env.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = spec(&format!("k{i}"));
+            s.unique_key = Some("one".into());
+            // Some in batches with a job of their own, so a batch's other jobs still land.
+            let mut batch = vec![s];
+            if i % 2 == 0 {
+                batch.push(spec("free"));
+            }
+            store.enqueue(batch, None).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let out = t.await.unwrap();
+        let (job, was_created) = &out.jobs[0];
+        created += *was_created as usize;
+        ids.insert(job.id);
+        if out.jobs.len() == 2 {
+            assert!(out.jobs[1].1, "the batch's job without a key is created");
+        }
+    }
+    assert_eq!(created, 1, "exactly one job was created for the key");
+    assert_eq!(ids.len(), 1, "every answer names the one job");
+    let q = env.store.queue("default").await.unwrap().unwrap();
+    assert_eq!(
+        q.counts.available,
+        1 + 8,
+        "one keyed job and the eight free ones"
+    );
 }
 
 /// Concurrent acks and heartbeats of one lease: exactly one outcome is applied, and

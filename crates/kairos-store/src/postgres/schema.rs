@@ -164,6 +164,9 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<Vec<i64
         .get(0);
     let current = current as i64;
     if current > latest() {
+        // Rolled back now, not when the connection is next polled: the advisory lock
+        // must not outlive the refusal.
+        tx.rollback().await?;
         return Err(StoreError::Backend(format!(
             "the database schema {schema:?} is at version {current}, newer than this binary knows ({}): run a newer kairos",
             latest()

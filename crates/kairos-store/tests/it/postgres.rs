@@ -30,3 +30,92 @@ async fn make_env() -> Option<Env> {
 }
 
 kairos_store::conformance_suite!(make_env);
+
+/// Nodes starting at once on a new database: each migrates or finds it done, none fails.
+#[tokio::test]
+async fn nodes_starting_together_migrate_once() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let mut starting = Vec::new();
+    for _ in 0..6 {
+        let (url, opts) = (db.url.clone(), options(&db, None));
+        starting.push(tokio::spawn(async move {
+            PostgresStore::connect(&url, opts).await
+        }));
+    }
+    for s in starting {
+        s.await.unwrap().expect("every node starts");
+    }
+    let (applied, version) = PostgresStore::migrate(&db.url, options(&db, None))
+        .await
+        .unwrap();
+    assert!(applied.is_empty(), "nothing left to apply");
+    assert_eq!(version, kairos_store::postgres::schema::latest());
+}
+
+/// A schema migrated by a newer binary is refused, not guessed at.
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    PostgresStore::migrate(&db.url, options(&db, None))
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            &format!(
+                "INSERT INTO \"{}\".schema_migrations (version) VALUES (999)",
+                db.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let refused = PostgresStore::connect(&db.url, options(&db, None)).await;
+    match refused {
+        Err(kairos_store::StoreError::Backend(m)) => {
+            assert!(m.contains("version 999") && m.contains("newer"), "{m}")
+        }
+        Err(e) => panic!("refused for the wrong reason: {e}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+}
+
+/// The database's clock judges time, not this machine's: a database whose clock reads
+/// 2031 (pinned for the session through the URL, as `kairos_now()` allows) makes jobs
+/// created in 2031.
+#[tokio::test]
+async fn time_is_the_database_clock() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{sep}options=-c%20kairos.clock%3D2031-01-01T00%3A00%3A00Z",
+        db.url
+    );
+    let store = PostgresStore::connect(&url, options(&db, None))
+        .await
+        .unwrap();
+    let spec = kairos_core::api::EnqueueRequest {
+        kind: "k".into(),
+        ..Default::default()
+    }
+    .validate("", &kairos_core::Limits::default())
+    .unwrap();
+    let out = kairos_store::Store::enqueue(&store, vec![spec], None)
+        .await
+        .unwrap();
+    let expected: jiff::Timestamp = "2031-01-01T00:00:00Z".parse().unwrap();
+    assert_eq!(out.jobs[0].0.created_at, expected);
+    assert!(
+        kairos_store::Store::now(&store) > expected,
+        "now() is this machine's estimate of the database clock (from the last reading)"
+    );
+}
