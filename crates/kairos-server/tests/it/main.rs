@@ -1,5 +1,9 @@
 //! HTTP integration tests: each starts the real server (real SQLite file in a temp dir)
-//! on an ephemeral port and drives the v1 contract over HTTP.
+//! on an ephemeral port and drives the v1 contract over HTTP. The `it_postgres` target
+//! runs the same contract modules on a PostgreSQL-backed server.
+
+/// The store this target's servers run on.
+const BACKEND: support::Backend = support::Backend::Sqlite;
 
 mod connections;
 mod engine;
@@ -7,5 +11,6 @@ mod errors;
 mod jobs;
 mod queues;
 mod schedules;
+mod sqlite;
 mod support;
 mod workers;

