@@ -37,7 +37,11 @@ impl TestDatabase {
                 drop(client);
             }
             Err(e) if !services_required() => {
-                eprintln!(
+                // Straight to the process's stderr: the test harness captures `eprintln!`,
+                // and a skip must be seen.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
                     "SKIPPED: no PostgreSQL at {url} ({e}); start one, or set \
                      KAIROS_TEST_DATABASE_URL (KAIROS_REQUIRE_SERVICES=1 makes this a failure)"
                 );

@@ -187,6 +187,18 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<Vec<i64
     Ok(applied)
 }
 
+/// Drops `schema` and everything in it (the bench's own schema, once it is done).
+pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(conn);
+    let result = client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(schema)))
+        .await;
+    drop(client);
+    let _ = conn.await;
+    Ok(result?)
+}
+
 /// `name` quoted as an SQL identifier.
 pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

@@ -79,7 +79,7 @@ pub struct BenchArgs {
     /// Benchmark an already running server instead of starting one.
     #[arg(long)]
     pub server: Option<String>,
-    /// Start the server on PostgreSQL at this URL (not available yet).
+    /// Start the server on PostgreSQL at this URL, in a schema of its own (dropped after).
     #[arg(long)]
     pub database_url: Option<String>,
     /// Parent directory for the started server's data (default: a temp dir).
@@ -102,9 +102,6 @@ fn lease_loops(args: &BenchArgs) -> (usize, usize) {
 
 /// Runs the chosen workloads and prints their results.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.database_url.is_some() {
-        bail!("the PostgreSQL store is not available yet; run without --database-url");
-    }
     if args.concurrency == 0 || args.lease_batch == 0 || args.ack_batch == 0 || args.batch == 0 {
         bail!("--concurrency, --lease-batch, --ack-batch and --batch must be at least 1");
     }

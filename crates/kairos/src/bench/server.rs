@@ -13,6 +13,8 @@ pub struct Target {
     pub base: String,
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
+    /// The started server's PostgreSQL database and schema, dropped when it stops.
+    database: Option<(String, String)>,
 }
 
 impl Target {
@@ -23,6 +25,7 @@ impl Target {
                 base: url.trim_end_matches('/').to_string(),
                 child: None,
                 _dir: None,
+                database: None,
             });
         }
         let dir = match &args.data_dir {
@@ -33,9 +36,18 @@ impl Target {
             None => tempfile::tempdir()?,
         };
         let exe = std::env::current_exe().context("finding the kairos binary")?;
-        let mut child = Command::new(exe)
+        let database = args.database_url.as_ref().map(|url| {
+            let schema = format!("kairos_bench_{}", std::process::id());
+            (url.clone(), schema)
+        });
+        let mut command = Command::new(exe);
+        command
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(dir.path());
+        if let Some((url, schema)) = &database {
+            command.args(["--database-url", url, "--database-schema", schema]);
+        }
+        let mut child = command
             .env("KAIROS_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -56,12 +68,15 @@ impl Target {
             base: format!("http://{addr}"),
             child: Some(child),
             _dir: Some(dir),
+            database,
         })
     }
 
     /// What the numbers were measured on.
     pub fn store_label(&self) -> (&'static str, &'static str) {
-        if self.child.is_some() {
+        if self.database.is_some() {
+            ("postgres", "postgres")
+        } else if self.child.is_some() {
             ("embedded", "embedded-fsync")
         } else {
             ("external", "unknown")
@@ -81,6 +96,11 @@ impl Target {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+        if let Some((url, schema)) = self.database.take() {
+            kairos_store::postgres::schema::drop_schema(&url, &schema)
+                .await
+                .with_context(|| format!("dropping the bench schema {schema}"))?;
         }
         Ok(())
     }
