@@ -15,6 +15,7 @@
 pub mod conformance;
 pub mod error;
 mod ids;
+mod listing;
 pub mod postgres;
 pub mod signal;
 pub mod sqlite;

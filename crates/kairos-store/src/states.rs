@@ -35,6 +35,29 @@ macro_rules! statement {
 }
 pub(crate) use statement;
 
+/// Asserts that a backend's migrations spell the partial indexes' state sets as the core
+/// has them (DDL is history, so it spells codes out), or the planner would not match them
+/// to the statements that use them.
+#[cfg(test)]
+pub(crate) fn assert_partial_indexes_use_core_sets(ddl: &str) {
+    for (index, clause) in [
+        ("jobs_lease", "WHERE state = {available}"),
+        ("jobs_due", "WHERE state IN {waiting}"),
+        ("jobs_expiry", "WHERE state = {running}"),
+        ("jobs_dead", "WHERE state = {dead}"),
+        ("jobs_unique", "state IN {unfinished}"),
+        ("jobs_schedule_open", "state IN {unfinished}"),
+    ] {
+        let at = ddl.find(&format!("INDEX {index} ")).expect(index);
+        let end = ddl[at..].find(';').unwrap() + at;
+        assert!(
+            ddl[at..end].contains(&render(clause)),
+            "{index}: {}",
+            &ddl[at..end]
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

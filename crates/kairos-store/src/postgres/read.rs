@@ -2,13 +2,12 @@
 //! queue read that a write answers with from inside its own.
 
 use super::Inner;
-use super::rows::{self, JOB_COLUMNS, StoredJob};
+use super::rows::{self, JOB_COLUMNS};
 use super::tx::Tx;
 use crate::states::statement;
 use crate::{StoreError, visible};
 use kairos_core::api::{JobFilter, JobPage};
 use kairos_core::schedule::Schedule;
-use kairos_core::validate::MAX_PAGE_BYTES;
 use kairos_core::{JobState, Queue, StateCounts, Timestamp};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -93,11 +92,7 @@ pub(crate) async fn list(inner: &Inner, f: JobFilter) -> Result<JobPage, StoreEr
         None => {}
     }
     if let Some(cursor) = f.cursor {
-        let seq: i64 = cursor
-            .strip_prefix('c')
-            .and_then(|s| s.parse().ok())
-            .filter(|n| *n > 0)
-            .ok_or(StoreError::InvalidCursor)?;
+        let seq = crate::listing::cursor_seq(&cursor)?;
         arg(&mut sql, " AND seq < ?", Box::new(seq));
     }
     arg(
@@ -109,28 +104,10 @@ pub(crate) async fn list(inner: &Inner, f: JobFilter) -> Result<JobPage, StoreEr
     let stmt = client.prepare_cached(&sql).await?;
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
     let rows = client.query(&stmt, &params).await?;
-    // A page stops early once its payloads and results pass MAX_PAGE_BYTES.
-    let mut stored: Vec<StoredJob> = Vec::new();
-    let mut bytes = 0;
-    let mut more = false;
-    for row in &rows {
-        if stored.len() == f.limit as usize || (bytes >= MAX_PAGE_BYTES && !stored.is_empty()) {
-            more = true;
-            break;
-        }
-        let s = rows::job_from_row(row)?;
-        bytes += s.job.payload.get().len() + s.job.result.as_ref().map_or(0, |r| r.get().len());
-        stored.push(s);
-    }
-    let next_cursor = if more {
-        stored.last().map(|s| format!("c{}", s.seq))
-    } else {
-        None
-    };
-    Ok(JobPage {
-        jobs: stored.into_iter().map(|s| visible(s.job, now)).collect(),
-        next_cursor,
-    })
+    let rows = rows
+        .iter()
+        .map(|r| rows::job_from_row(r).map(|s| (s.seq, s.job)));
+    crate::listing::page(rows, f.limit as usize, now)
 }
 
 fn queues_from(rows: &[tokio_postgres::Row]) -> Result<Vec<Queue>, StoreError> {

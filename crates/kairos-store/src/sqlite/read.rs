@@ -6,7 +6,6 @@ use crate::states::statement;
 use crate::{StoreError, visible};
 use kairos_core::api::{JobFilter, JobPage};
 use kairos_core::schedule::Schedule;
-use kairos_core::validate::MAX_PAGE_BYTES;
 use kairos_core::{Job, JobState, Queue, StateCounts, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
@@ -55,11 +54,7 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
         None => {}
     }
     if let Some(cursor) = f.cursor {
-        let seq: i64 = cursor
-            .strip_prefix('c')
-            .and_then(|s| s.parse().ok())
-            .filter(|n| *n > 0)
-            .ok_or(StoreError::InvalidCursor)?;
+        let seq = crate::listing::cursor_seq(&cursor)?;
         arg(&mut sql, " AND seq < ?", Value::Integer(seq));
     }
     arg(
@@ -68,30 +63,10 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
         Value::Integer(f.limit as i64 + 1),
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query_map(rusqlite::params_from_iter(args), rows::job_from_row)?;
-    // A page stops early once its payloads and results pass MAX_PAGE_BYTES: 500 jobs of
-    // 1 MiB each must not become one 500 MiB answer.
-    let mut stored = Vec::new();
-    let mut bytes = 0;
-    let mut more = false;
-    for row in rows.by_ref() {
-        let row = row?;
-        if stored.len() == f.limit as usize || (bytes >= MAX_PAGE_BYTES && !stored.is_empty()) {
-            more = true;
-            break;
-        }
-        bytes += row.job.payload.get().len() + row.job.result.as_ref().map_or(0, |r| r.get().len());
-        stored.push(row);
-    }
-    let next_cursor = if more {
-        stored.last().map(|s| format!("c{}", s.seq))
-    } else {
-        None
-    };
-    Ok(JobPage {
-        jobs: stored.into_iter().map(|s| visible(s.job, now)).collect(),
-        next_cursor,
-    })
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), rows::job_from_row)?
+        .map(|r| r.map(|s| (s.seq, s.job)).map_err(StoreError::from));
+    crate::listing::page(rows, f.limit as usize, now)
 }
 
 fn counts(conn: &Connection, name: &str) -> Result<StateCounts, StoreError> {
