@@ -192,7 +192,10 @@ pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let conn = tokio::spawn(conn);
     let result = client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(schema)))
+        .batch_execute(&format!(
+            "SET client_min_messages TO warning; DROP SCHEMA IF EXISTS {} CASCADE",
+            ident(schema)
+        ))
         .await;
     drop(client);
     let _ = conn.await;
