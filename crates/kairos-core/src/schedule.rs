@@ -547,10 +547,16 @@ impl Schedule {
         manual: bool,
         unfinished: impl FnOnce() -> Result<bool, E>,
     ) -> Result<bool, E> {
-        if manual || self.overlap == Overlap::Allow {
+        if !self.overlap_applies(manual) {
             return Ok(true);
         }
         Ok(!unfinished()?)
+    }
+
+    /// Whether the overlap rule looks at unfinished runs for this run (a backend that
+    /// must fetch that answer ahead of [`Schedule::admits_run`] asks only then).
+    pub fn overlap_applies(&self, manual: bool) -> bool {
+        !manual && self.overlap != Overlap::Allow
     }
 
     /// Records that a run was made for `slot`.

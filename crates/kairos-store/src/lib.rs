@@ -11,6 +11,23 @@
 //! Backends do not decide what a job may do: they load it, ask the state machine in
 //! `kairos_core::machine`, and persist the answer.
 
+/// The `jobs` column list of a job read, with `$payload` in the payload's place: the
+/// same columns in every backend's schema, read by each backend's `rows::job_from_row` in
+/// this order. (Defined before the modules, so every one of them can use it.)
+macro_rules! job_columns {
+    ($payload:literal) => {
+        concat!(
+            "seq, id, queue, kind, ",
+            $payload,
+            ", priority, state, attempt, max_attempts, run_at, created_at, started_at, \
+             finished_at, unique_key, tags, errors, result, timeout_ms, backoff, \
+             cancel_requested, lease_token, lease_worker, lease_expires_at, lease_reported, \
+             schedule_id, scheduled_for, failures"
+        )
+    };
+}
+
+mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
@@ -20,6 +37,7 @@ pub mod postgres;
 pub mod signal;
 pub mod sqlite;
 mod states;
+mod stored;
 
 pub use error::{ItemError, StoreError};
 pub use postgres::PostgresStore;
@@ -38,6 +56,34 @@ use uuid::Uuid;
 pub(crate) const MAINTENANCE_CHUNK: i64 = 5_000;
 /// Dead jobs moved back per commit by `retry_dead`.
 pub(crate) const RETRY_DEAD_CHUNK: i64 = 1_000;
+/// One chunk of a queue's redrive: how many came back, and where the next chunk starts
+/// (`None`: done).
+pub(crate) struct RetriedChunk {
+    pub retried: u64,
+    pub next: Option<i64>,
+}
+
+/// Redrives a queue's dead jobs up to `last` (the newest dead job's `seq` when the call
+/// began, so a queue that keeps failing cannot keep it going), one commit per chunk:
+/// a million dead jobs never make one giant transaction, and each chunk is durable on
+/// its own. `chunk(after)` moves the next chunk after `seq` `after`. Answers the total.
+pub(crate) async fn redrive<F, Fut>(last: Option<i64>, mut chunk: F) -> Result<u64, StoreError>
+where
+    F: FnMut(i64, i64) -> Fut,
+    Fut: std::future::Future<Output = Result<RetriedChunk, StoreError>>,
+{
+    let Some(last) = last else { return Ok(0) };
+    let (mut total, mut after) = (0, 0);
+    loop {
+        let done = chunk(after, last).await?;
+        total += done.retried;
+        match done.next {
+            Some(next) => after = next,
+            None => return Ok(total),
+        }
+    }
+}
+
 /// Schedules fired per tick. The rest stay due, so the timer ticks again at once; runs
 /// of the first chunk are committed (and leasable) while later ones are still being made.
 pub(crate) const FIRE_CHUNK: i64 = 100;

@@ -24,6 +24,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Clock, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -72,6 +73,8 @@ pub(crate) struct Inner {
     ids: Mutex<IdGen>,
     /// When this node opened the store: schedule slots since then are not misfires.
     up_since: Timestamp,
+    /// Queues whose row this node has seen committed.
+    known_queues: Mutex<HashSet<String>>,
     closed: AtomicBool,
 }
 
@@ -100,6 +103,7 @@ impl PostgresStore {
             signals: Arc::new(Signals::default()),
             ids: Mutex::new(IdGen::default()),
             up_since: now,
+            known_queues: Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
         });
         // Whatever was due or leased before this start is looked at by the first tick.
@@ -190,9 +194,9 @@ impl Inner {
         get(&self.pool).await
     }
 
-    /// The pinned test clock, as the text `kairos.clock` takes.
-    pub(crate) fn pinned_clock(&self) -> Option<String> {
-        self.clock.as_ref().map(|c| c.now().to_string())
+    /// The pinned test clock.
+    pub(crate) fn pinned_clock(&self) -> Option<Timestamp> {
+        self.clock.as_ref().map(|c| c.now())
     }
 
     /// Takes note of a database clock reading.
@@ -212,6 +216,14 @@ impl Inner {
         }
     }
 
+    /// Whether this node has seen `queue`'s row committed.
+    pub(crate) fn knows_queue(&self, queue: &str) -> bool {
+        self.known_queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(queue)
+    }
+
     /// A fresh job id.
     pub(crate) fn next_id(&self, now: Timestamp) -> Uuid {
         self.ids
@@ -222,15 +234,16 @@ impl Inner {
 
     /// Post-commit announcements.
     pub(crate) fn announce(&self, e: Effects) {
+        if !e.new_queues.is_empty() {
+            self.known_queues
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(e.new_queues);
+        }
         for queue in &e.resumed {
             self.signals.queue_changed(queue);
         }
-        if let Some(d) = e.due {
-            self.signals.due_at(d);
-        }
-        for (queue, n) in e.available {
-            self.signals.jobs_available(&queue, n);
-        }
+        e.changes.announce(&self.signals);
     }
 }
 
@@ -307,24 +320,15 @@ impl Store for PostgresStore {
     }
 
     async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError> {
-        // One commit per chunk, only jobs dead when the call began (see the SQLite backend).
         let q = queue.to_string();
         let last = self
             .run(move |i| Box::pin(read::last_dead_seq(i, q.clone())))
             .await?;
-        let Some(last) = last else { return Ok(0) };
-        let (mut total, mut after) = (0, 0);
-        loop {
+        crate::redrive(last, |after, last| {
             let q = queue.to_string();
-            let chunk = self
-                .run(move |i| Box::pin(ops::retry_dead(i, q.clone(), after, last)))
-                .await?;
-            total += chunk.retried;
-            match chunk.next {
-                Some(next) => after = next,
-                None => return Ok(total),
-            }
-        }
+            self.run(move |i| Box::pin(ops::retry_dead(i, q.clone(), after, last)))
+        })
+        .await
     }
 
     async fn tick(&self) -> Result<Tick, StoreError> {
@@ -374,8 +378,7 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|i| Box::pin(async move { read::now(i).await.map(|_| ()) }))
-            .await
+        self.run(|i| Box::pin(read::ping(i))).await
     }
 
     fn signals(&self) -> Arc<Signals> {

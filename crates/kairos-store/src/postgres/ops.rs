@@ -15,7 +15,7 @@ use crate::ids::lease_token;
 use crate::states::statement;
 use crate::{
     Enqueued, Extended, FIRE_CHUNK, IDEMPOTENCY_WINDOW, IdempotencyKey, ItemError,
-    MAINTENANCE_CHUNK, RETRY_DEAD_CHUNK, StoreError, StoredAnswer, Tick, visible,
+    MAINTENANCE_CHUNK, RETRY_DEAD_CHUNK, RetriedChunk, StoreError, StoredAnswer, Tick, visible,
 };
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
@@ -29,7 +29,7 @@ statement!(
         "SELECT j.* FROM (SELECT q FROM unnest($1::text[]) AS q \
          WHERE NOT EXISTS (SELECT 1 FROM queues WHERE name = q AND paused)) AS open \
          CROSS JOIN LATERAL (SELECT ",
-        rows::job_columns!("payload"),
+        job_columns!("payload"),
         " FROM jobs WHERE state = {available} AND queue = open.q \
          ORDER BY priority DESC, run_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS j"
     )
@@ -37,7 +37,7 @@ statement!(
 statement!(
     DUE_IN_QUEUES = concat!(
         "SELECT ",
-        rows::job_columns!("'null'"),
+        job_columns!("'null'"),
         " FROM jobs WHERE state IN {waiting} AND run_at <= kairos_now() AND queue = ANY($1) \
          ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED"
     )
@@ -45,7 +45,7 @@ statement!(
 statement!(
     DUE_WAITING = concat!(
         "SELECT ",
-        rows::job_columns!("'null'"),
+        job_columns!("'null'"),
         " FROM jobs WHERE state IN {waiting} AND run_at <= kairos_now() \
          ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED"
     )
@@ -53,7 +53,7 @@ statement!(
 statement!(
     LAPSED_LEASES = concat!(
         "SELECT ",
-        rows::job_columns!("'null'"),
+        job_columns!("'null'"),
         " FROM jobs WHERE state = {running} AND lease_expires_at <= kairos_now() \
          ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED"
     )
@@ -61,7 +61,7 @@ statement!(
 statement!(
     UNIQUE_HOLDERS = concat!(
         "SELECT ",
-        rows::job_columns!("payload"),
+        job_columns!("payload"),
         " FROM jobs WHERE (queue, unique_key) IN \
          (SELECT * FROM unnest($1::text[], $2::text[])) AND state IN {unfinished}"
     )
@@ -73,7 +73,7 @@ statement!(
 statement!(
     DEAD_CHUNK = concat!(
         "SELECT ",
-        rows::job_columns!("'null'"),
+        job_columns!("'null'"),
         " FROM jobs WHERE queue = $1 AND state = {dead} AND seq > $2 AND seq <= $3 \
          ORDER BY seq LIMIT $4 FOR UPDATE"
     )
@@ -90,12 +90,12 @@ statement!(
 
 const BY_ID_FOR_UPDATE: &str = concat!(
     "SELECT ",
-    rows::job_columns!("payload"),
+    job_columns!("payload"),
     " FROM jobs WHERE id = $1 FOR UPDATE"
 );
 const BY_IDS_FOR_UPDATE: &str = concat!(
     "SELECT ",
-    rows::job_columns!("'null'"),
+    job_columns!("'null'"),
     " FROM jobs WHERE id = ANY($1) ORDER BY seq FOR UPDATE"
 );
 
@@ -125,25 +125,37 @@ macro_rules! in_tx {
 
 /// Inserts `jobs`; a job whose unique key (or schedule slot) is held is not inserted.
 /// Answers the `seq` of each inserted job by id.
-async fn insert(tx: &mut Tx, jobs: &[Job]) -> Result<HashMap<Uuid, i64>, StoreError> {
+async fn insert(
+    inner: &Inner,
+    tx: &mut Tx,
+    jobs: &[Job],
+) -> Result<HashMap<Uuid, i64>, StoreError> {
     let mut rows = NewRows::default();
-    let mut queues: Vec<String> = Vec::new();
+    // Queues no commit of this node has seen yet get their row (queues are never
+    // deleted, so one seen stays known).
+    let mut unknown: Vec<String> = Vec::new();
     for j in jobs {
         rows.push(j)?;
-        if !queues.contains(&j.queue) {
-            queues.push(j.queue.clone());
+        if !unknown.contains(&j.queue)
+            && !tx.effects.new_queues.contains(&j.queue)
+            && !inner.knows_queue(&j.queue)
+        {
+            unknown.push(j.queue.clone());
         }
     }
     if rows.is_empty() {
         return Ok(HashMap::new());
     }
-    let now = tx.now;
-    tx.execute(
-        "INSERT INTO queues (name, created_at) SELECT unnest($1::text[]), $2 \
-         ON CONFLICT (name) DO NOTHING",
-        &[&queues, &now],
-    )
-    .await?;
+    if !unknown.is_empty() {
+        let now = tx.now;
+        tx.execute(
+            "INSERT INTO queues (name, created_at) SELECT unnest($1::text[]), $2 \
+             ON CONFLICT (name) DO NOTHING",
+            &[&unknown, &now],
+        )
+        .await?;
+        tx.effects.new_queues.extend(unknown);
+    }
     let inserted: HashMap<Uuid, i64> = tx
         .query(rows::INSERT_JOBS, &rows.params())
         .await?
@@ -198,7 +210,7 @@ pub(crate) async fn enqueue(
             .into_iter()
             .map(|spec| Job::new(spec, inner.next_id(now), now))
             .collect();
-        let inserted = insert(&mut tx, &made).await?;
+        let inserted = insert(inner, &mut tx, &made).await?;
         // Jobs not inserted lost to an unfinished job holding their unique key (one of
         // this batch, or one committed by anyone): that job is the answer.
         let (lost_queues, lost_keys): (Vec<String>, Vec<String>) = made
@@ -453,6 +465,7 @@ pub(crate) async fn set_paused(
         if !paused {
             tx.effects.resumed.push(name.clone());
         }
+        tx.effects.new_queues.push(name.clone());
         let mut queue = read::queues_in(&tx, Some(&name))
             .await?
             .pop()
@@ -464,13 +477,6 @@ pub(crate) async fn set_paused(
         queue.paused = paused;
         Ok(queue)
     })
-}
-
-/// One chunk of a queue's redrive: how many came back, and where the next chunk starts
-/// (`None`: done).
-pub(crate) struct RetriedChunk {
-    pub retried: u64,
-    pub next: Option<i64>,
 }
 
 pub(crate) async fn retry_dead(
@@ -643,13 +649,14 @@ async fn make_run(
     scheduled_for: Timestamp,
     manual: bool,
 ) -> Result<Option<Job>, StoreError> {
-    let unfinished = !tx.query(&UNFINISHED_RUN, &[&s.id]).await?.is_empty();
+    let unfinished =
+        s.overlap_applies(manual) && !tx.query(&UNFINISHED_RUN, &[&s.id]).await?.is_empty();
     if !s.admits_run(manual, || Ok::<_, StoreError>(unfinished))? {
         return Ok(None);
     }
     let job = Job::new(s.run(scheduled_for), inner.next_id(tx.now), tx.now);
     // The slot's unique index answers "already made" (by anyone, ever) by not inserting.
-    let inserted = insert(tx, std::slice::from_ref(&job)).await?;
+    let inserted = insert(inner, tx, std::slice::from_ref(&job)).await?;
     Ok(inserted.contains_key(&job.id).then_some(job))
 }
 

@@ -6,6 +6,7 @@ use super::rows::{self, JOB_COLUMNS};
 use super::tx::Tx;
 use crate::states::statement;
 use crate::{StoreError, visible};
+use deadpool_postgres::Object;
 use kairos_core::api::{JobFilter, JobPage};
 use kairos_core::schedule::Schedule;
 use kairos_core::{JobState, Queue, StateCounts, Timestamp};
@@ -23,18 +24,21 @@ const QUEUES: &str = "SELECT q.name, q.paused, c.state, c.n FROM queues q \
        GROUP BY queue, state) AS c ON c.queue = q.name \
      WHERE $1::text IS NULL OR q.name = $1 ORDER BY q.name";
 
-/// The database's clock now.
-pub(crate) async fn now(inner: &Inner) -> Result<Timestamp, StoreError> {
+/// The database's clock now (the pinned one in tests), read on `client`.
+pub(crate) async fn now(inner: &Inner, client: &Object) -> Result<Timestamp, StoreError> {
     if let Some(pinned) = inner.pinned_clock() {
-        return pinned
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("the pinned clock: {e}")));
+        return Ok(pinned);
     }
-    let client = inner.connection().await?;
     let stmt = client.prepare_cached("SELECT now()").await?;
     let now: Timestamp = client.query_one(&stmt, &[]).await?.try_get(0)?;
     inner.observe_clock(now);
     Ok(now)
+}
+
+/// Whether the database answers.
+pub(crate) async fn ping(inner: &Inner) -> Result<(), StoreError> {
+    let client = inner.connection().await?;
+    now(inner, &client).await.map(|_| ())
 }
 
 /// The earliest due time `sql` finds.
@@ -45,19 +49,23 @@ pub(crate) async fn next_due(inner: &Inner, sql: &str) -> Result<Option<Timestam
 }
 
 pub(crate) async fn job(inner: &Inner, id: Uuid) -> Result<Option<kairos_core::Job>, StoreError> {
-    let now = now(inner).await?;
     let client = inner.connection().await?;
     let stmt = client
         .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
         .await?;
-    let rows = client.query(&stmt, &[&id]).await?;
+    // The clock and the row in one round trip.
+    let (now, rows) = tokio::try_join!(now(inner, &client), async {
+        Ok(client.query(&stmt, &[&id]).await?)
+    })?;
     rows.first()
         .map(|r| rows::job_from_row(r).map(|s| visible(s.job, now)))
         .transpose()
 }
 
 pub(crate) async fn list(inner: &Inner, f: JobFilter) -> Result<JobPage, StoreError> {
-    let now = now(inner).await?;
+    let client = inner.connection().await?;
+    // Read first: the filter on available jobs compares run_at with it.
+    let now = now(inner, &client).await?;
     let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE true");
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
@@ -100,7 +108,6 @@ pub(crate) async fn list(inner: &Inner, f: JobFilter) -> Result<JobPage, StoreEr
         " ORDER BY seq DESC LIMIT ?",
         Box::new(f.limit as i64 + 1),
     );
-    let client = inner.connection().await?;
     let stmt = client.prepare_cached(&sql).await?;
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
     let rows = client.query(&stmt, &params).await?;

@@ -2,26 +2,11 @@
 //! and the two statements that write whole batches of jobs in one round trip each
 //! (`unnest` of one array per column).
 
-use crate::StoreError;
-use kairos_core::{Backoff, Duration, Job, JobState, Lease, RawValue, Reported, Timestamp};
+use crate::{StoreError, stored};
+use kairos_core::{Duration, Job, JobState, Lease, RawValue, Reported, Timestamp};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
-
-/// The column list of a job read, with `$payload` in the payload's place.
-macro_rules! job_columns {
-    ($payload:literal) => {
-        concat!(
-            "seq, id, queue, kind, ",
-            $payload,
-            ", priority, state, attempt, max_attempts, run_at, created_at, started_at, \
-             finished_at, unique_key, tags, errors, result, timeout_ms, backoff, \
-             cancel_requested, lease_token, lease_worker, lease_expires_at, lease_reported, \
-             schedule_id, scheduled_for, failures"
-        )
-    };
-}
-pub(crate) use job_columns;
 
 /// Every column, in the order [`job_from_row`] expects. Transitions that neither need nor
 /// answer the payload (ack, heartbeat, expiry, promotion) read `job_columns!("'null'")`
@@ -44,45 +29,6 @@ fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
 
 fn raw(text: String, what: &str) -> Result<Box<RawValue>, StoreError> {
     RawValue::from_string(text).map_err(|e| bad(what, e))
-}
-
-fn json_list<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<Vec<T>, StoreError> {
-    if text == "[]" {
-        Ok(Vec::new())
-    } else {
-        serde_json::from_str(text).map_err(|e| bad(what, e))
-    }
-}
-
-fn backoff_from(text: &str) -> Result<Backoff, StoreError> {
-    if text == default_backoff_json() {
-        Ok(Backoff::default())
-    } else {
-        serde_json::from_str(text).map_err(|e| bad("backoff", e))
-    }
-}
-
-fn default_backoff_json() -> &'static str {
-    static DEFAULT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        serde_json::to_string(&Backoff::default()).expect("a backoff renders")
-    });
-    &DEFAULT
-}
-
-fn backoff_json(b: &Backoff) -> Result<String, StoreError> {
-    if *b == Backoff::default() {
-        Ok(default_backoff_json().to_string())
-    } else {
-        Ok(serde_json::to_string(b)?)
-    }
-}
-
-fn list_json<T: serde::Serialize>(items: &[T]) -> Result<String, StoreError> {
-    if items.is_empty() {
-        Ok("[]".to_string())
-    } else {
-        Ok(serde_json::to_string(items)?)
-    }
 }
 
 /// Reads a row selected with [`JOB_COLUMNS`] (or [`JOB_COLUMNS_NO_PAYLOAD`]).
@@ -122,14 +68,14 @@ pub(crate) fn job_from_row(r: &Row) -> Result<StoredJob, StoreError> {
         started_at: r.try_get(11)?,
         finished_at: r.try_get(12)?,
         unique_key: r.try_get(13)?,
-        tags: json_list(r.try_get(14)?, "tags")?,
-        errors: json_list(r.try_get(15)?, "errors")?,
+        tags: stored::list(r.try_get(14)?).map_err(|e| bad("tags", e))?,
+        errors: stored::list(r.try_get(15)?).map_err(|e| bad("errors", e))?,
         result: r
             .try_get::<_, Option<String>>(16)?
             .map(|t| raw(t, "result"))
             .transpose()?,
         timeout: Duration::from_millis(timeout_ms.max(0) as u64),
-        backoff: backoff_from(r.try_get(18)?)?,
+        backoff: stored::backoff(r.try_get(18)?).map_err(|e| bad("backoff", e))?,
         cancel_requested: r.try_get(19)?,
         schedule_id: r.try_get(24)?,
         scheduled_for: r.try_get(25)?,
@@ -191,10 +137,10 @@ impl NewRows {
         self.run_at.push(j.run_at);
         self.created_at.push(j.created_at);
         self.unique_key.push(j.unique_key.clone());
-        self.tags.push(list_json(&j.tags)?);
+        self.tags.push(stored::list_text(&j.tags)?);
         self.timeout_ms
             .push(j.timeout.as_millis().min(i64::MAX as u64) as i64);
-        self.backoff.push(backoff_json(&j.backoff)?);
+        self.backoff.push(stored::backoff_text(&j.backoff)?);
         self.schedule_id.push(j.schedule_id);
         self.scheduled_for.push(j.scheduled_for);
         Ok(())
@@ -267,7 +213,7 @@ impl SavedRows {
         self.run_at.push(j.run_at);
         self.started_at.push(j.started_at);
         self.finished_at.push(j.finished_at);
-        self.errors.push(list_json(&j.errors)?);
+        self.errors.push(stored::list_text(&j.errors)?);
         self.result
             .push(j.result.as_ref().map(|r| r.get().to_string()));
         self.cancel_requested.push(j.cancel_requested);

@@ -9,22 +9,23 @@
 use super::Inner;
 use super::rows::{SavedRows, StoredJob};
 use crate::StoreError;
+use crate::changes::Changes;
 use deadpool_postgres::Object;
 use kairos_core::{Job, JobState, Timestamp};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 /// A query's SQL and parameters.
 pub(crate) type Query<'a> = (&'a str, &'a [&'a (dyn ToSql + Sync)]);
 
-/// Post-commit consequences: count deltas and wake-ups.
+/// Post-commit consequences: the job changes' counts and wake-ups, resumed queues, and
+/// queues this transaction created.
 #[derive(Default)]
 pub(crate) struct Effects {
-    pub counts: HashMap<(String, JobState), i64>,
-    pub available: HashMap<String, u64>,
-    pub due: Option<Timestamp>,
+    pub changes: Changes,
     pub resumed: Vec<String>,
+    pub new_queues: Vec<String>,
 }
 
 /// An open transaction.
@@ -51,7 +52,8 @@ impl Tx {
             Some((sql, _)) => Some(client.prepare_cached(sql).await?),
             None => None,
         };
-        let pinned = inner.pinned_clock();
+        // As the text `kairos.clock` takes.
+        let pinned = inner.pinned_clock().map(|t| t.to_string());
         let pin = match &pinned {
             Some(_) => Some(
                 client
@@ -161,56 +163,19 @@ impl Tx {
 
     /// Count deltas, wake-ups and due times that follow from a job changing.
     pub(crate) fn account(&mut self, queue: &str, from: Option<JobState>, to: Option<&Job>) {
-        let to_state = to.map(|j| j.state);
-        if let Some(j) = to {
-            self.note_due(j);
-        }
-        if from == to_state {
-            return;
-        }
-        let e = &mut self.effects;
-        if let Some(f) = from {
-            *e.counts.entry((queue.to_string(), f)).or_default() -= 1;
-        }
-        if let Some(j) = to {
-            *e.counts.entry((queue.to_string(), j.state)).or_default() += 1;
-            if j.state == JobState::Available {
-                *e.available.entry(queue.to_string()).or_default() += 1;
-            }
-        }
+        self.effects.changes.account(queue, from, to);
     }
 
     /// Something is due at `at`: the timer wakes for it after commit.
     pub(crate) fn due_at(&mut self, at: Timestamp) {
-        self.effects.due = Some(self.effects.due.map_or(at, |d| d.min(at)));
-    }
-
-    fn note_due(&mut self, j: &Job) {
-        let at = match j.state {
-            s if s.is_waiting() => j.run_at,
-            JobState::Running => match &j.lease {
-                Some(l) => l.expires_at,
-                None => return,
-            },
-            _ => return,
-        };
-        self.due_at(at);
+        self.effects.changes.due_at(at);
     }
 
     /// Writes the changed jobs and the count deltas, and commits, in one round trip.
     /// Answers what to announce.
     pub(crate) async fn commit(mut self) -> Result<Effects, StoreError> {
         let rows = self.take_changed()?;
-        let mut queues = Vec::new();
-        let mut states = Vec::new();
-        let mut deltas = Vec::new();
-        for ((queue, state), n) in &self.effects.counts {
-            if *n != 0 {
-                queues.push(queue.clone());
-                states.push(state.code() as i16);
-                deltas.push(*n);
-            }
-        }
+        let (queues, states, deltas) = self.effects.changes.count_columns();
         let client = self.client.take().expect("the transaction is open");
         let save = client.prepare_cached(super::rows::SAVE_JOBS).await?;
         let count = client
@@ -241,11 +206,9 @@ impl Tx {
         match result {
             Ok(_) => Ok(std::mem::take(&mut self.effects)),
             Err(e) => {
-                // A failed statement turned COMMIT into a rollback; the connection is
-                // clean unless the failure was the connection itself.
-                if client.is_closed() {
-                    drop(Object::take(client));
-                }
+                // Whether COMMIT was sent, and became a rollback, cannot be told from
+                // here for every failure: the connection is closed rather than trusted.
+                drop(Object::take(client));
                 Err(e.into())
             }
         }

@@ -352,27 +352,15 @@ impl Store for SqliteStore {
     }
 
     async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError> {
-        // One commit per chunk: a million dead jobs never make one giant transaction, and
-        // each chunk is durable on its own. Only jobs dead when the call began are looked
-        // at (up to the highest `seq` then), so a queue that keeps failing cannot keep the
-        // call going.
         let q = queue.to_string();
         let last: Option<i64> = self.read(move |c, _| read::last_dead_seq(c, &q)).await?;
-        let Some(last) = last else { return Ok(0) };
-        let (mut total, mut after) = (0, 0);
-        loop {
+        crate::redrive(last, |after, last| {
             let q = queue.to_string();
-            let chunk = self
-                .write_as(Atomicity::AllOrNothing, move |b| {
-                    ops::retry_dead(b, &q, after, last, RETRY_DEAD_CHUNK)
-                })
-                .await?;
-            total += chunk.retried;
-            match chunk.next {
-                Some(next) => after = next,
-                None => return Ok(total),
-            }
-        }
+            self.write_as(Atomicity::AllOrNothing, move |b| {
+                ops::retry_dead(b, &q, after, last, RETRY_DEAD_CHUNK)
+            })
+        })
+        .await
     }
 
     async fn tick(&self) -> Result<Tick, StoreError> {

@@ -7,7 +7,9 @@ use super::rows::{self, Read, StoredJob};
 use super::writer::Batch;
 use crate::ids::lease_token;
 use crate::states::statement;
-use crate::{Enqueued, Extended, IdempotencyKey, ItemError, StoreError, Tick, visible};
+use crate::{
+    Enqueued, Extended, IdempotencyKey, ItemError, RetriedChunk, StoreError, Tick, visible,
+};
 use crate::{FIRE_CHUNK, IDEMPOTENCY_WINDOW, MAINTENANCE_CHUNK, StoredAnswer};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
@@ -249,13 +251,6 @@ pub(crate) fn set_paused(b: &mut Batch<'_>, name: &str, paused: bool) -> Result<
     });
     queue.paused = paused;
     Ok(queue)
-}
-
-/// One chunk of a queue's redrive: how many came back, and where the next chunk starts
-/// (`None`: done).
-pub(crate) struct RetriedChunk {
-    pub retried: u64,
-    pub next: Option<i64>,
 }
 
 /// Moves up to `chunk` dead jobs of `queue` with `after < seq <= last` back to available.

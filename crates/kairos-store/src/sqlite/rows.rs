@@ -1,23 +1,9 @@
 //! Mapping between `jobs` rows and [`Job`]: the only place that knows the column layout.
 
-use crate::StoreError;
-use kairos_core::{Backoff, Duration, Job, JobState, Lease, RawValue, Reported, Timestamp};
+use crate::{StoreError, stored};
+use kairos_core::{Duration, Job, JobState, Lease, RawValue, Reported, Timestamp};
 use rusqlite::{OptionalExtension, Row, params};
 use uuid::Uuid;
-
-/// The column list of a job read, with `$payload` in the payload's place.
-macro_rules! job_columns {
-    ($payload:literal) => {
-        concat!(
-            "seq, id, queue, kind, ",
-            $payload,
-            ", priority, state, attempt, max_attempts, run_at, created_at, started_at, \
-             finished_at, unique_key, tags, errors, result, timeout_ms, backoff, \
-             cancel_requested, lease_token, lease_worker, lease_expires_at, lease_reported, \
-             schedule_id, scheduled_for, failures"
-        )
-    };
-}
 
 /// What a job read brings back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,33 +85,9 @@ fn uuid(bytes: Vec<u8>, col: usize) -> rusqlite::Result<Uuid> {
     Uuid::from_slice(&bytes).map_err(|e| bad(col, e))
 }
 
-fn json<T: serde::de::DeserializeOwned>(text: &str, col: usize) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| bad(col, e))
-}
-
-/// A stored JSON list; the common empty one without a parser.
-fn json_list<T: serde::de::DeserializeOwned>(text: &str, col: usize) -> rusqlite::Result<Vec<T>> {
-    if text == "[]" {
-        Ok(Vec::new())
-    } else {
-        json(text, col)
-    }
-}
-
-/// A stored backoff policy; the default one (most jobs) without a parser.
-fn backoff_from(text: &str) -> rusqlite::Result<Backoff> {
-    if text == default_backoff_json() {
-        Ok(Backoff::default())
-    } else {
-        json(text, 18)
-    }
-}
-
-fn default_backoff_json() -> &'static str {
-    static DEFAULT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        serde_json::to_string(&Backoff::default()).expect("a backoff renders")
-    });
-    &DEFAULT
+/// A text column, borrowed from the row.
+fn text<'r>(r: &'r Row<'_>, col: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(col)?.as_str().map_err(|e| bad(col, e))
 }
 
 fn raw(text: String, col: usize) -> rusqlite::Result<Box<RawValue>> {
@@ -168,14 +130,14 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
         started_at: r.get::<_, Option<i64>>(11)?.map(ts).transpose()?,
         finished_at: r.get::<_, Option<i64>>(12)?.map(ts).transpose()?,
         unique_key: r.get(13)?,
-        tags: json_list(r.get_ref(14)?.as_str().map_err(|e| bad(14, e))?, 14)?,
-        errors: json_list(r.get_ref(15)?.as_str().map_err(|e| bad(15, e))?, 15)?,
+        tags: stored::list(text(r, 14)?).map_err(|e| bad(14, e))?,
+        errors: stored::list(text(r, 15)?).map_err(|e| bad(15, e))?,
         result: r
             .get::<_, Option<String>>(16)?
             .map(|t| raw(t, 16))
             .transpose()?,
         timeout: Duration::from_millis(r.get::<_, i64>(17)? as u64),
-        backoff: backoff_from(r.get_ref(18)?.as_str().map_err(|e| bad(18, e))?)?,
+        backoff: stored::backoff(text(r, 18)?).map_err(|e| bad(18, e))?,
         cancel_requested: r.get(19)?,
         schedule_id: r
             .get::<_, Option<Vec<u8>>>(24)?
@@ -190,15 +152,6 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
         stored_state: state,
         job,
     })
-}
-
-/// The stored form of a backoff policy; most jobs use the default, rendered once.
-fn backoff_json(b: &Backoff) -> Result<String, StoreError> {
-    if *b == Backoff::default() {
-        Ok(default_backoff_json().to_string())
-    } else {
-        Ok(serde_json::to_string(b)?)
-    }
 }
 
 /// Inserts a new job; returns its `seq`.
@@ -222,13 +175,9 @@ pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, Stor
         us(j.run_at),
         us(j.created_at),
         j.unique_key,
-        if j.tags.is_empty() {
-            "[]".to_string()
-        } else {
-            serde_json::to_string(&j.tags)?
-        },
+        stored::list_text(&j.tags)?,
         j.timeout.as_millis() as i64,
-        backoff_json(&j.backoff)?,
+        stored::backoff_text(&j.backoff)?,
         j.schedule_id.map(|id| id.as_bytes().to_vec()),
         j.scheduled_for.map(us),
     ])?;
@@ -244,11 +193,7 @@ pub(crate) fn save_job(tx: &rusqlite::Connection, seq: i64, j: &Job) -> Result<(
          failures = ?14 WHERE seq = ?1",
     )?;
     let lease = j.lease.as_ref();
-    let errors = if j.errors.is_empty() {
-        "[]".to_string()
-    } else {
-        serde_json::to_string(&j.errors)?
-    };
+    let errors = stored::list_text(&j.errors)?;
     stmt.execute(params![
         seq,
         j.state.code(),

@@ -10,6 +10,7 @@
 
 use super::files;
 use super::rows::{self, Read, StoredJob};
+use crate::changes::Changes;
 use crate::ids::IdGen;
 use crate::states::statement;
 use crate::{MAINTENANCE_CHUNK, Signals, StoreError};
@@ -144,9 +145,7 @@ pub(crate) enum Msg {
 /// Post-commit consequences of the operations in a batch.
 #[derive(Default)]
 struct Effects {
-    counts: HashMap<(String, JobState), i64>,
-    available: HashMap<String, u64>,
-    due: Option<Timestamp>,
+    changes: Changes,
     paused: HashMap<String, bool>,
     new_queues: HashSet<String>,
     next_due_exact: Option<Option<Timestamp>>,
@@ -154,15 +153,7 @@ struct Effects {
 
 impl Effects {
     fn merge(&mut self, other: Effects) {
-        for (k, v) in other.counts {
-            *self.counts.entry(k).or_default() += v;
-        }
-        for (k, v) in other.available {
-            *self.available.entry(k).or_default() += v;
-        }
-        if let Some(d) = other.due {
-            self.due = Some(self.due.map_or(d, |x| x.min(d)));
-        }
+        self.changes.merge(other.changes);
         self.paused.extend(other.paused);
         self.new_queues.extend(other.new_queues);
         if other.next_due_exact.is_some() {
@@ -239,44 +230,12 @@ impl Batch<'_> {
 
     /// Count deltas, wake-ups and due times that follow from a job changing.
     fn account(&mut self, queue: &str, from: Option<JobState>, to: Option<&Job>) {
-        let to_state = to.map(|j| j.state);
-        if from == to_state {
-            if let Some(j) = to {
-                self.note_due(j);
-            }
-            return;
-        }
-        if let Some(f) = from {
-            *self.op.counts.entry((queue.to_string(), f)).or_default() -= 1;
-        }
-        if let Some(j) = to {
-            *self
-                .op
-                .counts
-                .entry((queue.to_string(), j.state))
-                .or_default() += 1;
-            if j.state == JobState::Available {
-                *self.op.available.entry(queue.to_string()).or_default() += 1;
-            }
-            self.note_due(j);
-        }
+        self.op.changes.account(queue, from, to);
     }
 
     /// Something (a schedule) is due at `at`: the timer wakes for it after commit.
     pub fn due_at(&mut self, at: Timestamp) {
-        self.op.due = Some(self.op.due.map_or(at, |d| d.min(at)));
-    }
-
-    fn note_due(&mut self, j: &Job) {
-        let at = match j.state {
-            s if s.is_waiting() => j.run_at,
-            JobState::Running => match &j.lease {
-                Some(l) => l.expires_at,
-                None => return,
-            },
-            _ => return,
-        };
-        self.op.due = Some(self.op.due.map_or(at, |d| d.min(at)));
+        self.op.changes.due_at(at);
     }
 
     /// Makes sure a queue row exists.
@@ -504,10 +463,9 @@ impl Writer {
                 "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
             )?;
-            for ((queue, state), delta) in &effects.counts {
-                if *delta != 0 {
-                    upsert.execute(params![queue, state.code(), delta])?;
-                }
+            let (queues, states, deltas) = effects.changes.count_columns();
+            for ((queue, state), delta) in queues.iter().zip(states).zip(deltas) {
+                upsert.execute(params![queue, state, delta])?;
             }
             for (queue, paused) in &effects.paused {
                 self.conn
@@ -570,11 +528,6 @@ impl Writer {
         if let Some(exact) = e.next_due_exact {
             self.signals.set_next_due(exact);
         }
-        if let Some(d) = e.due {
-            self.signals.due_at(d);
-        }
-        for (queue, n) in e.available {
-            self.signals.jobs_available(&queue, n);
-        }
+        e.changes.announce(&self.signals);
     }
 }

@@ -1,0 +1,95 @@
+//! What follows from jobs changing, the same in every backend: the per-(queue, state)
+//! count deltas a commit writes, how many jobs became available per queue (to wake
+//! waiting leases), and the earliest time something became due (to wake the timer).
+//! Backends record each job change here and announce it only after their commit.
+
+use crate::Signals;
+use kairos_core::{Job, JobState, Timestamp};
+use std::collections::HashMap;
+
+/// The consequences of a set of job changes.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// Count deltas per (queue, state).
+    pub counts: HashMap<(String, JobState), i64>,
+    /// Jobs that became available, per queue.
+    pub available: HashMap<String, u64>,
+    /// The earliest run_at or lease expiry among the changed jobs.
+    pub due: Option<Timestamp>,
+}
+
+impl Changes {
+    /// A job of `queue` went from `from` (`None`: new) to `to` (`None`: deleted).
+    pub(crate) fn account(&mut self, queue: &str, from: Option<JobState>, to: Option<&Job>) {
+        if let Some(j) = to {
+            self.note_due(j);
+        }
+        let to_state = to.map(|j| j.state);
+        if from == to_state {
+            return;
+        }
+        if let Some(f) = from {
+            *self.counts.entry((queue.to_string(), f)).or_default() -= 1;
+        }
+        if let Some(j) = to {
+            *self.counts.entry((queue.to_string(), j.state)).or_default() += 1;
+            if j.state == JobState::Available {
+                *self.available.entry(queue.to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Something (a schedule, a job) is due at `at`.
+    pub(crate) fn due_at(&mut self, at: Timestamp) {
+        self.due = Some(self.due.map_or(at, |d| d.min(at)));
+    }
+
+    /// A waiting job is due at its run_at, a running one at its lease's expiry.
+    fn note_due(&mut self, j: &Job) {
+        let at = match j.state {
+            s if s.is_waiting() => j.run_at,
+            JobState::Running => match &j.lease {
+                Some(l) => l.expires_at,
+                None => return,
+            },
+            _ => return,
+        };
+        self.due_at(at);
+    }
+
+    /// Adds `other`'s changes to these.
+    pub(crate) fn merge(&mut self, other: Changes) {
+        for (k, v) in other.counts {
+            *self.counts.entry(k).or_default() += v;
+        }
+        for (k, v) in other.available {
+            *self.available.entry(k).or_default() += v;
+        }
+        if let Some(d) = other.due {
+            self.due_at(d);
+        }
+    }
+
+    /// The non-zero count deltas, as three columns (queue, state code, delta).
+    pub(crate) fn count_columns(&self) -> (Vec<String>, Vec<i16>, Vec<i64>) {
+        let mut columns = (Vec::new(), Vec::new(), Vec::new());
+        for ((queue, state), n) in &self.counts {
+            if *n != 0 {
+                columns.0.push(queue.clone());
+                columns.1.push(state.code() as i16);
+                columns.2.push(*n);
+            }
+        }
+        columns
+    }
+
+    /// Post-commit: wakes the timer and the leases waiting on the queues.
+    pub(crate) fn announce(self, signals: &Signals) {
+        if let Some(d) = self.due {
+            signals.due_at(d);
+        }
+        for (queue, n) in self.available {
+            signals.jobs_available(&queue, n);
+        }
+    }
+}
