@@ -87,6 +87,15 @@ impl Signals {
         }
     }
 
+    /// Every waiter of every queue should look again (what other nodes did may have been
+    /// missed, e.g. while the connection that hears of it was down).
+    pub fn wake_all(&self) {
+        let map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        for w in map.values() {
+            w.notify.notify_waiters();
+        }
+    }
+
     /// Something is due at `at` (or later); wakes the timer if that is earlier than it knew.
     pub fn due_at(&self, at: Timestamp) {
         let us = at.as_microsecond();

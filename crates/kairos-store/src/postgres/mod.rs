@@ -11,6 +11,7 @@
 //! at its start and judges run_at, lease expiry and fire times by it, so nodes whose
 //! clocks disagree still agree on what is due. Tests pin the clock per transaction.
 
+mod listen;
 mod ops;
 mod read;
 mod rows;
@@ -75,6 +76,11 @@ pub(crate) struct Inner {
     up_since: Timestamp,
     /// Queues whose row this node has seen committed.
     known_queues: Mutex<HashSet<String>>,
+    /// This node, as its notifications name it.
+    pub(crate) node: Uuid,
+    /// The schema's notification channel.
+    pub(crate) channel: String,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
@@ -89,7 +95,7 @@ type OpFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host/db`) and brings the schema up to date.
     pub async fn connect(url: &str, options: Options) -> Result<PostgresStore, StoreError> {
-        let pool = pool(url, &options)?;
+        let (pool, config) = pool(url, &options)?;
         let mut client = Object::take(get(&pool).await?);
         schema::migrate(&mut client, &options.schema).await?;
         let db_now: Timestamp = client.query_one("SELECT now()", &[]).await?.try_get(0)?;
@@ -104,8 +110,18 @@ impl PostgresStore {
             ids: Mutex::new(IdGen::default()),
             up_since: now,
             known_queues: Mutex::new(HashSet::new()),
+            node: Uuid::now_v7(),
+            channel: listen::channel(&options.schema),
+            listener: Mutex::new(None),
             closed: AtomicBool::new(false),
         });
+        let listener = tokio::spawn(listen::run(
+            config,
+            inner.channel.clone(),
+            inner.node,
+            inner.signals.clone(),
+        ));
+        *inner.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
         // Whatever was due or leased before this start is looked at by the first tick.
         inner.signals.due_at(now);
         Ok(PostgresStore { inner })
@@ -114,7 +130,7 @@ impl PostgresStore {
     /// Applies the migrations this binary knows to `url` (`kairos migrate`); answers the
     /// versions applied (empty: it was up to date) and the version it is at now.
     pub async fn migrate(url: &str, options: Options) -> Result<(Vec<i64>, i64), StoreError> {
-        let pool = pool(url, &options)?;
+        let (pool, _) = pool(url, &options)?;
         let mut client = Object::take(get(&pool).await?);
         let applied = schema::migrate(&mut client, &options.schema).await?;
         let version = schema::version(&client, &options.schema).await?;
@@ -153,7 +169,8 @@ impl PostgresStore {
     }
 }
 
-fn pool(url: &str, options: &Options) -> Result<Pool, StoreError> {
+/// The pool, and the connection settings it uses (for the listener's own connection).
+fn pool(url: &str, options: &Options) -> Result<(Pool, tokio_postgres::Config), StoreError> {
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Backend(format!("the database URL does not parse: {e}")))?;
@@ -168,7 +185,7 @@ fn pool(url: &str, options: &Options) -> Result<Pool, StoreError> {
     }
     config.connect_timeout(options.connect_timeout);
     let manager = Manager::from_config(
-        config,
+        config.clone(),
         tokio_postgres::NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -180,6 +197,7 @@ fn pool(url: &str, options: &Options) -> Result<Pool, StoreError> {
         .wait_timeout(Some(options.connect_timeout))
         .create_timeout(Some(options.connect_timeout))
         .build()
+        .map(|pool| (pool, config))
         .map_err(|e| StoreError::Backend(format!("the connection pool: {e}")))
 }
 
@@ -395,6 +413,15 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
+        let listener = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(l) = listener {
+            l.abort();
+        }
         self.inner.pool.close();
     }
 }

@@ -111,7 +111,7 @@ macro_rules! in_tx {
         let result: Result<_, StoreError> = async { $body }.await;
         match result {
             Ok(value) => {
-                let effects = $tx.commit().await?;
+                let effects = $tx.commit($inner).await?;
                 $inner.announce(effects);
                 Ok(value)
             }

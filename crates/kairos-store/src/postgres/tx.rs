@@ -173,7 +173,7 @@ impl Tx {
 
     /// Writes the changed jobs and the count deltas, and commits, in one round trip.
     /// Answers what to announce.
-    pub(crate) async fn commit(mut self) -> Result<Effects, StoreError> {
+    pub(crate) async fn commit(mut self, inner: &Inner) -> Result<Effects, StoreError> {
         let rows = self.take_changed()?;
         let (queues, states, deltas) = self.effects.changes.count_columns();
         let client = self.client.take().expect("the transaction is open");
@@ -185,6 +185,12 @@ impl Tx {
             )
             .await?;
         let commit = client.prepare_cached("COMMIT").await?;
+        // Other nodes hear of this commit through the channel, once it is committed.
+        let announcement = super::listen::payload(inner.node, &self.effects);
+        let notify = match announcement {
+            Some(_) => Some(client.prepare_cached("SELECT pg_notify($1, $2)").await?),
+            None => None,
+        };
         let result = {
             let c: &tokio_postgres::Client = &client;
             let save_f = async {
@@ -201,7 +207,13 @@ impl Tx {
                     c.execute(&count, &[&queues, &states, &deltas]).await
                 }
             };
-            tokio::try_join!(save_f, count_f, c.execute(&commit, &[]))
+            let notify_f = async {
+                match (&notify, &announcement) {
+                    (Some(stmt), Some(text)) => c.execute(stmt, &[&inner.channel, text]).await,
+                    _ => Ok(0),
+                }
+            };
+            tokio::try_join!(save_f, count_f, notify_f, c.execute(&commit, &[]))
         };
         match result {
             Ok(_) => Ok(std::mem::take(&mut self.effects)),

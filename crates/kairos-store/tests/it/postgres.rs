@@ -119,3 +119,78 @@ async fn time_is_the_database_clock() {
         "now() is this machine's estimate of the database clock (from the last reading)"
     );
 }
+
+fn job_in(queue: &str, delay: Option<kairos_core::Duration>) -> kairos_core::NewJob {
+    kairos_core::api::EnqueueRequest {
+        queue: Some(queue.into()),
+        kind: "k".into(),
+        delay,
+        ..Default::default()
+    }
+    .validate("", &kairos_core::Limits::default())
+    .unwrap()
+}
+
+/// Two nodes on one database: a job enqueued through one wakes a lease waiting on the
+/// other (LISTEN/NOTIFY), and a delayed job made through one moves the other's timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_on_one_node_wakes_the_other() {
+    use kairos_store::Store;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let a = PostgresStore::connect(&db.url, options(&db, None))
+        .await
+        .unwrap();
+    let b = PostgresStore::connect(&db.url, options(&db, None))
+        .await
+        .unwrap();
+    // Wait until b listens: its listener wakes everything once it does, so a watch
+    // registered before sees that wake-up (or the job's, whichever comes first).
+    let signals = b.signals();
+    let watch = signals.watch("mail");
+    for round in 0.. {
+        let woken = watch.notify().notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        a.enqueue(vec![job_in("mail", None)], None).await.unwrap();
+        if tokio::time::timeout(std::time::Duration::from_secs(1), woken)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(round < 10, "node b was never woken by node a's commits");
+    }
+    // Now that b listens, every commit of a wakes it: five in a row.
+    for _ in 0..5 {
+        let woken = watch.notify().notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        a.enqueue(vec![job_in("mail", None)], None).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), woken)
+            .await
+            .expect("a's enqueue wakes b's waiter");
+    }
+    signals.set_next_due(None);
+    let delayed = a
+        .enqueue(
+            vec![job_in("mail", Some(kairos_core::Duration::from_secs(3600)))],
+            None,
+        )
+        .await
+        .unwrap()
+        .jobs
+        .remove(0)
+        .0;
+    // The timer's notifier keeps one permit, so a wake-up can be an older one: wait
+    // on it until b's next due time is the delayed job's.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while signals.next_due() != Some(delayed.run_at) {
+        tokio::time::timeout_at(deadline, signals.due_changed().notified())
+            .await
+            .expect("a's delayed job wakes b's timer");
+    }
+    a.close().await;
+    b.close().await;
+}
