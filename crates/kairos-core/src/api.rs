@@ -619,6 +619,28 @@ pub struct QueuePatch {
     pub paused: bool,
 }
 
+/// A Kairos server process sharing the store (`GET /v1/cluster`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    /// Chosen by the process at start.
+    pub id: Uuid,
+    /// The address it advertises (`--advertise`, default its listening address).
+    pub address: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it last said it is alive, by the store's clock.
+    pub last_seen_at: Timestamp,
+    /// It runs the background duties (lease expiry, promotion, cron, pruning) now.
+    pub leader: bool,
+}
+
+/// `GET /v1/cluster`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Every node seen in the last hour, oldest first.
+    pub nodes: Vec<ClusterNode>,
+}
+
 /// `GET /v1/queues` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueueList {

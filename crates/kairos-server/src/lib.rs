@@ -32,7 +32,7 @@ use engine::Engine;
 use http::conn::ConnLimits;
 use http::serve::ServeLimits;
 use kairos_core::Limits;
-use kairos_store::Store;
+use kairos_store::{Node, Store};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -64,6 +64,9 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a shutdown waits for requests in flight before dropping them.
     pub shutdown_timeout: Duration,
+    /// The address this node advertises to the others (`GET /v1/cluster`); `None`: the
+    /// address it listens on.
+    pub advertise: Option<String>,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(30),
+            advertise: None,
         }
     }
 }
@@ -142,7 +146,16 @@ impl Server {
         let limits = Limits {
             max_payload_bytes: c.max_payload_bytes,
         };
-        let engine = Engine::start(self.store.clone(), limits);
+        let node = Node {
+            id: uuid::Uuid::now_v7(),
+            address: match (&c.advertise, listener.local_addr()) {
+                (Some(a), _) => a.clone(),
+                (None, Ok(addr)) => addr.to_string(),
+                (None, Err(_)) => "unknown".to_string(),
+            },
+            started_at: self.store.now(),
+        };
+        let engine = Engine::start(self.store.clone(), limits, node);
         let mut app = http::app(
             engine.clone(),
             http::RouteLimits {

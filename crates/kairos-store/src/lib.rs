@@ -45,7 +45,9 @@ pub use signal::{QueueWatch, Signals};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
+use kairos_core::api::{
+    AckReport, ClusterNode, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob,
+};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Job, JobState, Limits, NewJob, Queue, Timestamp};
 use std::sync::Arc;
@@ -144,6 +146,17 @@ pub struct Tick {
     pub next_due: Option<Timestamp>,
 }
 
+/// A server process using the store, as it introduces itself to [`Store::beat`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Chosen by the process at start.
+    pub id: Uuid,
+    /// Where operators reach it.
+    pub address: String,
+    /// When it started.
+    pub started_at: Timestamp,
+}
+
 /// Durable storage of jobs and queues. Every method that returns `Ok` has its change on
 /// disk. Time is the store's clock, never the caller's.
 #[async_trait]
@@ -235,6 +248,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records that `node` is alive and claims (or keeps) the lead of the background
+    /// duties ([`Store::tick`], pruning): answers whether `node` leads now. Exactly one
+    /// node leads a shared store at a time; a store only one process can open is always
+    /// led by it.
+    async fn beat(&self, node: &Node) -> Result<bool, StoreError> {
+        let _ = node;
+        Ok(true)
+    }
+
+    /// `node` stops (a clean shutdown): another node may lead at once.
+    async fn resign(&self, node: &Node) -> Result<(), StoreError> {
+        let _ = node;
+        Ok(())
+    }
+
+    /// The nodes sharing this store, oldest first; `None` for a store only one process
+    /// can open (the caller is the only node).
+    async fn nodes(&self) -> Result<Option<Vec<ClusterNode>>, StoreError> {
+        Ok(None)
+    }
 
     /// What the store announces after each commit.
     fn signals(&self) -> Arc<Signals>;

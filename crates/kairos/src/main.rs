@@ -115,6 +115,10 @@ struct ServerArgs {
     /// write-ahead log is copied aside and replayed up to the damage.
     #[arg(long, env = "KAIROS_ACCEPT_DATA_LOSS")]
     accept_data_loss: bool,
+    /// The address other nodes and operators know this node by (`GET /v1/cluster`);
+    /// default: the address it listens on.
+    #[arg(long, env = "KAIROS_ADVERTISE")]
+    advertise: Option<String>,
     #[command(flatten)]
     database: DatabaseArgs,
 }
@@ -154,6 +158,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         write_timeout: args.write_timeout.as_std(),
         max_connections,
         shutdown_timeout: args.shutdown_timeout.as_std(),
+        advertise: args.advertise.clone(),
     };
     let (store, place): (std::sync::Arc<dyn kairos_store::Store>, String) =
         match &args.database.database_url {

@@ -8,12 +8,14 @@
 mod timer;
 
 use kairos_core::api::{
-    AckRequest, BatchRequest, EnqueueRequest, HeartbeatRequest, JobFilter, JobPage, LeaseRequest,
-    LeasedJob,
+    AckRequest, BatchRequest, Cluster, ClusterNode, EnqueueRequest, HeartbeatRequest, JobFilter,
+    JobPage, LeaseRequest, LeasedJob,
 };
 use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Invalid, Job, JobState, Limits, Queue};
-use kairos_store::{Enqueued, Extended, IdempotencyKey, ItemError, QueueWatch, Store, StoreError};
+use kairos_store::{
+    Enqueued, Extended, IdempotencyKey, ItemError, Node, QueueWatch, Store, StoreError,
+};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -39,19 +41,21 @@ pub struct Engine {
 
 struct Inner {
     store: Arc<dyn Store>,
+    node: Node,
     limits: Limits,
     shutdown: watch::Sender<bool>,
     timer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Engine {
-    /// Starts the engine and its timer on `store`.
-    pub fn start(store: Arc<dyn Store>, limits: Limits) -> Engine {
+    /// Starts the engine and its timer on `store`, as `node`.
+    pub fn start(store: Arc<dyn Store>, limits: Limits, node: Node) -> Engine {
         let (shutdown, rx) = watch::channel(false);
-        let handle = tokio::spawn(timer::run(store.clone(), rx));
+        let handle = tokio::spawn(timer::run(store.clone(), node.clone(), rx));
         Engine {
             inner: Arc::new(Inner {
                 store,
+                node,
                 limits,
                 shutdown,
                 timer: tokio::sync::Mutex::new(Some(handle)),
@@ -267,6 +271,25 @@ impl Engine {
             .await
             .map_err(|e| EngineError::Store(StoreError::Backend(format!("preview task: {e}"))))?
             .map_err(EngineError::Invalid)
+    }
+
+    /// The nodes sharing the store (this one alone on a store only it can open).
+    pub async fn cluster(&self) -> Result<Cluster, EngineError> {
+        let store = &self.inner.store;
+        let nodes = match store.nodes().await? {
+            Some(nodes) => nodes,
+            None => {
+                let n = &self.inner.node;
+                vec![ClusterNode {
+                    id: n.id,
+                    address: n.address.clone(),
+                    started_at: n.started_at,
+                    last_seen_at: store.now(),
+                    leader: true,
+                }]
+            }
+        };
+        Ok(Cluster { nodes })
     }
 
     /// Whether the store answers.

@@ -4,9 +4,13 @@
 //! repeats; a store shared with other nodes is also ticked every `poll_interval`, since
 //! their changes are announced nowhere here. It also forgets idempotency keys older than
 //! 24 hours, once an hour.
+//!
+//! On a shared store only one node does all this at a time: the timer beats
+//! ([`Store::beat`]) every `poll_interval`, and runs the duties only while the store says
+//! this node leads. At shutdown it resigns, so another node takes over at once.
 
 use super::shutdown_signalled;
-use kairos_store::{Store, StoreError};
+use kairos_store::{Node, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -18,15 +22,53 @@ const KEEP_KEYS: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 /// Pause after a failed tick before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-pub(super) async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+/// Runs the duties while this node leads them, until shutdown; then hands the lead over.
+pub(super) async fn run(store: Arc<dyn Store>, node: Node, shutdown: watch::Receiver<bool>) {
+    duties(&store, &node, shutdown).await;
+    if let Err(e) = store.resign(&node).await {
+        tracing::debug!(error = %e, "could not hand over the lead; another node takes it when it expires");
+    }
+}
+
+async fn duties(store: &Arc<dyn Store>, node: &Node, mut shutdown: watch::Receiver<bool>) {
     let signals = store.signals();
     let mut next_prune = tokio::time::Instant::now();
-    // A store shared with other nodes is also looked at every `poll`, announced or not.
+    // A store shared with other nodes is also looked at every `poll`, announced or not;
+    // this node says it is alive, and claims or keeps the lead, as often.
     let poll = store.poll_interval();
     let mut last_tick = tokio::time::Instant::now();
+    let mut last_beat: Option<tokio::time::Instant> = None;
+    let mut leading = false;
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        if last_beat.is_none_or(|b| poll.is_some_and(|p| b.elapsed() >= p)) {
+            last_beat = Some(tokio::time::Instant::now());
+            let leads = match store.beat(node).await {
+                Ok(l) => l,
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not reach the store to keep the lead");
+                    false
+                }
+            };
+            if leads != leading && poll.is_some() {
+                match leads {
+                    true => tracing::info!("leading the background duties"),
+                    false => tracing::info!("another node leads the background duties"),
+                }
+            }
+            leading = leads;
+        }
+        if !leading {
+            // Only the leader runs the duties; look again at the next beat.
+            let until_beat = poll.unwrap_or(RETRY_AFTER_FAILURE);
+            tokio::select! {
+                _ = tokio::time::sleep(until_beat) => {}
+                _ = shutdown_signalled(&mut shutdown) => return,
+            }
+            continue;
         }
         let changed = signals.due_changed().notified();
         tokio::pin!(changed);
@@ -70,9 +112,11 @@ pub(super) async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<boo
             Some(at) => Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO),
             None => PRUNE_EVERY,
         };
-        let sleep_for = match poll {
-            Some(p) => sleep_for.min(p.saturating_sub(last_tick.elapsed())),
-            None => sleep_for,
+        let sleep_for = match (poll, last_beat) {
+            (Some(p), Some(b)) => sleep_for
+                .min(p.saturating_sub(last_tick.elapsed()))
+                .min(p.saturating_sub(b.elapsed())),
+            _ => sleep_for,
         };
         let until_prune = next_prune.saturating_duration_since(tokio::time::Instant::now());
         tokio::select! {

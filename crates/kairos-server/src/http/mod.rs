@@ -6,8 +6,10 @@
 //!   problem answer naming the field.
 //! - [`problem`]: the single mapping from errors to `application/problem+json`.
 //! - [`reply`]: JSON answers.
-//! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`health`]: the handlers, by resource.
+//! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`cluster`], [`health`]: the
+//!   handlers, by resource.
 
+pub mod cluster;
 pub mod conn;
 pub mod extract;
 pub mod health;
@@ -77,6 +79,7 @@ pub fn app(engine: Engine, limits: RouteLimits) -> Router {
                 .delete(schedules::delete),
         )
         .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
+        .route("/v1/cluster", get(cluster::get))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/health", get(health::ready))

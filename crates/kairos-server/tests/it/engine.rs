@@ -16,6 +16,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// This test's node.
+fn node() -> kairos_store::Node {
+    kairos_store::Node {
+        id: Uuid::now_v7(),
+        address: "test".into(),
+        started_at: Timestamp::now(),
+    }
+}
+
 /// Longer than any answer here may take; a long-poll that is not woken waits 60 s.
 const GUARD: Duration = Duration::from_secs(20);
 
@@ -148,7 +157,7 @@ async fn until_watched(signals: &Signals, queue: &str) {
 async fn shutdown_answers_waiting_leases_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let engine = Engine::start(store.clone(), Limits::default());
+    let engine = Engine::start(store.clone(), Limits::default(), node());
     let waiting = {
         let engine = engine.clone();
         tokio::spawn(async move { engine.lease(long_poll("q")).await })
@@ -178,7 +187,7 @@ async fn a_long_poll_sleeps_until_a_commit_wakes_it() {
         leases: AtomicUsize::new(0),
     });
     let store: Arc<dyn Store> = counting.clone();
-    let engine = Engine::start(store.clone(), Limits::default());
+    let engine = Engine::start(store.clone(), Limits::default(), node());
     let waiting = {
         let engine = engine.clone();
         tokio::spawn(async move { engine.lease(long_poll("mail")).await })

@@ -5,6 +5,8 @@
 /// The store this target's servers run on.
 const BACKEND: support::Backend = support::Backend::Postgres;
 
+#[path = "../it/cluster.rs"]
+mod cluster;
 #[path = "../it/errors.rs"]
 mod errors;
 #[path = "../it/jobs.rs"]

@@ -11,6 +11,7 @@
 //! at its start and judges run_at, lease expiry and fire times by it, so nodes whose
 //! clocks disagree still agree on what is due. Tests pin the clock per transaction.
 
+mod leader;
 mod listen;
 mod ops;
 mod read;
@@ -19,10 +20,14 @@ pub mod schema;
 mod tx;
 
 use crate::ids::IdGen;
-use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
+use crate::{
+    Enqueued, Extended, IdempotencyKey, ItemError, Node, Signals, Store, StoreError, Tick,
+};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
+use kairos_core::api::{
+    AckReport, ClusterNode, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob,
+};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Clock, Job, JobState, Limits, NewJob, Queue, Timestamp};
 use std::collections::HashSet;
@@ -72,8 +77,10 @@ pub(crate) struct Inner {
     offset_us: AtomicI64,
     signals: Arc<Signals>,
     ids: Mutex<IdGen>,
-    /// When this node opened the store: schedule slots since then are not misfires.
-    up_since: Timestamp,
+    /// Since when (µs) the duties have run without a gap: this node's start, or its
+    /// predecessor's last renewal once it leads. Schedule slots since then are not
+    /// misfires.
+    pub(crate) up_since: AtomicI64,
     /// Queues whose row this node has seen committed.
     known_queues: Mutex<HashSet<String>>,
     /// This node, as its notifications name it.
@@ -108,7 +115,7 @@ impl PostgresStore {
             offset_us: AtomicI64::new(db_now.as_microsecond() - Timestamp::now().as_microsecond()),
             signals: Arc::new(Signals::default()),
             ids: Mutex::new(IdGen::default()),
-            up_since: now,
+            up_since: AtomicI64::new(now.as_microsecond()),
             known_queues: Mutex::new(HashSet::new()),
             node: Uuid::now_v7(),
             channel: listen::channel(&options.schema),
@@ -232,6 +239,12 @@ impl Inner {
                 Timestamp::from_microsecond(us).unwrap_or_else(|_| Timestamp::now())
             }
         }
+    }
+
+    /// Since when the duties have run without a gap.
+    pub(crate) fn up_since(&self) -> Timestamp {
+        Timestamp::from_microsecond(self.up_since.load(Ordering::Acquire))
+            .unwrap_or(Timestamp::UNIX_EPOCH)
     }
 
     /// Whether this node has seen `queue`'s row committed.
@@ -397,6 +410,22 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|i| Box::pin(read::ping(i))).await
+    }
+
+    async fn beat(&self, node: &Node) -> Result<bool, StoreError> {
+        let node = node.clone();
+        self.run(move |i| Box::pin(leader::beat(i, node.clone())))
+            .await
+    }
+
+    async fn resign(&self, node: &Node) -> Result<(), StoreError> {
+        let node = node.clone();
+        self.run(move |i| Box::pin(leader::resign(i, node.clone())))
+            .await
+    }
+
+    async fn nodes(&self) -> Result<Option<Vec<ClusterNode>>, StoreError> {
+        self.run(|i| Box::pin(leader::nodes(i))).await.map(Some)
     }
 
     fn signals(&self) -> Arc<Signals> {

@@ -676,7 +676,7 @@ async fn fire_schedules(inner: &Inner) -> Result<u64, StoreError> {
             let mut made = 0;
             for row in &rows {
                 let mut s: Schedule = serde_json::from_str(row.try_get(0)?)?;
-                for slot in s.fire(tx.now, inner.up_since) {
+                for slot in s.fire(tx.now, inner.up_since()) {
                     if make_run(inner, &mut tx, &s, slot, false).await?.is_some() {
                         made += 1;
                         s.record_run(slot);

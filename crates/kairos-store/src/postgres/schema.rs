@@ -20,7 +20,8 @@ use crate::StoreError;
 use tokio_postgres::Client;
 
 /// Migrations, applied in order; index + 1 is the schema version after it.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE FUNCTION kairos_now() RETURNS timestamptz LANGUAGE sql STABLE AS $$
     SELECT coalesce(nullif(current_setting('kairos.clock', true), '')::timestamptz, now())
 $$;
@@ -104,7 +105,24 @@ CREATE TABLE schedules (
     body     text NOT NULL
 );
 CREATE INDEX schedules_due ON schedules (next_due) WHERE next_due IS NOT NULL;
-"#];
+"#,
+    r#"
+-- The nodes sharing this schema, and which one leads the background duties: a lease on
+-- a row, judged by the database clock (expires_at), renewed by the leader every second.
+CREATE TABLE nodes (
+    id           uuid PRIMARY KEY,
+    address      text        NOT NULL,
+    started_at   timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL
+);
+CREATE TABLE leader (
+    role       text PRIMARY KEY,
+    node       uuid        NOT NULL,
+    renewed_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"#,
+];
 
 /// The advisory lock key under which migrations run ("kairos" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b61_6972_6f73;

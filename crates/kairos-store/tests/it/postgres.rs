@@ -194,3 +194,58 @@ async fn a_commit_on_one_node_wakes_the_other() {
     a.close().await;
     b.close().await;
 }
+
+fn node(name: &str) -> kairos_store::Node {
+    kairos_store::Node {
+        id: uuid::Uuid::now_v7(),
+        address: name.into(),
+        started_at: start(),
+    }
+}
+
+/// One leader at a time, judged by the database's clock: a leader that stops renewing is
+/// replaced once its lead expires, and one that resigns at once.
+#[tokio::test]
+async fn one_node_leads_and_another_takes_over() {
+    use kairos_store::Store;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(start()));
+    let a = PostgresStore::connect(&db.url, options(&db, Some(clock.clone())))
+        .await
+        .unwrap();
+    let b = PostgresStore::connect(&db.url, options(&db, Some(clock.clone())))
+        .await
+        .unwrap();
+    let (na, nb) = (node("a:1"), node("b:1"));
+    assert!(a.beat(&na).await.unwrap(), "the first node leads");
+    assert!(!b.beat(&nb).await.unwrap(), "a second does not");
+    clock.advance(std::time::Duration::from_secs(3));
+    assert!(a.beat(&na).await.unwrap(), "the leader renews");
+    assert!(!b.beat(&nb).await.unwrap());
+    let nodes = b
+        .nodes()
+        .await
+        .unwrap()
+        .expect("a shared store lists its nodes");
+    let listed: Vec<(&str, bool)> = nodes
+        .iter()
+        .map(|n| (n.address.as_str(), n.leader))
+        .collect();
+    assert_eq!(listed, vec![("a:1", true), ("b:1", false)]);
+    // a stops renewing (it died): b takes over once a's lead has expired.
+    clock.advance(std::time::Duration::from_secs(4));
+    assert!(!b.beat(&nb).await.unwrap(), "not before the lead expires");
+    clock.advance(std::time::Duration::from_secs(2));
+    assert!(b.beat(&nb).await.unwrap(), "after it, the other node leads");
+    assert!(
+        !a.beat(&na).await.unwrap(),
+        "and the old leader knows it no longer does"
+    );
+    // A clean stop hands the lead over at once.
+    b.resign(&nb).await.unwrap();
+    assert!(a.beat(&na).await.unwrap());
+    let nodes = a.nodes().await.unwrap().unwrap();
+    assert_eq!(nodes.len(), 1, "a resigned node is forgotten");
+}

@@ -1,0 +1,12 @@
+//! `GET /v1/cluster`: the nodes sharing the store, and which one leads.
+
+use super::problem::ApiError;
+use super::reply::Json;
+use crate::engine::Engine;
+use axum::extract::State;
+use kairos_core::api::Cluster;
+
+/// `GET /v1/cluster`.
+pub async fn get(State(engine): State<Engine>) -> Result<Json<Cluster>, ApiError> {
+    Ok(Json(engine.cluster().await?))
+}
