@@ -1,7 +1,9 @@
 //! Tests of the real `kairos` binary: crash safety (`kill -9`), graceful shutdown,
-//! damaged data files, a full disk, and `kairos bench`.
+//! damaged data files, a full disk, a three-node cluster on PostgreSQL, and
+//! `kairos bench`.
 
 mod bench;
+mod cluster;
 mod damaged;
 mod disk_full;
 mod process;
