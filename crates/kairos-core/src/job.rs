@@ -57,6 +57,10 @@ impl JobState {
     /// Waiting for `run_at`: promoted to available when it passes.
     pub const WAITING: [JobState; 2] = [JobState::Scheduled, JobState::Retryable];
 
+    /// Finished: nothing more will happen unless someone retries it; deleted once its
+    /// retention has passed ([`crate::Retention`]).
+    pub const FINISHED: [JobState; 3] = [JobState::Completed, JobState::Dead, JobState::Cancelled];
+
     /// Completed, dead or cancelled: nothing more will happen unless someone retries it.
     pub fn is_finished(self) -> bool {
         !JobState::UNFINISHED.contains(&self)

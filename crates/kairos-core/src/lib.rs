@@ -29,6 +29,7 @@ pub mod job;
 pub mod machine;
 pub mod problem;
 pub mod queue;
+pub mod retention;
 pub mod schedule;
 pub mod timetable;
 pub mod validate;
@@ -40,6 +41,7 @@ pub use job::{AttemptError, Job, JobState, Lease, NewJob, Reported};
 pub use machine::{AckEffect, Outcome, TransitionError};
 pub use problem::ProblemCode;
 pub use queue::{Queue, StateCounts};
+pub use retention::{Cutoffs, Retention};
 pub use validate::{FieldError, FieldErrorKind, Invalid, Limits};
 
 /// Timestamps everywhere in Kairos: UTC instants with microsecond storage precision.

@@ -64,6 +64,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a shutdown waits for requests in flight before dropping them.
     pub shutdown_timeout: Duration,
+    /// How long finished jobs are kept (completed and cancelled; dead).
+    pub retention: kairos_core::Retention,
     /// The address this node advertises to the others (`GET /v1/cluster`); `None`: the
     /// address it listens on.
     pub advertise: Option<String>,
@@ -82,6 +84,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(30),
+            retention: kairos_core::Retention::default(),
             advertise: None,
         }
     }
@@ -155,7 +158,7 @@ impl Server {
             },
             started_at: self.store.now(),
         };
-        let engine = Engine::start(self.store.clone(), limits, node);
+        let engine = Engine::start(self.store.clone(), limits, node, c.retention);
         let mut app = http::app(
             engine.clone(),
             http::RouteLimits {

@@ -49,7 +49,7 @@ use kairos_core::api::{
     AckReport, ClusterNode, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob,
 };
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{Job, JobState, Limits, NewJob, Queue, Timestamp};
+use kairos_core::{Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -84,6 +84,20 @@ where
             None => return Ok(total),
         }
     }
+}
+
+states::statement!(
+    /// Finished jobs past their retention, oldest first (`$1`/`?1`: completed and
+    /// cancelled before, `$2`/`?2`: dead before, `$3`/`?3`: how many). Placeholders are
+    /// spelled per backend by [`prunable`].
+    PRUNABLE = "SELECT seq FROM jobs WHERE state IN {finished} AND \
+     ((state IN ({completed}, {cancelled}) AND finished_at < #1) OR \
+      (state = {dead} AND finished_at < #2)) ORDER BY finished_at LIMIT #3"
+);
+
+/// [`PRUNABLE`] with `prefix` (`$` or `?`) for its parameters.
+pub(crate) fn prunable(prefix: char) -> String {
+    PRUNABLE.replace('#', &prefix.to_string())
 }
 
 /// Schedules fired per tick. The rest stay due, so the timer ticks again at once; runs
@@ -242,6 +256,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Enqueues one run now, outside the timetable.
     async fn trigger_schedule(&self, id: Uuid) -> Result<Job, StoreError>;
+
+    /// Deletes up to `limit` finished jobs past their retention (oldest first), in one
+    /// commit; answers how many. Callers repeat while it answers `limit`.
+    async fn prune_finished(&self, cutoffs: Cutoffs, limit: u32) -> Result<u64, StoreError>;
 
     /// Forgets idempotency keys first used before `before`.
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError>;

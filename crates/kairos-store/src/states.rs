@@ -1,6 +1,6 @@
 //! State codes in SQL. Statements name states and sets of states (`{available}`,
-//! `{unfinished}`, `{waiting}`) and get them rendered from the codes and sets beside the
-//! state machine (`JobState::code`, `JobState::UNFINISHED`, `JobState::WAITING`), so no
+//! `{unfinished}`, `{waiting}`, `{finished}`) and get them rendered from the codes and
+//! sets beside the state machine (`JobState::code`, `JobState::UNFINISHED`, ...), so no
 //! statement spells a state code and no backend can disagree with the core about them.
 //! Only the migrations' partial indexes spell them out (DDL is history); a test checks
 //! those against the same sets.
@@ -17,7 +17,8 @@ pub(crate) fn set(states: &[JobState]) -> String {
 pub(crate) fn render(sql: &str) -> String {
     let mut out = sql
         .replace("{unfinished}", &set(&JobState::UNFINISHED))
-        .replace("{waiting}", &set(&JobState::WAITING));
+        .replace("{waiting}", &set(&JobState::WAITING))
+        .replace("{finished}", &set(&JobState::FINISHED));
     for s in JobState::ALL {
         out = out.replace(&format!("{{{}}}", s.as_str()), &s.code().to_string());
     }
@@ -47,6 +48,7 @@ pub(crate) fn assert_partial_indexes_use_core_sets(ddl: &str) {
         ("jobs_dead", "WHERE state = {dead}"),
         ("jobs_unique", "state IN {unfinished}"),
         ("jobs_schedule_open", "state IN {unfinished}"),
+        ("jobs_finished", "WHERE state IN {finished}"),
     ] {
         let at = ddl.find(&format!("INDEX {index} ")).expect(index);
         let end = ddl[at..].find(';').unwrap() + at;

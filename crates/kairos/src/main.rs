@@ -115,6 +115,12 @@ struct ServerArgs {
     /// write-ahead log is copied aside and replayed up to the damage.
     #[arg(long, env = "KAIROS_ACCEPT_DATA_LOSS")]
     accept_data_loss: bool,
+    /// Completed and cancelled jobs are deleted this long after they finished.
+    #[arg(long, env = "KAIROS_RETENTION_COMPLETED", default_value = "24h")]
+    retention_completed: Duration,
+    /// Dead jobs are deleted this long after they died.
+    #[arg(long, env = "KAIROS_RETENTION_DEAD", default_value = "7d")]
+    retention_dead: Duration,
     /// The address other nodes and operators know this node by (`GET /v1/cluster`);
     /// default: the address it listens on.
     #[arg(long, env = "KAIROS_ADVERTISE")]
@@ -158,6 +164,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         write_timeout: args.write_timeout.as_std(),
         max_connections,
         shutdown_timeout: args.shutdown_timeout.as_std(),
+        retention: kairos_core::Retention {
+            completed: args.retention_completed,
+            dead: args.retention_dead,
+        },
         advertise: args.advertise.clone(),
     };
     let (store, place): (std::sync::Arc<dyn kairos_store::Store>, String) =

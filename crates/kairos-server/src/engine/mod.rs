@@ -12,7 +12,7 @@ use kairos_core::api::{
     JobPage, LeaseRequest, LeasedJob,
 };
 use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{Invalid, Job, JobState, Limits, Queue};
+use kairos_core::{Invalid, Job, JobState, Limits, Queue, Retention};
 use kairos_store::{
     Enqueued, Extended, IdempotencyKey, ItemError, Node, QueueWatch, Store, StoreError,
 };
@@ -48,10 +48,16 @@ struct Inner {
 }
 
 impl Engine {
-    /// Starts the engine and its timer on `store`, as `node`.
-    pub fn start(store: Arc<dyn Store>, limits: Limits, node: Node) -> Engine {
+    /// Starts the engine and its timer on `store`, as `node`, keeping finished jobs for
+    /// `retention`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        limits: Limits,
+        node: Node,
+        retention: Retention,
+    ) -> Engine {
         let (shutdown, rx) = watch::channel(false);
-        let handle = tokio::spawn(timer::run(store.clone(), node.clone(), rx));
+        let handle = tokio::spawn(timer::run(store.clone(), node.clone(), retention, rx));
         Engine {
             inner: Arc::new(Inner {
                 store,

@@ -3,13 +3,15 @@
 //! store announced (or until a commit announces an earlier one), runs one store tick, and
 //! repeats; a store shared with other nodes is also ticked every `poll_interval`, since
 //! their changes are announced nowhere here. It also forgets idempotency keys older than
-//! 24 hours, once an hour.
+//! 24 hours, once an hour, and deletes finished jobs past their retention every few
+//! seconds (logging "pruned N jobs" for a pass that deleted any).
 //!
 //! On a shared store only one node does all this at a time: the timer beats
 //! ([`Store::beat`]) every `poll_interval`, and runs the duties only while the store says
 //! this node leads. At shutdown it resigns, so another node takes over at once.
 
 use super::shutdown_signalled;
+use kairos_core::Retention;
 use kairos_store::{Node, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,20 +21,36 @@ use tokio::sync::watch;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long idempotency keys are kept.
 const KEEP_KEYS: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+/// How often finished jobs past their retention are looked for.
+const PRUNE_JOBS_EVERY: Duration = Duration::from_secs(5);
+/// Finished jobs deleted per commit: small, so pruning never holds up leasing.
+const PRUNE_BATCH: u32 = 1_000;
+
 /// Pause after a failed tick before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// Runs the duties while this node leads them, until shutdown; then hands the lead over.
-pub(super) async fn run(store: Arc<dyn Store>, node: Node, shutdown: watch::Receiver<bool>) {
-    duties(&store, &node, shutdown).await;
+pub(super) async fn run(
+    store: Arc<dyn Store>,
+    node: Node,
+    retention: Retention,
+    shutdown: watch::Receiver<bool>,
+) {
+    duties(&store, &node, retention, shutdown).await;
     if let Err(e) = store.resign(&node).await {
         tracing::debug!(error = %e, "could not hand over the lead; another node takes it when it expires");
     }
 }
 
-async fn duties(store: &Arc<dyn Store>, node: &Node, mut shutdown: watch::Receiver<bool>) {
+async fn duties(
+    store: &Arc<dyn Store>,
+    node: &Node,
+    retention: Retention,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let signals = store.signals();
     let mut next_prune = tokio::time::Instant::now();
+    let mut next_prune_jobs = tokio::time::Instant::now();
     // A store shared with other nodes is also looked at every `poll`, announced or not;
     // this node says it is alive, and claims or keeps the lead, as often.
     let poll = store.poll_interval();
@@ -84,6 +102,15 @@ async fn duties(store: &Arc<dyn Store>, node: &Node, mut shutdown: watch::Receiv
                 Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
             }
         }
+        if tokio::time::Instant::now() >= next_prune_jobs {
+            next_prune_jobs = tokio::time::Instant::now() + PRUNE_JOBS_EVERY;
+            match prune_finished(store, retention, &mut shutdown).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("pruned {n} jobs"),
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
+            }
+        }
         let polled = poll.is_some_and(|p| last_tick.elapsed() >= p);
         let sleep_for = match signals.next_due() {
             due if polled || due.is_some_and(|at| at <= now) => {
@@ -118,11 +145,31 @@ async fn duties(store: &Arc<dyn Store>, node: &Node, mut shutdown: watch::Receiv
                 .min(p.saturating_sub(b.elapsed())),
             _ => sleep_for,
         };
-        let until_prune = next_prune.saturating_duration_since(tokio::time::Instant::now());
+        let until_prune = next_prune
+            .min(next_prune_jobs)
+            .saturating_duration_since(tokio::time::Instant::now());
         tokio::select! {
             _ = tokio::time::sleep(sleep_for.min(until_prune)) => {}
             _ = &mut changed => {}
             _ = shutdown_signalled(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Deletes every finished job past its retention, a batch per commit (each its own
+/// store call, so leases and acks go in between), until a batch comes back short.
+async fn prune_finished(
+    store: &Arc<dyn Store>,
+    retention: Retention,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<u64, StoreError> {
+    let cutoffs = retention.cutoffs(store.now());
+    let mut total = 0;
+    loop {
+        let n = store.prune_finished(cutoffs, PRUNE_BATCH).await?;
+        total += n;
+        if n < PRUNE_BATCH as u64 || *shutdown.borrow() {
+            return Ok(total);
         }
     }
 }

@@ -116,6 +116,13 @@ impl Store for Counting {
     async fn trigger_schedule(&self, id: Uuid) -> Result<Job, StoreError> {
         self.inner.trigger_schedule(id).await
     }
+    async fn prune_finished(
+        &self,
+        cutoffs: kairos_core::Cutoffs,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.inner.prune_finished(cutoffs, limit).await
+    }
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.inner.prune_idempotency_keys(before).await
     }
@@ -157,7 +164,7 @@ async fn until_watched(signals: &Signals, queue: &str) {
 async fn shutdown_answers_waiting_leases_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let engine = Engine::start(store.clone(), Limits::default(), node());
+    let engine = Engine::start(store.clone(), Limits::default(), node(), Default::default());
     let waiting = {
         let engine = engine.clone();
         tokio::spawn(async move { engine.lease(long_poll("q")).await })
@@ -187,7 +194,7 @@ async fn a_long_poll_sleeps_until_a_commit_wakes_it() {
         leases: AtomicUsize::new(0),
     });
     let store: Arc<dyn Store> = counting.clone();
-    let engine = Engine::start(store.clone(), Limits::default(), node());
+    let engine = Engine::start(store.clone(), Limits::default(), node(), Default::default());
     let waiting = {
         let engine = engine.clone();
         tokio::spawn(async move { engine.lease(long_poll("mail")).await })

@@ -11,6 +11,7 @@ mod engine;
 mod errors;
 mod jobs;
 mod queues;
+mod retention;
 mod schedules;
 mod sqlite;
 mod support;

@@ -13,6 +13,8 @@ mod errors;
 mod jobs;
 #[path = "../it/queues.rs"]
 mod queues;
+#[path = "../it/retention.rs"]
+mod retention;
 #[path = "../it/schedules.rs"]
 mod schedules;
 // Shared with `it`, whose raw-socket helpers this target has no use for.

@@ -68,6 +68,7 @@ macro_rules! conformance_suite {
             schedule_update_trigger_and_delete,
             retry_never_makes_two_unfinished_jobs_share_a_unique_key,
             two_triggers_in_one_commit_both_run,
+            finished_jobs_go_after_their_retention,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1412,4 +1413,68 @@ pub async fn two_triggers_in_one_commit_both_run(env: Env) {
     assert_ne!(a.id, b.id);
     assert_ne!(a.scheduled_for, b.scheduled_for);
     assert_eq!(runs_of(&env, s.id).await.len(), 2);
+}
+
+/// Completed and cancelled jobs go after the completed retention, dead ones after the
+/// dead retention; unfinished jobs never; counts follow; a batch stops at its limit.
+pub async fn finished_jobs_go_after_their_retention(env: Env) {
+    let done = enqueue_one(&env, spec("done")).await;
+    let mut d = spec("dead");
+    d.max_attempts = 1;
+    let dead = enqueue_one(&env, d).await;
+    for l in env.store.lease(lease_spec(&["default"], 10)).await.unwrap() {
+        let report = if l.job.id == done.id {
+            completed(l.job.id, l.lease_token)
+        } else {
+            failed(l.job.id, l.lease_token)
+        };
+        env.store.ack(vec![report]).await.unwrap();
+    }
+    let waiting = enqueue_one(&env, spec("waiting")).await;
+    let cancelled = enqueue_one(&env, spec("cancelled")).await;
+    env.store.cancel(cancelled.id).await.unwrap();
+    assert_eq!(state_of(&env, dead.id).await, JobState::Dead);
+    let retention = kairos_core::Retention {
+        completed: Duration::from_secs(3600),
+        dead: Duration::from_secs(7 * 3600),
+    };
+    advance(&env, 3599);
+    let cut = retention.cutoffs(env.clock_now());
+    assert_eq!(
+        env.store.prune_finished(cut, 100).await.unwrap(),
+        0,
+        "not yet"
+    );
+    advance(&env, 2);
+    let cut = retention.cutoffs(env.clock_now());
+    assert_eq!(
+        env.store.prune_finished(cut, 1).await.unwrap(),
+        1,
+        "a batch stops at its limit"
+    );
+    assert_eq!(env.store.prune_finished(cut, 100).await.unwrap(), 1);
+    assert!(env.store.job(done.id).await.unwrap().is_none());
+    assert!(env.store.job(cancelled.id).await.unwrap().is_none());
+    assert!(
+        env.store.job(dead.id).await.unwrap().is_some(),
+        "dead jobs are kept longer"
+    );
+    assert!(
+        env.store.job(waiting.id).await.unwrap().is_some(),
+        "unfinished jobs stay"
+    );
+    advance(&env, 6 * 3600);
+    let cut = retention.cutoffs(env.clock_now());
+    assert_eq!(env.store.prune_finished(cut, 100).await.unwrap(), 1);
+    assert!(env.store.job(dead.id).await.unwrap().is_none());
+    assert!(
+        env.store.job(waiting.id).await.unwrap().is_some(),
+        "unfinished jobs stay"
+    );
+    let q = env.store.queue("default").await.unwrap().unwrap();
+    assert_eq!(
+        (q.counts.completed, q.counts.cancelled, q.counts.dead),
+        (0, 0, 0),
+        "counts follow the deletions"
+    );
 }

@@ -29,7 +29,7 @@ use kairos_core::api::{
     AckReport, ClusterNode, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob,
 };
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{Clock, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use kairos_core::{Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -400,6 +400,11 @@ impl Store for PostgresStore {
 
     async fn trigger_schedule(&self, id: Uuid) -> Result<Job, StoreError> {
         self.run(move |i| Box::pin(ops::trigger_schedule(i, id)))
+            .await
+    }
+
+    async fn prune_finished(&self, cutoffs: Cutoffs, limit: u32) -> Result<u64, StoreError> {
+        self.run(move |i| Box::pin(ops::prune_finished(i, cutoffs, limit)))
             .await
     }
 

@@ -19,7 +19,7 @@ use crate::{
 };
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{AckEffect, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use kairos_core::{AckEffect, Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -35,11 +35,16 @@ statement!(
     )
 );
 statement!(
+    /// Due waiting jobs of the leased queues. It waits for rows another transaction
+    /// holds (the leader promoting them, another leaser) rather than skipping them: a
+    /// job whose time has come must be leasable by the next lease, and once the holder
+    /// commits, the row no longer matches and the lease's next statement sees it
+    /// available.
     DUE_IN_QUEUES = concat!(
         "SELECT ",
         job_columns!("'null'"),
         " FROM jobs WHERE state IN {waiting} AND run_at <= kairos_now() AND queue = ANY($1) \
-         ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+         ORDER BY run_at LIMIT $2 FOR UPDATE"
     )
 );
 statement!(
@@ -543,6 +548,33 @@ async fn fold_counts(inner: &Inner) -> Result<(), StoreError> {
         .await?;
     client.execute(&stmt, &[]).await?;
     Ok(())
+}
+
+/// Deletes up to `limit` finished jobs past their retention, passing over rows someone
+/// else holds.
+pub(crate) async fn prune_finished(
+    inner: &Inner,
+    cutoffs: Cutoffs,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    static DELETE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "DELETE FROM jobs WHERE seq IN ({} FOR UPDATE SKIP LOCKED) RETURNING queue, state",
+            crate::prunable('$')
+        )
+    });
+    let limit = limit as i64;
+    let first: [&(dyn ToSql + Sync); 3] = [&cutoffs.completed_before, &cutoffs.dead_before, &limit];
+    in_tx!(inner, Some((&DELETE, &first)), |tx, gone| {
+        for row in &gone {
+            let queue: String = row.try_get(0)?;
+            let code: i16 = row.try_get(1)?;
+            if let Some(state) = u8::try_from(code).ok().and_then(JobState::from_code) {
+                tx.account(&queue, Some(state), None);
+            }
+        }
+        Ok(gone.len() as u64)
+    })
 }
 
 pub(crate) async fn prune_idempotency_keys(

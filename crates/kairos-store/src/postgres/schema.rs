@@ -115,6 +115,8 @@ CREATE TABLE nodes (
     started_at   timestamptz NOT NULL,
     last_seen_at timestamptz NOT NULL
 );
+-- Finished jobs by when they finished: what retention deletes, oldest first.
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN (4, 5, 6);
 CREATE TABLE leader (
     role       text PRIMARY KEY,
     node       uuid        NOT NULL,

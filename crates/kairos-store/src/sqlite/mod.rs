@@ -22,7 +22,7 @@ use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, Store
 use async_trait::async_trait;
 use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{Clock, Job, JobState, Limits, NewJob, Queue, SystemClock, Timestamp};
+use kairos_core::{Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, SystemClock, Timestamp};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -407,6 +407,11 @@ impl Store for SqliteStore {
             ops::trigger_schedule(b, id)
         })
         .await
+    }
+
+    async fn prune_finished(&self, cutoffs: Cutoffs, limit: u32) -> Result<u64, StoreError> {
+        self.write_always(move |b| ops::prune_finished(b, cutoffs, limit))
+            .await
     }
 
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {

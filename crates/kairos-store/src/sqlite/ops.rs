@@ -13,7 +13,7 @@ use crate::{
 use crate::{FIRE_CHUNK, IDEMPOTENCY_WINDOW, MAINTENANCE_CHUNK, StoredAnswer};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{AckEffect, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use kairos_core::{AckEffect, Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
@@ -322,6 +322,38 @@ pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
         fired,
         next_due,
     })
+}
+
+/// Deletes up to `limit` finished jobs past their retention.
+pub(crate) fn prune_finished(
+    b: &mut Batch<'_>,
+    cutoffs: Cutoffs,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    static DELETE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "DELETE FROM jobs WHERE seq IN ({}) RETURNING queue, state",
+            crate::prunable('?')
+        )
+    });
+    let gone: Vec<(String, u8)> = b
+        .conn
+        .prepare_cached(&DELETE)?
+        .query_map(
+            params![
+                rows::us(cutoffs.completed_before),
+                rows::us(cutoffs.dead_before),
+                limit
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    for (queue, code) in &gone {
+        if let Some(state) = JobState::from_code(*code) {
+            b.forget(queue, state);
+        }
+    }
+    Ok(gone.len() as u64)
 }
 
 pub(crate) fn prune_idempotency_keys(

@@ -108,6 +108,10 @@ CREATE TABLE store_meta (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Finished jobs by when they finished: what retention deletes, oldest first.
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN (4, 5, 6);
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and

@@ -228,6 +228,11 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// A job of `queue` in `state` was deleted (by a statement that deleted many).
+    pub fn forget(&mut self, queue: &str, state: JobState) {
+        self.account(queue, Some(state), None);
+    }
+
     /// Count deltas, wake-ups and due times that follow from a job changing.
     fn account(&mut self, queue: &str, from: Option<JobState>, to: Option<&Job>) {
         self.op.changes.account(queue, from, to);
