@@ -35,6 +35,11 @@ pub enum StoreError {
     /// The store's files are damaged (found at open, or when a read hit the damage).
     #[error("the store is damaged: {0}")]
     Damaged(String),
+    /// The store cannot be reached now (a database server down or cut off): nothing of
+    /// this operation was kept, unless it was already on its way to commit when the
+    /// connection failed; try again once it is back.
+    #[error("the store is unreachable: {0}")]
+    Unavailable(String),
     /// The database picked this operation as a deadlock or serialization victim, or
     /// what it depended on changed under it, more often than retries allowed: nothing of
     /// it was kept, and trying again is safe.
@@ -62,7 +67,8 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;
         let Some(db) = e.as_db_error() else {
-            return StoreError::Backend(format!("database: {e}"));
+            // No answer from the server: the connection failed or was closed.
+            return StoreError::Unavailable(format!("database: {e}"));
         };
         let message = db.message().to_string();
         match db.code() {

@@ -145,6 +145,7 @@ impl Engine {
         // Watched for as long as this lease waits, and forgotten after.
         let watches: Vec<QueueWatch> = spec.queues.iter().map(|q| signals.watch(q)).collect();
         let mut shutdown = self.inner.shutdown.subscribe();
+        let mut first = true;
         loop {
             // Register before looking, so a commit between the look and the wait still wakes us.
             let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = watches
@@ -155,7 +156,14 @@ impl Engine {
                     w
                 })
                 .collect();
-            let jobs = self.inner.store.lease(spec.clone()).await?;
+            let jobs = match self.inner.store.lease(spec.clone()).await {
+                Ok(jobs) => jobs,
+                // The store went away while this lease waited: it ends now, empty, and
+                // the worker's next request hears the store is unreachable.
+                Err(StoreError::Unavailable(_)) if !first => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            first = false;
             if !jobs.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
                 return Ok(jobs);
             }

@@ -80,6 +80,13 @@ fn store_problem(e: &StoreError) -> Problem {
             validation(&Invalid::field("cursor", "not a cursor this server made"))
         }
         StoreError::Closed => problem(ProblemCode::Unavailable, "the server is shutting down"),
+        StoreError::Unavailable(m) => {
+            tracing::debug!(error = %m, "store unreachable");
+            problem(
+                ProblemCode::Unavailable,
+                "the store is unreachable; retry shortly",
+            )
+        }
         StoreError::Overloaded => problem(
             ProblemCode::Overloaded,
             "too many writes are waiting for the store; retry shortly",

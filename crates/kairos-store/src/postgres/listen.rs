@@ -9,6 +9,10 @@
 //! down) only delays a job until the engine's poll, never strands it, and on every
 //! (re)connect the listener wakes everything once so waiters look again.
 //!
+//! The same connection watches the database: it probes it every second, and while it
+//! cannot reach it the store refuses every operation at once (503) instead of letting
+//! each wait on a dead connection.
+//!
 //! `LISTEN` needs a session of its own: behind a transaction-mode pooler it must point at
 //! PostgreSQL directly.
 
@@ -18,6 +22,7 @@ use kairos_core::Timestamp;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
@@ -92,64 +97,98 @@ fn apply(own: Uuid, payload: &str, signals: &Signals) {
     }
 }
 
-/// Listens on `channel` until aborted, reconnecting with backoff.
+/// How often the listening connection asks the database whether it answers.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long a probe may take before the database counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest pause between attempts to reach the database again.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Listens on `channel` until aborted, reconnecting with backoff. While its connection
+/// is up and its probes are answered, `reachable` is true; the moment either fails it is
+/// false (every operation is then refused at once, and waiting leases end), until a new
+/// connection listens again.
 pub(crate) async fn run(
     config: tokio_postgres::Config,
     channel: String,
     own: Uuid,
     signals: Arc<Signals>,
+    reachable: Arc<watch::Sender<bool>>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match listen_once(&config, &channel, own, &signals).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "the database listener is down; other nodes' jobs are found by polling until it is back");
-            }
+        let why = match listen_once(&config, &channel, own, &signals, &reachable).await {
+            Ok(()) => "the connection closed".to_string(),
+            Err(e) => e,
+        };
+        if reachable.send_replace(false) {
+            tracing::error!(error = %why, "the database is unreachable: operations answer 503 and readiness fails until it is back");
+            backoff = Duration::from_millis(100);
         }
+        // Waiting leases look again, and end: the store refuses them now.
+        signals.wake_all();
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// One listening session: answers when its connection ends.
+/// One listening session: answers (why) when its connection ends or stops answering.
 async fn listen_once(
     config: &tokio_postgres::Config,
     channel: &str,
     own: Uuid,
     signals: &Signals,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut conn) = config.connect(tokio_postgres::NoTls).await?;
+    reachable: &watch::Sender<bool>,
+) -> Result<(), String> {
+    let (client, mut conn) =
+        tokio::time::timeout(PROBE_TIMEOUT, config.connect(tokio_postgres::NoTls))
+            .await
+            .map_err(|_| "connecting timed out".to_string())?
+            .map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let pump = tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(n))) => {
                     if tx.send(n.payload().to_string()).is_err() {
-                        return Ok(());
+                        return;
                     }
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => return Ok(()),
+                Some(Err(_)) | None => return,
             }
         }
     });
-    client
-        .batch_execute(&format!("LISTEN {}", super::schema::ident(channel)))
-        .await?;
+    let listen = format!("LISTEN {}", super::schema::ident(channel));
+    tokio::time::timeout(PROBE_TIMEOUT, client.batch_execute(&listen))
+        .await
+        .map_err(|_| "LISTEN timed out".to_string())?
+        .map_err(|e| e.to_string())?;
     tracing::debug!(channel, "listening for other nodes' commits");
+    if !reachable.send_replace(true) {
+        tracing::info!("the database answers again: operations and readiness resume");
+    }
     // What happened while nobody listened is unknown: everyone looks again.
     signals.wake_all();
     signals.due_at(Timestamp::now());
-    while let Some(payload) = rx.recv().await {
-        apply(own, &payload, signals);
-    }
-    drop(client);
-    match pump.await {
-        Ok(result) => result,
-        Err(_) => Ok(()),
-    }
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    let result = loop {
+        tokio::select! {
+            payload = rx.recv() => match payload {
+                Some(p) => apply(own, &p, signals),
+                None => break Err("the listening connection closed".to_string()),
+            },
+            _ = probe.tick() => {
+                match tokio::time::timeout(PROBE_TIMEOUT, client.simple_query("SELECT 1")).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break Err(e.to_string()),
+                    Err(_) => break Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+                }
+            }
+        }
+    };
+    pump.abort();
+    result
 }
 
 #[cfg(test)]

@@ -88,9 +88,13 @@ pub(crate) struct Inner {
     /// The schema's notification channel.
     pub(crate) channel: String,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The listener's verdict: the database answers.
+    reachable: Arc<tokio::sync::watch::Sender<bool>>,
     closed: AtomicBool,
 }
 
+/// Longest a caller waits for one operation.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts of an operation that met a deadlock or a serialization failure.
 const ATTEMPTS: u32 = 5;
 /// The fallback poll: other nodes' delayed jobs, leases and schedules are looked at this
@@ -120,6 +124,7 @@ impl PostgresStore {
             node: Uuid::now_v7(),
             channel: listen::channel(&options.schema),
             listener: Mutex::new(None),
+            reachable: Arc::new(tokio::sync::watch::Sender::new(true)),
             closed: AtomicBool::new(false),
         });
         let listener = tokio::spawn(listen::run(
@@ -127,6 +132,7 @@ impl PostgresStore {
             inner.channel.clone(),
             inner.node,
             inner.signals.clone(),
+            inner.reachable.clone(),
         ));
         *inner.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
         // Whatever was due or leased before this start is looked at by the first tick.
@@ -154,6 +160,10 @@ impl PostgresStore {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
+        let mut reachable = self.inner.reachable.subscribe();
+        if !*reachable.borrow_and_update() {
+            return Err(unreachable());
+        }
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
             let mut attempt = 1;
@@ -171,12 +181,25 @@ impl PostgresStore {
                 }
             }
         });
-        task.await
-            .map_err(|e| StoreError::Backend(format!("store task: {e}")))?
+        // A connection that went silent (a network cut) would hold the caller until TCP
+        // gives up; the operation itself goes on in its task, and its transaction either
+        // commits or is rolled back by the database.
+        // The caller also stops waiting the moment the database is found unreachable.
+        tokio::select! {
+            joined = task => joined.map_err(|e| StoreError::Backend(format!("store task: {e}")))?,
+            _ = reachable.wait_for(|r| !*r) => Err(unreachable()),
+            _ = tokio::time::sleep(OPERATION_TIMEOUT) => Err(StoreError::Unavailable(format!(
+                "no answer from the database within {OPERATION_TIMEOUT:?}"
+            ))),
+        }
     }
 }
 
 /// The pool, and the connection settings it uses (for the listener's own connection).
+fn unreachable() -> StoreError {
+    StoreError::Unavailable("the database does not answer".into())
+}
+
 fn pool(url: &str, options: &Options) -> Result<(Pool, tokio_postgres::Config), StoreError> {
     let mut config: tokio_postgres::Config = url
         .parse()
@@ -211,7 +234,7 @@ fn pool(url: &str, options: &Options) -> Result<(Pool, tokio_postgres::Config), 
 async fn get(pool: &Pool) -> Result<Object, StoreError> {
     pool.get()
         .await
-        .map_err(|e| StoreError::Backend(format!("connecting to the database: {e}")))
+        .map_err(|e| StoreError::Unavailable(format!("connecting to the database: {e}")))
 }
 
 impl Inner {

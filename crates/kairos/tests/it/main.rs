@@ -6,5 +6,6 @@ mod bench;
 mod cluster;
 mod damaged;
 mod disk_full;
+mod outage;
 mod process;
 mod support;
