@@ -57,6 +57,7 @@ async fn duties(
     let mut last_tick = tokio::time::Instant::now();
     let mut last_beat: Option<tokio::time::Instant> = None;
     let mut leading = false;
+    let mut beat_failing = false;
     loop {
         if *shutdown.borrow() {
             return;
@@ -64,10 +65,16 @@ async fn duties(
         if last_beat.is_none_or(|b| poll.is_some_and(|p| b.elapsed() >= p)) {
             last_beat = Some(tokio::time::Instant::now());
             let leads = match store.beat(node).await {
-                Ok(l) => l,
+                Ok(l) => {
+                    beat_failing = false;
+                    l
+                }
                 Err(StoreError::Closed) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not reach the store to keep the lead");
+                    // Once per episode: an outage is logged by the store already.
+                    if !std::mem::replace(&mut beat_failing, true) {
+                        tracing::warn!(error = %e, "could not reach the store to keep the lead");
+                    }
                     false
                 }
             };
