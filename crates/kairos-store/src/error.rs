@@ -40,8 +40,9 @@ pub enum StoreError {
     /// connection failed; try again once it is back.
     #[error("the store is unreachable: {0}")]
     Unavailable(String),
-    /// The database picked this operation as a deadlock or serialization victim, or
-    /// what it depended on changed under it, more often than retries allowed: nothing of
+    /// The database picked this operation as a deadlock or serialization victim, a row
+    /// lock it needed stayed taken past the lock timeout, or what it depended on changed
+    /// under it, more often than retries allowed: nothing of
     /// it was kept, and trying again is safe.
     #[error("contended: {0}")]
     Contended(String),
@@ -73,7 +74,8 @@ impl From<tokio_postgres::Error> for StoreError {
         let message = db.message().to_string();
         match db.code() {
             c if *c == SqlState::T_R_SERIALIZATION_FAILURE
-                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::LOCK_NOT_AVAILABLE =>
             {
                 StoreError::Contended(message)
             }

@@ -205,9 +205,14 @@ fn pool(url: &str, options: &Options) -> Result<(Pool, tokio_postgres::Config), 
         .parse()
         .map_err(|e| StoreError::Backend(format!("the database URL does not parse: {e}")))?;
     let search_path = format!("-c search_path={}", options.schema.replace(' ', "\\ "));
+    // Bounds on every session, before the URL's own options (which may change them): a
+    // row lock is waited on at most 5 s (then the operation is retried as contended), and
+    // a session left idle inside a transaction (a bug) is ended by the server after 60 s,
+    // releasing what it held.
+    let bounds = "-c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000";
     let merged = match config.get_options() {
-        Some(o) if !o.is_empty() => format!("{o} {search_path}"),
-        _ => search_path,
+        Some(o) if !o.is_empty() => format!("{bounds} {o} {search_path}"),
+        _ => format!("{bounds} {search_path}"),
     };
     config.options(&merged);
     if config.get_application_name().is_none() {

@@ -62,7 +62,7 @@ impl Tx {
             ),
             None => None,
         };
-        let (now_row, rows) = {
+        let opened = {
             let c: &tokio_postgres::Client = &client;
             let begin_f = c.execute(&begin, &[]);
             let pin_f = async {
@@ -78,20 +78,33 @@ impl Tx {
                     _ => Ok(Vec::new()),
                 }
             };
-            let (_, _, now_row, rows) = tokio::try_join!(begin_f, pin_f, now_f, first_f)?;
-            (now_row, rows)
+            tokio::try_join!(begin_f, pin_f, now_f, first_f)
         };
-        let now: Timestamp = now_row.try_get(0)?;
+        let mut tx = Tx {
+            client: Some(client),
+            now: Timestamp::UNIX_EPOCH,
+            changed: BTreeMap::new(),
+            effects: Effects::default(),
+        };
+        let (now_row, rows) = match opened {
+            Ok((_, _, now_row, rows)) => (now_row, rows),
+            Err(e) => {
+                // BEGIN went through: the connection must not go back to the pool with its
+                // (failed) transaction open.
+                tx.rollback().await;
+                return Err(e.into());
+            }
+        };
+        let now: Timestamp = match now_row.try_get(0) {
+            Ok(now) => now,
+            Err(e) => {
+                tx.rollback().await;
+                return Err(e.into());
+            }
+        };
+        tx.now = now;
         inner.observe_clock(now);
-        Ok((
-            Tx {
-                client: Some(client),
-                now,
-                changed: BTreeMap::new(),
-                effects: Effects::default(),
-            },
-            rows,
-        ))
+        Ok((tx, rows))
     }
 
     fn client(&self) -> &Object {

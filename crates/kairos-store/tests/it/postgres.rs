@@ -249,3 +249,50 @@ async fn one_node_leads_and_another_takes_over() {
     let nodes = a.nodes().await.unwrap().unwrap();
     assert_eq!(nodes.len(), 1, "a resigned node is forgotten");
 }
+
+/// An operation whose first query fails inside its opening round trip (here: a row lock
+/// it waited on past `lock_timeout`) leaves its connection clean: the next operation on
+/// the same connection (a pool of one) works.
+#[tokio::test]
+async fn a_failed_opening_query_leaves_the_connection_clean() {
+    use kairos_store::Store;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}options=-c%20lock_timeout%3D200", db.url);
+    let opts = Options {
+        pool_size: 1,
+        ..options(&db, None)
+    };
+    let store = PostgresStore::connect(&url, opts).await.unwrap();
+    let job = store
+        .enqueue(vec![job_in("locked", None)], None)
+        .await
+        .unwrap()
+        .jobs
+        .remove(0)
+        .0;
+    let (mut holder, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        &format!(
+            "SELECT 1 FROM \"{}\".jobs WHERE id = $1 FOR UPDATE",
+            db.schema
+        ),
+        &[&job.id],
+    )
+    .await
+    .unwrap();
+    let refused = store.cancel(job.id).await;
+    assert!(refused.is_err(), "the lock wait ran out: {refused:?}");
+    tx.rollback().await.unwrap();
+    let cancelled = store
+        .cancel(job.id)
+        .await
+        .expect("the next operation works");
+    assert_eq!(cancelled.state, kairos_core::JobState::Cancelled);
+}
