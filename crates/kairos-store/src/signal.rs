@@ -18,6 +18,8 @@ pub struct Signals {
     due: Notify,
     /// Lower bound (µs since epoch) of the next run_at or lease expiry; `i64::MAX`: none.
     next_due: AtomicI64,
+    /// The earliest due time announced since the last [`Signals::mark_due`].
+    announced_since_mark: AtomicI64,
 }
 
 impl Default for Signals {
@@ -26,6 +28,7 @@ impl Default for Signals {
             queues: Mutex::new(HashMap::new()),
             due: Notify::new(),
             next_due: AtomicI64::new(i64::MAX),
+            announced_since_mark: AtomicI64::new(i64::MAX),
         }
     }
 }
@@ -99,6 +102,9 @@ impl Signals {
     /// Something is due at `at` (or later); wakes the timer if that is earlier than it knew.
     pub fn due_at(&self, at: Timestamp) {
         let us = at.as_microsecond();
+        // First here, so a concurrent `set_next_due_after` that misses this one in
+        // `next_due` finds it in `announced_since_mark`.
+        self.announced_since_mark.fetch_min(us, Ordering::AcqRel);
         let prev = self.next_due.fetch_min(us, Ordering::AcqRel);
         if us < prev {
             self.due.notify_one();
@@ -109,6 +115,33 @@ impl Signals {
     pub fn set_next_due(&self, at: Option<Timestamp>) {
         let us = at.map_or(i64::MAX, |t| t.as_microsecond());
         self.next_due.store(us, Ordering::Release);
+    }
+
+    /// Starts a look-up of the next due time that commits on other tasks may race with
+    /// (a backend whose writes run concurrently): what they announce from now on is kept
+    /// for [`Signals::set_next_due_after`].
+    pub fn mark_due(&self) {
+        self.announced_since_mark.store(i64::MAX, Ordering::Release);
+    }
+
+    /// Sets the next due time to what a look-up begun at the last [`Signals::mark_due`]
+    /// found, or to anything announced since if that is earlier: a commit that raced with
+    /// the look-up is never overwritten by it.
+    pub fn set_next_due_after(&self, at: Option<Timestamp>) {
+        let found = at.map_or(i64::MAX, |t| t.as_microsecond());
+        let mut current = self.next_due.load(Ordering::Acquire);
+        loop {
+            let target = found.min(self.announced_since_mark.load(Ordering::Acquire));
+            match self.next_due.compare_exchange(
+                current,
+                target,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(now) => current = now,
+            }
+        }
     }
 
     /// The earliest time something may be due, if anything is.
@@ -222,5 +255,26 @@ mod tests {
         signals.jobs_available("q", 3);
         signals.queue_changed("q");
         assert_eq!(signals.watched_queues(), 0);
+    }
+
+    fn at(us: i64) -> Timestamp {
+        Timestamp::from_microsecond(us).unwrap()
+    }
+
+    #[test]
+    fn a_look_up_never_overwrites_an_earlier_time_announced_while_it_ran() {
+        let s = Signals::default();
+        s.mark_due();
+        // A commit elsewhere announces 10 while the look-up (which missed it) runs.
+        s.due_at(at(10));
+        s.set_next_due_after(Some(at(50)));
+        assert_eq!(s.next_due(), Some(at(10)));
+        // The next look-up, with nothing announced meanwhile, is taken as found.
+        s.mark_due();
+        s.set_next_due_after(Some(at(50)));
+        assert_eq!(s.next_due(), Some(at(50)));
+        s.mark_due();
+        s.set_next_due_after(None);
+        assert_eq!(s.next_due(), None);
     }
 }

@@ -509,6 +509,8 @@ pub(crate) async fn retry_dead(
 }
 
 pub(crate) async fn tick(inner: &Inner) -> Result<Tick, StoreError> {
+    // Other tasks commit while this pass looks: what they announce must survive it.
+    inner.signals.mark_due();
     let first: [&(dyn ToSql + Sync); 1] = [&MAINTENANCE_CHUNK];
     let (promoted, expired) = in_tx!(inner, Some((&DUE_WAITING, &first)), |tx, due| {
         let promoted = promote(&mut tx, stored(&due)?);
@@ -525,7 +527,7 @@ pub(crate) async fn tick(inner: &Inner) -> Result<Tick, StoreError> {
     let fired = fire_schedules(inner).await?;
     fold_counts(inner).await?;
     let next_due = read::next_due(inner, &NEXT_DUE).await?;
-    inner.signals.set_next_due(next_due);
+    inner.signals.set_next_due_after(next_due);
     Ok(Tick {
         promoted,
         expired,
