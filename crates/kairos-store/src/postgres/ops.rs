@@ -20,7 +20,7 @@ use crate::{
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{AckEffect, Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -88,6 +88,15 @@ statement!(
      (SELECT min(lease_expires_at) FROM jobs WHERE state = {running}), \
      (SELECT min(next_due) FROM schedules WHERE next_due IS NOT NULL))"
 );
+statement!(
+    /// Which of these schedules have an unfinished run, for `overlap: skip`.
+    UNFINISHED_RUNS = "SELECT DISTINCT schedule_id FROM jobs \
+     WHERE schedule_id = ANY($1) AND state IN {unfinished}"
+);
+/// Which of these (schedule, slot) pairs have their run already.
+const EXISTING_RUNS: &str = "SELECT schedule_id, scheduled_for FROM jobs \
+     WHERE (schedule_id, scheduled_for) IN \
+     (SELECT * FROM unnest($1::uuid[], $2::timestamptz[]))";
 statement!(
     /// An unfinished run of a schedule, for `overlap: skip`.
     UNFINISHED_RUN = "SELECT 1 FROM jobs WHERE schedule_id = $1 AND state IN {unfinished} LIMIT 1"
@@ -707,25 +716,110 @@ async fn fire_schedules(inner: &Inner) -> Result<u64, StoreError> {
             &first
         )),
         |tx, rows| {
-            let mut made = 0;
-            for row in &rows {
-                let mut s: Schedule = serde_json::from_str(row.try_get(0)?)?;
-                for slot in s.fire(tx.now, inner.up_since()) {
-                    if make_run(inner, &mut tx, &s, slot, false).await?.is_some() {
-                        made += 1;
-                        s.record_run(slot);
+            let mut schedules = rows
+                .iter()
+                .map(|r| Ok(serde_json::from_str(r.try_get(0)?)?))
+                .collect::<Result<Vec<Schedule>, StoreError>>()?;
+            // The whole chunk in a few statements, not a few per schedule: its due slots,
+            // which of them have their run already and which schedules have an
+            // unfinished run (asked once each), then one insert and one save.
+            let slots: Vec<Vec<Timestamp>> = schedules
+                .iter_mut()
+                .map(|s| s.fire(tx.now, inner.up_since()))
+                .collect();
+            let (ids, fors): (Vec<Uuid>, Vec<Timestamp>) = schedules
+                .iter()
+                .zip(&slots)
+                .flat_map(|(s, slots)| slots.iter().map(move |t| (s.id, *t)))
+                .unzip();
+            let existing: HashSet<(Uuid, Timestamp)> = if ids.is_empty() {
+                HashSet::new()
+            } else {
+                tx.query(EXISTING_RUNS, &[&ids, &fors])
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<_, StoreError>>()?
+            };
+            let asking: Vec<Uuid> = schedules
+                .iter()
+                .filter(|s| s.overlap_applies(false))
+                .map(|s| s.id)
+                .collect();
+            let busy: HashSet<Uuid> = if asking.is_empty() {
+                HashSet::new()
+            } else {
+                tx.query(&UNFINISHED_RUNS, &[&asking])
+                    .await?
+                    .iter()
+                    .map(|r| Ok(r.try_get(0)?))
+                    .collect::<Result<_, StoreError>>()?
+            };
+            let mut runs: Vec<(usize, Timestamp, Job)> = Vec::new();
+            for (i, (s, slots)) in schedules.iter().zip(&slots).enumerate() {
+                let mut unfinished = busy.contains(&s.id);
+                for slot in slots {
+                    if existing.contains(&(s.id, *slot))
+                        || !s.admits_run(false, || Ok::<_, StoreError>(unfinished))?
+                    {
+                        continue;
                     }
+                    runs.push((
+                        i,
+                        *slot,
+                        Job::new(s.run(*slot), inner.next_id(tx.now), tx.now),
+                    ));
+                    // The run just made is unfinished: `overlap: skip` holds the rest back.
+                    unfinished = true;
                 }
+            }
+            let jobs: Vec<Job> = runs.iter().map(|(_, _, j)| j.clone()).collect();
+            let inserted = insert(inner, &mut tx, &jobs).await?;
+            let mut made = 0;
+            for (i, slot, job) in &runs {
+                if inserted.contains_key(&job.id) {
+                    made += 1;
+                    schedules[*i].record_run(*slot);
+                }
+            }
+            for s in &schedules {
                 if let Some(why) = &s.last_error
                     && !s.active
                 {
                     tracing::warn!(schedule = %s.id, name = %s.name, error = %why, "schedule deactivated");
                 }
-                save_schedule(&mut tx, &s).await?;
             }
+            save_fired(&mut tx, &schedules).await?;
             Ok(made)
         }
     )
+}
+
+/// Saves fired schedules (timing and body only: their names did not change), in one
+/// statement.
+async fn save_fired(tx: &mut Tx, schedules: &[Schedule]) -> Result<(), StoreError> {
+    if schedules.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(schedules.len());
+    let mut next = Vec::with_capacity(schedules.len());
+    let mut bodies = Vec::with_capacity(schedules.len());
+    for s in schedules {
+        ids.push(s.id);
+        next.push(s.next_run_at);
+        bodies.push(serde_json::to_string(s)?);
+        if let Some(at) = s.next_run_at {
+            tx.due_at(at);
+        }
+    }
+    tx.execute(
+        "UPDATE schedules SET next_due = u.next_due, body = u.body \
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS u(id, next_due, body) \
+         WHERE schedules.id = u.id",
+        &[&ids, &next, &bodies],
+    )
+    .await?;
+    Ok(())
 }
 
 pub(crate) async fn trigger_schedule(inner: &Inner, id: Uuid) -> Result<Job, StoreError> {
