@@ -559,6 +559,14 @@ impl Schedule {
         !manual && self.overlap != Overlap::Allow
     }
 
+    /// The instants a manual trigger at `now` may take its run at, in order: `now`, then
+    /// each next microsecond, so two triggers in one instant both run (a slot holds one
+    /// run). Bounded: a backend that finds them all taken refuses the trigger.
+    pub fn trigger_instants(now: Timestamp) -> impl Iterator<Item = Timestamp> {
+        (0..1_000i64)
+            .filter_map(move |us| now.checked_add(jiff::SignedDuration::from_micros(us)).ok())
+    }
+
     /// Records that a run was made for `slot`.
     pub fn record_run(&mut self, slot: Timestamp) {
         self.last_run_at = Some(self.last_run_at.map_or(slot, |l| l.max(slot)));

@@ -100,6 +100,11 @@ pub(crate) fn prunable(prefix: char) -> String {
     PRUNABLE.replace('#', &prefix.to_string())
 }
 
+/// Every instant a trigger may take was taken (see `Schedule::trigger_instants`).
+pub(crate) fn triggers_exhausted() -> StoreError {
+    StoreError::Duplicate("too many runs of this schedule at this instant".to_string())
+}
+
 /// Schedules fired per tick. The rest stay due, so the timer ticks again at once; runs
 /// of the first chunk are committed (and leasable) while later ones are still being made.
 pub(crate) const FIRE_CHUNK: i64 = 100;

@@ -826,20 +826,13 @@ pub(crate) async fn trigger_schedule(inner: &Inner, id: Uuid) -> Result<Job, Sto
     let first: [&(dyn ToSql + Sync); 1] = [&id];
     in_tx!(inner, Some((SCHEDULE_FOR_UPDATE, &first)), |tx, rows| {
         let mut s = schedule_from(&rows)?;
-        // Two triggers at one instant: the later one takes the next free microsecond.
-        let mut at = tx.now;
-        for _ in 0..1_000 {
+        for at in Schedule::trigger_instants(tx.now) {
             if let Some(job) = make_run(inner, &mut tx, &s, at, true).await? {
                 s.record_run(at);
                 save_schedule(&mut tx, &s).await?;
                 return Ok(job);
             }
-            at = at
-                .checked_add(jiff::SignedDuration::from_micros(1))
-                .unwrap_or(at);
         }
-        Err(StoreError::Duplicate(
-            "too many runs of this schedule at this instant".to_string(),
-        ))
+        Err(crate::triggers_exhausted())
     })
 }

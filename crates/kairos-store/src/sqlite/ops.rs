@@ -510,20 +510,13 @@ fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
 
 pub(crate) fn trigger_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
     let mut s = read::schedule(b.conn, id)?.ok_or(StoreError::NotFound)?;
-    // Two triggers in one commit share the batch's clock reading: the later one takes
-    // the next free microsecond, so both make their run.
-    let mut at = b.now;
-    for _ in 0..1_000 {
+    // Two triggers in one commit share the batch's clock reading.
+    for at in Schedule::trigger_instants(b.now) {
         if let Some(job) = make_run(b, &s, at, true)? {
             s.record_run(at);
             save_schedule(b, &s, false)?;
             return Ok(job);
         }
-        at = at
-            .checked_add(jiff::SignedDuration::from_micros(1))
-            .unwrap_or(at);
     }
-    Err(StoreError::Duplicate(
-        "too many runs of this schedule at this instant".to_string(),
-    ))
+    Err(crate::triggers_exhausted())
 }
