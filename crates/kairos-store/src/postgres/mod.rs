@@ -253,10 +253,16 @@ impl Inner {
     }
 
     /// Takes note of a database clock reading.
-    pub(crate) fn observe_clock(&self, db_now: Timestamp) {
-        let local = Timestamp::now().as_microsecond();
-        self.offset_us
-            .store(db_now.as_microsecond() - local, Ordering::Relaxed);
+    /// Takes note of a database clock reading `db_now` (a transaction's or statement's
+    /// start), asked for at `sent` by this machine's clock. The reading is compared with
+    /// when it was asked for, not when it arrived: the answer may come long after (its
+    /// transaction's first query waited for a lock), and the start time is not later for
+    /// it; an offset taken at arrival would put this node's estimate behind by the wait.
+    pub(crate) fn observe_clock(&self, db_now: Timestamp, sent: Timestamp) {
+        self.offset_us.store(
+            db_now.as_microsecond() - sent.as_microsecond(),
+            Ordering::Relaxed,
+        );
     }
 
     pub(crate) fn now_estimate(&self) -> Timestamp {

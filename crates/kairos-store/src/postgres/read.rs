@@ -30,8 +30,9 @@ pub(crate) async fn now(inner: &Inner, client: &Object) -> Result<Timestamp, Sto
         return Ok(pinned);
     }
     let stmt = client.prepare_cached("SELECT now()").await?;
+    let sent = Timestamp::now();
     let now: Timestamp = client.query_one(&stmt, &[]).await?.try_get(0)?;
-    inner.observe_clock(now);
+    inner.observe_clock(now, sent);
     Ok(now)
 }
 

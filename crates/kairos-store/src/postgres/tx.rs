@@ -62,6 +62,7 @@ impl Tx {
             ),
             None => None,
         };
+        let sent = Timestamp::now();
         let opened = {
             let c: &tokio_postgres::Client = &client;
             let begin_f = c.execute(&begin, &[]);
@@ -103,7 +104,7 @@ impl Tx {
             }
         };
         tx.now = now;
-        inner.observe_clock(now);
+        inner.observe_clock(now, sent);
         Ok((tx, rows))
     }
 

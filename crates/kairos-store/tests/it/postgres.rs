@@ -296,3 +296,57 @@ async fn a_failed_opening_query_leaves_the_connection_clean() {
         .expect("the next operation works");
     assert_eq!(cancelled.state, kairos_core::JobState::Cancelled);
 }
+
+/// The node's estimate of the database clock stays right when an operation's answer
+/// comes late: here its first query waits a second for a row lock, and the transaction's
+/// start time (the clock reading it carries) is a second older than the answer. Before
+/// the fix the estimate fell behind by the wait, and the timer slept past due jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_does_not_set_the_clock_back() {
+    use kairos_store::Store;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PostgresStore::connect(&db.url, options(&db, None))
+        .await
+        .unwrap();
+    let job = store
+        .enqueue(vec![job_in("locked", None)], None)
+        .await
+        .unwrap()
+        .jobs
+        .remove(0)
+        .0;
+    let (mut holder, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let schema = db.schema.clone();
+    let id = job.id;
+    let (locked_tx, locked) = tokio::sync::oneshot::channel();
+    // The lock is held for one second: that is the wait under test, not synchronisation.
+    let hold = tokio::spawn(async move {
+        let tx = holder.transaction().await.unwrap();
+        tx.execute(
+            &format!("SELECT 1 FROM \"{schema}\".jobs WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )
+        .await
+        .unwrap();
+        locked_tx.send(()).unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        tx.rollback().await.unwrap();
+    });
+    locked.await.unwrap();
+    let cancelled = store
+        .cancel(job.id)
+        .await
+        .expect("the cancel waits, then goes through");
+    assert_eq!(cancelled.state, kairos_core::JobState::Cancelled);
+    hold.await.unwrap();
+    let skew = jiff::Timestamp::now().duration_since(store.now()).abs();
+    assert!(
+        skew < jiff::SignedDuration::from_millis(300),
+        "the estimate is off by {skew:?}"
+    );
+}
