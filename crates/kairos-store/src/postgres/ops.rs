@@ -120,8 +120,9 @@ fn stored(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredJob>, StoreError> {
 /// Runs `body` in a transaction opened with `first`; commits when it succeeds, then
 /// announces what changed.
 macro_rules! in_tx {
-    ($inner:expr, $first:expr, |$tx:ident, $rows:ident| $body:block) => {{
-        let (mut $tx, $rows) = Tx::begin($inner, $first).await?;
+    ($inner:expr, $first:expr, |$tx:ident, $rows:ident| $body:block) => {{ in_tx!($inner, $first, None, |$tx, $rows, _second| $body) }};
+    ($inner:expr, $first:expr, $second:expr, |$tx:ident, $rows:ident, $rows2:ident| $body:block) => {{
+        let (mut $tx, $rows, $rows2) = Tx::open($inner, $first, $second).await?;
         let result: Result<_, StoreError> = async { $body }.await;
         match result {
             Ok(value) => {
@@ -294,14 +295,24 @@ pub(crate) async fn lease(inner: &Inner, spec: LeaseSpec) -> Result<Vec<LeasedJo
     let max = spec.max as i64;
     let queues = spec.queues.clone();
     let first: [&(dyn ToSql + Sync); 2] = [&queues, &MAINTENANCE_CHUNK];
-    in_tx!(inner, Some((&DUE_IN_QUEUES, &first)), |tx, due| {
+    let second: [&(dyn ToSql + Sync); 2] = [&queues, &max];
+    // The candidates come in the opening round trip too; they are looked for again only
+    // when due jobs were promoted first (the common case needs no second look).
+    let opening = (
+        Some((DUE_IN_QUEUES.as_str(), &first[..])),
+        Some((LEASE_CANDIDATES.as_str(), &second[..])),
+    );
+    in_tx!(inner, opening.0, opening.1, |tx, due, found| {
         // Waiting jobs of these queues whose time has come are leasable now, not only
         // after the next maintenance pass.
         let promoted = promote(&mut tx, stored(&due)?);
-        if promoted > 0 {
+        let found = if promoted > 0 {
             tx.flush().await?;
-        }
-        let mut candidates = stored(&tx.query(&LEASE_CANDIDATES, &[&queues, &max]).await?)?;
+            tx.query(&LEASE_CANDIDATES, &second).await?
+        } else {
+            found
+        };
+        let mut candidates = stored(&found)?;
         // Each queue answered its best; merged in lease order. Rows locked beyond `max`
         // are released at commit, untouched.
         candidates.sort_by(|a, b| {

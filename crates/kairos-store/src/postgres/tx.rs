@@ -45,10 +45,24 @@ impl Tx {
         inner: &Inner,
         first: Option<Query<'_>>,
     ) -> Result<(Tx, Vec<Row>), StoreError> {
+        let (tx, rows, _) = Tx::open(inner, first, None).await?;
+        Ok((tx, rows))
+    }
+
+    /// Opens a transaction and runs `first`, then `second`, in the same round trip.
+    pub(crate) async fn open(
+        inner: &Inner,
+        first: Option<Query<'_>>,
+        second: Option<Query<'_>>,
+    ) -> Result<(Tx, Vec<Row>, Vec<Row>), StoreError> {
         let client = inner.connection().await?;
         let begin = client.prepare_cached("BEGIN").await?;
         let now_stmt = client.prepare_cached("SELECT kairos_now()").await?;
         let first_stmt = match first {
+            Some((sql, _)) => Some(client.prepare_cached(sql).await?),
+            None => None,
+        };
+        let second_stmt = match second {
             Some((sql, _)) => Some(client.prepare_cached(sql).await?),
             None => None,
         };
@@ -79,7 +93,13 @@ impl Tx {
                     _ => Ok(Vec::new()),
                 }
             };
-            tokio::try_join!(begin_f, pin_f, now_f, first_f)
+            let second_f = async {
+                match (&second_stmt, second) {
+                    (Some(stmt), Some((_, params))) => c.query(stmt, params).await,
+                    _ => Ok(Vec::new()),
+                }
+            };
+            tokio::try_join!(begin_f, pin_f, now_f, first_f, second_f)
         };
         let mut tx = Tx {
             client: Some(client),
@@ -87,8 +107,8 @@ impl Tx {
             changed: BTreeMap::new(),
             effects: Effects::default(),
         };
-        let (now_row, rows) = match opened {
-            Ok((_, _, now_row, rows)) => (now_row, rows),
+        let (now_row, rows, rows2) = match opened {
+            Ok((_, _, now_row, rows, rows2)) => (now_row, rows, rows2),
             Err(e) => {
                 // BEGIN went through: the connection must not go back to the pool with its
                 // (failed) transaction open.
@@ -105,7 +125,7 @@ impl Tx {
         };
         tx.now = now;
         inner.observe_clock(now, sent);
-        Ok((tx, rows))
+        Ok((tx, rows, rows2))
     }
 
     fn client(&self) -> &Object {
