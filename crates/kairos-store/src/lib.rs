@@ -124,6 +124,36 @@ pub(crate) fn visible(mut job: Job, now: Timestamp) -> Job {
     job
 }
 
+/// A key found stored, as its row holds it: the fingerprint, when it was first used, and
+/// the answer then.
+pub(crate) struct StoredKey {
+    pub fingerprint: i64,
+    pub created_at: Timestamp,
+    pub answer: String,
+}
+
+/// The idempotency rule, the same for every backend: a key first used within the window
+/// answers its first answer again if the request is the same, and is refused for another;
+/// an older one is forgotten (`None`: enqueue afresh).
+pub(crate) fn replay(
+    key: &IdempotencyKey,
+    found: Option<StoredKey>,
+    now: Timestamp,
+) -> Result<Option<Enqueued>, StoreError> {
+    let fresh_after = now.saturating_sub(IDEMPOTENCY_WINDOW).unwrap_or(now);
+    let Some(found) = found.filter(|f| f.created_at > fresh_after) else {
+        return Ok(None);
+    };
+    if found.fingerprint != key.fingerprint as i64 {
+        return Err(StoreError::IdempotencyMismatch);
+    }
+    let answer: StoredAnswer = serde_json::from_str(&found.answer)?;
+    Ok(Some(Enqueued {
+        jobs: answer.jobs.into_iter().zip(answer.created).collect(),
+        replayed: true,
+    }))
+}
+
 /// An `Idempotency-Key` with a fingerprint of the request it was first used for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {

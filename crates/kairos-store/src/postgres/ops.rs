@@ -14,8 +14,8 @@ use super::tx::Tx;
 use crate::ids::lease_token;
 use crate::states::statement;
 use crate::{
-    Enqueued, Extended, FIRE_CHUNK, IDEMPOTENCY_WINDOW, IdempotencyKey, ItemError,
-    MAINTENANCE_CHUNK, RETRY_DEAD_CHUNK, RetriedChunk, StoreError, StoredAnswer, Tick, visible,
+    Enqueued, Extended, FIRE_CHUNK, IdempotencyKey, ItemError, MAINTENANCE_CHUNK, RETRY_DEAD_CHUNK,
+    RetriedChunk, StoreError, StoredAnswer, Tick, visible,
 };
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
@@ -204,20 +204,16 @@ pub(crate) async fn enqueue(
                     &[&key.key],
                 )
                 .await?;
-            let fresh_after = tx.now.saturating_sub(IDEMPOTENCY_WINDOW).unwrap_or(tx.now);
-            if let Some(row) = found.first() {
-                let (fingerprint, created_at, answer): (i64, Timestamp, String) =
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-                if created_at > fresh_after {
-                    if fingerprint != key.fingerprint as i64 {
-                        return Err(StoreError::IdempotencyMismatch);
-                    }
-                    let answer: StoredAnswer = serde_json::from_str(&answer)?;
-                    return Ok(Enqueued {
-                        jobs: answer.jobs.into_iter().zip(answer.created).collect(),
-                        replayed: true,
-                    });
-                }
+            let found = match found.first() {
+                Some(row) => Some(crate::StoredKey {
+                    fingerprint: row.try_get(0)?,
+                    created_at: row.try_get(1)?,
+                    answer: row.try_get(2)?,
+                }),
+                None => None,
+            };
+            if let Some(first) = crate::replay(key, found, tx.now)? {
+                return Ok(first);
             }
         }
         let now = tx.now;

@@ -10,7 +10,7 @@ use crate::states::statement;
 use crate::{
     Enqueued, Extended, IdempotencyKey, ItemError, RetriedChunk, StoreError, Tick, visible,
 };
-use crate::{FIRE_CHUNK, IDEMPOTENCY_WINDOW, MAINTENANCE_CHUNK, StoredAnswer};
+use crate::{FIRE_CHUNK, MAINTENANCE_CHUNK, StoredAnswer};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{AckEffect, Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
@@ -54,25 +54,21 @@ pub(crate) fn enqueue(
     idempotency: Option<IdempotencyKey>,
 ) -> Result<Enqueued, StoreError> {
     if let Some(key) = &idempotency {
-        let found: Option<(i64, i64, String)> = b
+        let found = b
             .conn
             .prepare_cached(
                 "SELECT fingerprint, created_at, answer FROM idempotency_keys WHERE key = ?1",
             )?
-            .query_row([&key.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row([&key.key], |r| {
+                Ok(crate::StoredKey {
+                    fingerprint: r.get(0)?,
+                    created_at: rows::ts(r.get(1)?)?,
+                    answer: r.get(2)?,
+                })
+            })
             .optional()?;
-        let fresh_after = b.now.saturating_sub(IDEMPOTENCY_WINDOW).unwrap_or(b.now);
-        if let Some((fingerprint, created_at, answer)) = found
-            && rows::ts(created_at)? > fresh_after
-        {
-            if fingerprint != key.fingerprint as i64 {
-                return Err(StoreError::IdempotencyMismatch);
-            }
-            let answer: StoredAnswer = serde_json::from_str(&answer)?;
-            return Ok(Enqueued {
-                jobs: answer.jobs.into_iter().zip(answer.created).collect(),
-                replayed: true,
-            });
+        if let Some(first) = crate::replay(key, found, b.now)? {
+            return Ok(first);
         }
     }
     let mut out = Vec::with_capacity(jobs.len());
