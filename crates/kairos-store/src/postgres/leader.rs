@@ -66,7 +66,7 @@ pub(crate) async fn beat(inner: &Inner, node: Node) -> Result<bool, StoreError> 
         )
         .await?;
     }
-    tx.commit(inner).await?;
+    tx.commit().await?;
     Ok(leads.is_some())
 }
 

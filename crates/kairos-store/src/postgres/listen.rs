@@ -1,8 +1,8 @@
-//! Cross-node wake-ups: every commit that made jobs available, moved a due time or
-//! resumed a queue also sends a `NOTIFY` on the schema's channel (delivered by PostgreSQL
-//! only if and when the transaction commits), and every node keeps one dedicated
-//! connection `LISTEN`ing on it, turning what other nodes did into the same [`Signals`]
-//! its own commits raise. A worker long-polling node B is so woken by a job enqueued
+//! Cross-node wake-ups, the receiving half: what other nodes' commits made available,
+//! moved or resumed reaches this node as a `NOTIFY` on the schema's channel (sent after
+//! those commits, see [`super::notify`]), and every node keeps one dedicated connection
+//! `LISTEN`ing on it, turning what other nodes did into the same [`Signals`] its own
+//! commits raise. A worker long-polling node B is so woken by a job enqueued
 //! through node A within milliseconds.
 //!
 //! Notifications are hints, like every signal: one lost (the listening connection was
@@ -16,19 +16,13 @@
 //! `LISTEN` needs a session of its own: behind a transaction-mode pooler it must point at
 //! PostgreSQL directly.
 
-use super::tx::Effects;
 use crate::Signals;
 use kairos_core::Timestamp;
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
-
-/// PostgreSQL's limit on a notification payload is 8000 bytes; past this, one `*` line
-/// ("wake everything") stands for the rest.
-const MAX_PAYLOAD: usize = 7_000;
 
 /// The channel of `schema` (channels are database-wide; schemas share a database).
 pub(crate) fn channel(schema: &str) -> String {
@@ -40,35 +34,7 @@ pub(crate) fn channel(schema: &str) -> String {
     name
 }
 
-/// The payload announcing `e` (made by `node`), or `None` when it announces nothing.
-///
-/// Lines: `n <node>` first, then `a <count> <queue>` (jobs available), `r <queue>`
-/// (resumed), `d <µs>` (the earliest due time), or `*` (wake everything).
-pub(crate) fn payload(node: Uuid, e: &Effects) -> Option<String> {
-    let c = &e.changes;
-    if c.available.is_empty() && c.due.is_none() && e.resumed.is_empty() {
-        return None;
-    }
-    let mut out = format!("n {node}\n");
-    if let Some(d) = c.due {
-        let _ = writeln!(out, "d {}", d.as_microsecond());
-    }
-    let lines = c
-        .available
-        .iter()
-        .map(|(q, n)| format!("a {n} {q}\n"))
-        .chain(e.resumed.iter().map(|q| format!("r {q}\n")));
-    for line in lines {
-        if out.len() + line.len() > MAX_PAYLOAD {
-            out.push_str("*\n");
-            break;
-        }
-        out.push_str(&line);
-    }
-    Some(out)
-}
-
-/// Raises what a payload from another node announces.
+/// Raises what a payload from another node announces (see [`super::notify`]).
 fn apply(own: Uuid, payload: &str, signals: &Signals) {
     let mut lines = payload.lines();
     if lines.next().and_then(|l| l.strip_prefix("n ")) == Some(own.to_string().as_str()) {
@@ -193,6 +159,8 @@ async fn listen_once(
 
 #[cfg(test)]
 mod tests {
+    use super::super::notify::Pending;
+    use super::super::tx::Effects;
     use super::*;
     use kairos_core::JobState;
 
@@ -206,7 +174,9 @@ mod tests {
             .insert(("mail".into(), JobState::Available), 3);
         e.resumed.push("reports".into());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let text = payload(a, &e).unwrap();
+        let mut pending = Pending::default();
+        pending.add(&e);
+        let text = pending.payload(a).unwrap();
         let signals = Arc::new(Signals::default());
         let watch = signals.watch("mail");
         let woken = watch.notify().notified();
@@ -217,23 +187,5 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), woken)
             .await
             .expect("another node's jobs wake this node's waiters");
-    }
-
-    #[test]
-    fn a_payload_past_the_limit_says_wake_everything() {
-        let mut e = Effects::default();
-        for i in 0..1_000 {
-            e.changes
-                .available
-                .insert(format!("queue-{i:04}-{}", "x".repeat(40)), 1);
-        }
-        let text = payload(Uuid::now_v7(), &e).unwrap();
-        assert!(text.len() < 8_000);
-        assert!(text.ends_with("*\n"));
-    }
-
-    #[test]
-    fn nothing_to_announce_sends_nothing() {
-        assert!(payload(Uuid::now_v7(), &Effects::default()).is_none());
     }
 }

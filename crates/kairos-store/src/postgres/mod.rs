@@ -13,6 +13,7 @@
 
 mod leader;
 mod listen;
+mod notify;
 mod ops;
 mod read;
 mod rows;
@@ -87,7 +88,10 @@ pub(crate) struct Inner {
     pub(crate) node: Uuid,
     /// The schema's notification channel.
     pub(crate) channel: String,
-    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What this node's commits announced, for the notification sender.
+    announcements: Arc<notify::Announcements>,
+    /// The listener and the notification sender.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The listener's verdict: the database answers.
     reachable: Arc<tokio::sync::watch::Sender<bool>>,
     closed: AtomicBool,
@@ -123,7 +127,8 @@ impl PostgresStore {
             known_queues: Mutex::new(HashSet::new()),
             node: Uuid::now_v7(),
             channel: listen::channel(&options.schema),
-            listener: Mutex::new(None),
+            announcements: Arc::new(notify::Announcements::default()),
+            tasks: Mutex::new(Vec::new()),
             reachable: Arc::new(tokio::sync::watch::Sender::new(true)),
             closed: AtomicBool::new(false),
         });
@@ -134,7 +139,13 @@ impl PostgresStore {
             inner.signals.clone(),
             inner.reachable.clone(),
         ));
-        *inner.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+        let sender = tokio::spawn(notify::run(
+            inner.pool.clone(),
+            inner.channel.clone(),
+            inner.node,
+            inner.announcements.clone(),
+        ));
+        *inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = vec![listener, sender];
         // Whatever was due or leased before this start is looked at by the first tick.
         inner.signals.due_at(now);
         Ok(PostgresStore { inner })
@@ -209,7 +220,22 @@ fn pool(url: &str, options: &Options) -> Result<(Pool, tokio_postgres::Config), 
     // row lock is waited on at most 5 s (then the operation is retried as contended), and
     // a session left idle inside a transaction (a bug) is ended by the server after 60 s,
     // releasing what it held.
-    let bounds = "-c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000";
+    //
+    // Plans follow indexes: every statement of this backend is answered by an index (most
+    // take the first rows of one in its order), and a queue table's statistics are stale
+    // by nature (empty when last analysed, 50,000 rows a second later). Planned from such
+    // statistics, an ack's `id = ANY($1)` became a sequential scan of the whole table per
+    // ack (2,881 scans reading 6.6 million rows in one 10 s W2 run, both cores busy at 500
+    // jobs a second), and a lease read every available job through a bitmap to keep 200.
+    // Disabled, these plans are still taken where nothing else answers; never by guess.
+    // JIT is off: a disabled plan's cost (10^10) passes every JIT threshold, and compiling
+    // one statement took 124 ms; no statement here runs long enough to win it back. And
+    // each prepared statement keeps its generic plan: left to choose, PostgreSQL kept
+    // planning every execution afresh (weighing the jobs table's eleven indexes each time),
+    // most of its CPU in a W2 run.
+    let bounds = "-c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000 \
+                  -c enable_seqscan=off -c enable_bitmapscan=off -c jit=off \
+                  -c plan_cache_mode=force_generic_plan";
     let merged = match config.get_options() {
         Some(o) if !o.is_empty() => format!("{bounds} {o} {search_path}"),
         _ => format!("{bounds} {search_path}"),
@@ -299,6 +325,7 @@ impl Inner {
 
     /// Post-commit announcements.
     pub(crate) fn announce(&self, e: Effects) {
+        self.announcements.add(&e);
         if !e.new_queues.is_empty() {
             self.known_queues
                 .lock()
@@ -481,14 +508,9 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
-        let listener = self
-            .inner
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(l) = listener {
-            l.abort();
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            task.abort();
         }
         self.inner.pool.close();
     }

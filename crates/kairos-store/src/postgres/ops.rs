@@ -10,7 +10,7 @@
 use super::Inner;
 use super::read;
 use super::rows::{self, NewRows, StoredJob};
-use super::tx::Tx;
+use super::tx::{BEGIN, BEGIN_INDEX_ORDER, Tx};
 use crate::ids::lease_token;
 use crate::states::statement;
 use crate::{
@@ -120,13 +120,13 @@ fn stored(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredJob>, StoreError> {
 /// Runs `body` in a transaction opened with `first`; commits when it succeeds, then
 /// announces what changed.
 macro_rules! in_tx {
-    ($inner:expr, $first:expr, |$tx:ident, $rows:ident| $body:block) => {{ in_tx!($inner, $first, None, |$tx, $rows, _second| $body) }};
-    ($inner:expr, $first:expr, $second:expr, |$tx:ident, $rows:ident, $rows2:ident| $body:block) => {{
-        let (mut $tx, $rows, $rows2) = Tx::open($inner, $first, $second).await?;
+    ($inner:expr, $first:expr, |$tx:ident, $rows:ident| $body:block) => {{ in_tx!($inner, BEGIN, $first, None, |$tx, $rows, _second| $body) }};
+    ($inner:expr, $begin:expr, $first:expr, $second:expr, |$tx:ident, $rows:ident, $rows2:ident| $body:block) => {{
+        let (mut $tx, $rows, $rows2) = Tx::open($inner, $begin, $first, $second).await?;
         let result: Result<_, StoreError> = async { $body }.await;
         match result {
             Ok(value) => {
-                let effects = $tx.commit($inner).await?;
+                let effects = $tx.commit().await?;
                 $inner.announce(effects);
                 Ok(value)
             }
@@ -298,7 +298,7 @@ pub(crate) async fn lease(inner: &Inner, spec: LeaseSpec) -> Result<Vec<LeasedJo
         Some((DUE_IN_QUEUES.as_str(), &first[..])),
         Some((LEASE_CANDIDATES.as_str(), &second[..])),
     );
-    in_tx!(inner, opening.0, opening.1, |tx, due, found| {
+    in_tx!(inner, BEGIN_INDEX_ORDER, opening.0, opening.1, |tx, due, found| {
         // Waiting jobs of these queues whose time has come are leasable now, not only
         // after the next maintenance pass.
         let promoted = promote(&mut tx, stored(&due)?);
@@ -528,7 +528,8 @@ pub(crate) async fn tick(inner: &Inner) -> Result<Tick, StoreError> {
     // Other tasks commit while this pass looks: what they announce must survive it.
     inner.signals.mark_due();
     let first: [&(dyn ToSql + Sync); 1] = [&MAINTENANCE_CHUNK];
-    let (promoted, expired) = in_tx!(inner, Some((&DUE_WAITING, &first)), |tx, due| {
+    let opening = Some((DUE_WAITING.as_str(), &first[..]));
+    let (promoted, expired) = in_tx!(inner, BEGIN_INDEX_ORDER, opening, None, |tx, due, _none| {
         let promoted = promote(&mut tx, stored(&due)?);
         let lapsed = stored(&tx.query(&LAPSED_LEASES, &[&MAINTENANCE_CHUNK]).await?)?;
         let mut expired = 0;
