@@ -131,13 +131,26 @@ pub(crate) async fn run(pool: Pool, channel: String, node: Uuid, out: Arc<Announ
     }
 }
 
+/// Sends one notification in a transaction of its own, in one round trip. Its commit does
+/// not wait for the WAL flush: a notification is delivered at commit either way, and one
+/// lost to a crash is a hint lost (the jobs it announced are durable already).
 async fn send(pool: &Pool, channel: &str, text: &str) -> Result<(), tokio_postgres::Error> {
     let Ok(client) = pool.get().await else {
         return Ok(()); // no connection: the pool's callers see why
     };
     let stmt = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
-    client.execute(&stmt, &[&channel, &text]).await?;
-    Ok(())
+    let c: &tokio_postgres::Client = &client;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&channel, &text];
+    let sent = tokio::try_join!(
+        c.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+        c.execute(&stmt, &params),
+        c.batch_execute("COMMIT"),
+    );
+    if sent.is_err() {
+        // Whatever failed, the connection must not go back with a transaction open.
+        let _ = c.batch_execute("ROLLBACK").await;
+    }
+    sent.map(|_| ())
 }
 
 #[cfg(test)]
