@@ -508,7 +508,8 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
-        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {
             task.abort();
         }

@@ -200,7 +200,10 @@ mod tests {
         let node = Uuid::now_v7();
         assert_eq!(p.payload(node).unwrap(), format!("n {node}\n*\n"));
         p.add(&e);
-        assert!(p.available.is_empty(), "nothing accumulates once it says everything");
+        assert!(
+            p.available.is_empty(),
+            "nothing accumulates once it says everything"
+        );
     }
 
     #[test]

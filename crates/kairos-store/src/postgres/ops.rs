@@ -298,41 +298,47 @@ pub(crate) async fn lease(inner: &Inner, spec: LeaseSpec) -> Result<Vec<LeasedJo
         Some((DUE_IN_QUEUES.as_str(), &first[..])),
         Some((LEASE_CANDIDATES.as_str(), &second[..])),
     );
-    in_tx!(inner, BEGIN_INDEX_ORDER, opening.0, opening.1, |tx, due, found| {
-        // Waiting jobs of these queues whose time has come are leasable now, not only
-        // after the next maintenance pass.
-        let promoted = promote(&mut tx, stored(&due)?);
-        let found = if promoted > 0 {
-            tx.flush().await?;
-            tx.query(&LEASE_CANDIDATES, &second).await?
-        } else {
-            found
-        };
-        let mut candidates = stored(&found)?;
-        // Each queue answered its best; merged in lease order. Rows locked beyond `max`
-        // are released at commit, untouched.
-        candidates.sort_by(|a, b| {
-            b.job
-                .priority
-                .cmp(&a.job.priority)
-                .then(a.job.run_at.cmp(&b.job.run_at))
-                .then(a.seq.cmp(&b.seq))
-        });
-        candidates.truncate(spec.max as usize);
-        let mut out = Vec::with_capacity(candidates.len());
-        for mut s in candidates {
-            let token = lease_token();
-            s.job.lease(&spec.worker, token, spec.lease, tx.now)?;
-            let expires = s.job.lease.as_ref().map_or(tx.now, |l| l.expires_at);
-            out.push(LeasedJob {
-                job: s.job.clone(),
-                lease_token: token,
-                lease_expires_at: expires,
+    in_tx!(
+        inner,
+        BEGIN_INDEX_ORDER,
+        opening.0,
+        opening.1,
+        |tx, due, found| {
+            // Waiting jobs of these queues whose time has come are leasable now, not only
+            // after the next maintenance pass.
+            let promoted = promote(&mut tx, stored(&due)?);
+            let found = if promoted > 0 {
+                tx.flush().await?;
+                tx.query(&LEASE_CANDIDATES, &second).await?
+            } else {
+                found
+            };
+            let mut candidates = stored(&found)?;
+            // Each queue answered its best; merged in lease order. Rows locked beyond `max`
+            // are released at commit, untouched.
+            candidates.sort_by(|a, b| {
+                b.job
+                    .priority
+                    .cmp(&a.job.priority)
+                    .then(a.job.run_at.cmp(&b.job.run_at))
+                    .then(a.seq.cmp(&b.seq))
             });
-            tx.save(s);
+            candidates.truncate(spec.max as usize);
+            let mut out = Vec::with_capacity(candidates.len());
+            for mut s in candidates {
+                let token = lease_token();
+                s.job.lease(&spec.worker, token, spec.lease, tx.now)?;
+                let expires = s.job.lease.as_ref().map_or(tx.now, |l| l.expires_at);
+                out.push(LeasedJob {
+                    job: s.job.clone(),
+                    lease_token: token,
+                    lease_expires_at: expires,
+                });
+                tx.save(s);
+            }
+            Ok(out)
         }
-        Ok(out)
-    })
+    )
 }
 
 /// The jobs of `ids`, locked, by id.
