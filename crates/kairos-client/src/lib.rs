@@ -2,7 +2,14 @@
 //!
 //! One [`Client`] holds one keep-alive connection pool; clone it freely (clones share the
 //! pool). Every call returns the server's typed answer, or a [`ClientError`] that carries
-//! the server's problem details when the server refused.
+//! the server's problem details when the server refused (branch on
+//! [`kairos_core::api::Problem::code`], never on the `type` string).
+//!
+//! Calls are bounded in time (connect 5 s, answer 30 s, a long-poll its `wait` plus 10 s)
+//! and tried again when the server cannot be reached or answers 429 or 503, after an
+//! exponential backoff with jitter or its `Retry-After` ([`RetryPolicy`]). Enqueues
+//! always carry an `Idempotency-Key` (one is made when the caller gives none), so a retry
+//! after a lost answer never creates a job twice.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kairos_client::ClientError> {
@@ -17,6 +24,7 @@
 //! ```
 
 use kairos_core::Job;
+use kairos_core::ProblemCode;
 use kairos_core::Queue;
 use kairos_core::api::{
     AckRequest, AckResult, EnqueueRequest, HeartbeatRequest, HeartbeatResult, JobBatch, JobPage,
@@ -26,7 +34,29 @@ use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, Sc
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 use uuid::Uuid;
+
+mod retry;
+pub use retry::RetryPolicy;
+
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an answer may take (a long-poll: its `wait` plus [`LONG_POLL_MARGIN`]).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a long-poll's answer may take beyond its `wait`.
+const LONG_POLL_MARGIN: Duration = Duration::from_secs(10);
+
+/// Whether a call may be sent again when its first try's fate is unknown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Repeating it is harmless (a read, an ack, an enqueue with its key): any failure
+    /// worth retrying is retried.
+    Safe,
+    /// It might have been applied: retried only when it surely was not (no connection
+    /// was made; refused as busy or unavailable before it ran).
+    IfNotApplied,
+}
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +106,7 @@ pub struct Enqueued {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    retry: RetryPolicy,
 }
 
 #[derive(serde::Deserialize)]
@@ -104,17 +135,28 @@ impl Client {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
         Self::with_http(base, http)
     }
 
-    /// A client using an existing `reqwest` client (its pool, timeouts, proxies).
+    /// A client using an existing `reqwest` client (its pool, proxies, connect timeout).
     pub fn with_http(base: &str, http: reqwest::Client) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::BaseUrl(base));
         }
-        Ok(Client { http, base })
+        Ok(Client {
+            http,
+            base,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// This client, retrying by `policy` ([`RetryPolicy::NEVER`]: not at all).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Client {
+        self.retry = policy;
+        self
     }
 
     /// The server's base URL.
@@ -129,14 +171,70 @@ impl Client {
         body: Option<&B>,
         idempotency_key: Option<&str>,
     ) -> Result<(StatusCode, bytes_body::Body), ClientError> {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(b) = body {
-            req = req.json(b);
+        let repeat =
+            if idempotency_key.is_some() || method == Method::GET || method == Method::DELETE {
+                Repeat::Safe
+            } else {
+                Repeat::IfNotApplied
+            };
+        self.send(method, path, body, idempotency_key, repeat, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// Sends one call, trying again by the client's [`RetryPolicy`] as far as `repeat`
+    /// allows; each try may take `timeout`.
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        idempotency_key: Option<&str>,
+        repeat: Repeat,
+        timeout: Duration,
+    ) -> Result<(StatusCode, bytes_body::Body), ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Decode {
+                status: 0,
+                message: format!("the request does not serialise: {e}"),
+            })?),
+            None => None,
+        };
+        let mut attempt = 1;
+        loop {
+            let mut req = self.http.request(method.clone(), &url).timeout(timeout);
+            if let Some(b) = &body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.clone());
+            }
+            if let Some(k) = idempotency_key {
+                req = req.header("Idempotency-Key", k);
+            }
+            let (result, retry_after) = match req.send().await {
+                Ok(resp) => {
+                    let after = retry::retry_after(resp.headers());
+                    (Self::answer(resp).await, after)
+                }
+                Err(e) => (Err(ClientError::Transport(e)), None),
+            };
+            let again = match &result {
+                Ok(_) => false,
+                Err(e) => attempt < self.retry.attempts && worth_retrying(e, repeat),
+            };
+            if !again {
+                return result;
+            }
+            let wait = self.retry.delay(attempt, retry_after, fastrand::f64());
+            tokio::time::sleep(wait).await;
+            attempt += 1;
         }
-        if let Some(k) = idempotency_key {
-            req = req.header("Idempotency-Key", k);
-        }
-        let resp = req.send().await?;
+    }
+
+    /// Reads an answer: the body of a success, else the problem.
+    async fn answer(
+        resp: reqwest::Response,
+    ) -> Result<(StatusCode, bytes_body::Body), ClientError> {
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {
@@ -172,9 +270,9 @@ impl Client {
         req: &EnqueueRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Enqueued, ClientError> {
-        let (status, body) = self
-            .call(Method::POST, "/v1/jobs", Some(req), idempotency_key)
-            .await?;
+        let made = self.key_for_retries(idempotency_key);
+        let key = idempotency_key.or(made.as_deref());
+        let (status, body) = self.call(Method::POST, "/v1/jobs", Some(req), key).await?;
         Ok(Enqueued {
             job: body.decode(status)?,
             created: status == StatusCode::CREATED,
@@ -222,13 +320,10 @@ impl Client {
         struct Batch<'a> {
             jobs: &'a [EnqueueRequest],
         }
+        let made = self.key_for_retries(idempotency_key);
+        let key = idempotency_key.or(made.as_deref());
         let (status, body) = self
-            .call(
-                Method::POST,
-                "/v1/jobs/batch",
-                Some(&Batch { jobs }),
-                idempotency_key,
-            )
+            .call(Method::POST, "/v1/jobs/batch", Some(&Batch { jobs }), key)
             .await?;
         body.decode(status)
     }
@@ -280,20 +375,45 @@ impl Client {
             .map(|_| ())
     }
 
-    /// `POST /v1/lease`.
+    /// A key for an enqueue whose caller gave none, when it may be retried.
+    fn key_for_retries(&self, given: Option<&str>) -> Option<String> {
+        (given.is_none() && self.retry.attempts > 1).then(fresh_key)
+    }
+
+    /// `POST /v1/lease`: waits up to the request's `wait` for jobs (the answer may take
+    /// that long plus a margin before it counts as lost).
     pub async fn lease(&self, req: &LeaseRequest) -> Result<Vec<LeasedJob>, ClientError> {
-        Ok(self
-            .json::<Leased, _>(Method::POST, "/v1/lease", Some(req))
-            .await?
-            .jobs)
+        let wait = req.wait.map_or(Duration::ZERO, |w| w.as_std());
+        let timeout = REQUEST_TIMEOUT.max(wait + LONG_POLL_MARGIN);
+        // A repeat after a lost answer leaves that answer's jobs leased to nobody until
+        // their lease runs out: delayed, never lost.
+        let (status, body) = self
+            .send(
+                Method::POST,
+                "/v1/lease",
+                Some(req),
+                None,
+                Repeat::Safe,
+                timeout,
+            )
+            .await?;
+        Ok(body.decode::<Leased>(status)?.jobs)
     }
 
     /// `POST /v1/ack`: one result per item, in order.
     pub async fn ack(&self, req: &AckRequest) -> Result<Vec<AckResult>, ClientError> {
-        Ok(self
-            .json::<AckAnswer, _>(Method::POST, "/v1/ack", Some(req))
-            .await?
-            .results)
+        // Repeating an ack is harmless (the API's contract), so any failure is retried.
+        let (status, body) = self
+            .send(
+                Method::POST,
+                "/v1/ack",
+                Some(req),
+                None,
+                Repeat::Safe,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        Ok(body.decode::<AckAnswer>(status)?.results)
     }
 
     /// `POST /v1/heartbeat`: one result per item, in order.
@@ -301,10 +421,18 @@ impl Client {
         &self,
         req: &HeartbeatRequest,
     ) -> Result<Vec<HeartbeatResult>, ClientError> {
-        Ok(self
-            .json::<HeartbeatAnswer, _>(Method::POST, "/v1/heartbeat", Some(req))
-            .await?
-            .results)
+        // A heartbeat only extends a lease: repeating one is harmless.
+        let (status, body) = self
+            .send(
+                Method::POST,
+                "/v1/heartbeat",
+                Some(req),
+                None,
+                Repeat::Safe,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        Ok(body.decode::<HeartbeatAnswer>(status)?.results)
     }
 
     /// `GET /v1/queues`.
@@ -414,6 +542,33 @@ impl Client {
             .await
             .map(|_| ())
     }
+}
+
+/// Whether a failed try is worth another, for a call that may be repeated as `repeat` says.
+fn worth_retrying(e: &ClientError, repeat: Repeat) -> bool {
+    match e {
+        // Nothing reached the server.
+        ClientError::Transport(t) if t.is_connect() => true,
+        // A timeout or a connection cut mid-call: it may have been applied.
+        ClientError::Transport(_) => repeat == Repeat::Safe,
+        ClientError::Api(p) => {
+            retry::retryable_status(p.status)
+                // A request timeout may have been applied after all; every other 429/503
+                // was refused before it ran.
+                && (repeat == Repeat::Safe || p.code() != Some(ProblemCode::Timeout))
+        }
+        // Busy or away, said by something in between (a proxy) without a problem body.
+        ClientError::Decode { status, .. } => {
+            repeat == Repeat::Safe && retry::retryable_status(*status)
+        }
+        ClientError::BaseUrl(_) => false,
+    }
+}
+
+/// The key an enqueue carries when its caller gave none, so that a retry is answered
+/// with the first try's jobs.
+fn fresh_key() -> String {
+    format!("kairos-client-{}", Uuid::now_v7())
 }
 
 /// Percent-encodes a query or path value (names and cursors are plain ASCII, but be safe).

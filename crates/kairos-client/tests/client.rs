@@ -134,9 +134,117 @@ async fn refusals_carry_the_problem() {
         Client::new("localhost:1"),
         Err(ClientError::BaseUrl(_))
     ));
-    let nobody = Client::new("http://127.0.0.1:1").unwrap();
+    let nobody = Client::new("http://127.0.0.1:1")
+        .unwrap()
+        .with_retry(kairos_client::RetryPolicy::NEVER);
     assert!(matches!(
         nobody.ready().await,
         Err(ClientError::Transport(_))
     ));
+}
+
+/// A TCP front for `server` whose first connection loses its answer: the request reaches
+/// the server (and is applied), the reply never reaches the client. Every later
+/// connection passes through untouched.
+async fn losing_first_answer(server: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = server.trim_start_matches("http://").to_string();
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", front.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut first, _) = front.accept().await.unwrap();
+        // One whole request: headers, then as many body bytes as they announce.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let body_from = loop {
+            let n = first.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the client sent a whole request");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..body_from]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < body_from + length {
+            let n = first.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let mut up = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+        up.write_all(&buf).await.unwrap();
+        let n = up.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server answered the first request");
+        drop(first); // the answer is lost on the way back
+        loop {
+            let (mut c, _) = front.accept().await.unwrap();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut up = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn an_enqueue_whose_answer_was_lost_is_retried_without_a_second_job() {
+    let (direct, _dir, _stop) = server().await;
+    let c = Client::new(&losing_first_answer(direct.base()).await).unwrap();
+    let made = c.enqueue(&job("once")).await.unwrap();
+    let page = direct
+        .list(&ListQuery {
+            kind: Some("once".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = page.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![made.id], "the retry answered the first try's job");
+}
+
+#[tokio::test]
+async fn a_client_that_never_retries_reports_the_lost_answer() {
+    let (direct, _dir, _stop) = server().await;
+    let c = Client::new(&losing_first_answer(direct.base()).await)
+        .unwrap()
+        .with_retry(kairos_client::RetryPolicy::NEVER);
+    let err = c.enqueue(&job("once")).await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport(_)), "{err}");
+    // It was applied all the same: the caller cannot tell, which is why retries carry keys.
+    let page = direct
+        .list(&ListQuery {
+            kind: Some("once".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 1);
+}
+
+#[tokio::test]
+async fn a_call_made_before_the_server_listens_succeeds_once_it_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let c = Client::new(&base).unwrap();
+    let call = tokio::spawn({
+        let c = c.clone();
+        async move { c.enqueue(&job("early")).await }
+    });
+    // The first try finds nobody answering: its connection is accepted and closed.
+    let (first, _) = listener.accept().await.unwrap();
+    drop(first);
+    let store = kairos_store::SqliteStore::open(&dir.path().join("data")).unwrap();
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        kairos_server::Server::new(std::sync::Arc::new(store)).serve(listener, async {
+            let _ = rx.await;
+        }),
+    );
+    let made = call.await.unwrap().unwrap();
+    assert_eq!(c.job(made.id).await.unwrap().kind, "early");
 }

@@ -17,7 +17,7 @@ mod throughput;
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
-use kairos_client::Client;
+use kairos_client::{Client, RetryPolicy};
 use report::Record;
 use std::path::PathBuf;
 
@@ -122,6 +122,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let target = server::Target::start(&args).await?;
         let client = Client::new(&target.base)?;
         client.ready().await.context("the server is not ready")?;
+        // The workloads measure the server as it answers: a retry would hide a refusal,
+        // and the key every retried enqueue carries would add a write to each.
+        let client = client.with_retry(RetryPolicy::NEVER);
         let mut record = match w {
             Workload::Throughput => throughput::run(&client, &args).await?,
             Workload::Latency => latency::run(&client, &args).await?,
