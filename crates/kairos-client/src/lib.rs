@@ -39,6 +39,8 @@ use uuid::Uuid;
 
 mod retry;
 pub use retry::RetryPolicy;
+#[cfg(feature = "worker")]
+pub mod worker;
 
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,32 +1,13 @@
 //! The client against a real server on an ephemeral port.
 
+mod common;
+use common::{job, server};
+
 use kairos_client::{Client, ClientError};
+use kairos_core::JobState;
 use kairos_core::api::{
-    AckItem, AckRequest, EnqueueRequest, HeartbeatItem, HeartbeatRequest, LeaseRequest, ListQuery,
+    AckItem, AckRequest, HeartbeatItem, HeartbeatRequest, LeaseRequest, ListQuery,
 };
-use kairos_core::{JobState, RawValue};
-
-async fn server() -> (Client, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let store = kairos_store::SqliteStore::open(&dir.path().join("data")).unwrap();
-    let server = kairos_server::Server::new(std::sync::Arc::new(store));
-    tokio::spawn(server.serve(listener, async {
-        let _ = rx.await;
-    }));
-    (Client::new(&base).unwrap(), dir, tx)
-}
-
-fn job(kind: &str) -> EnqueueRequest {
-    EnqueueRequest {
-        queue: Some("q".into()),
-        kind: kind.into(),
-        payload: Some(RawValue::from_string(r#"{"x":1}"#.into()).unwrap()),
-        ..Default::default()
-    }
-}
 
 fn lease_req(max: u32) -> LeaseRequest {
     LeaseRequest {

@@ -1,0 +1,544 @@
+//! The worker runtime: handlers by job kind, run with a concurrency limit, fed by
+//! long-polled leases, kept alive by heartbeats, reported by batched acks.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kairos_client::ClientError> {
+//! use kairos_client::{Client, worker::{JobContext, JobError, Worker}};
+//! let client = Client::new("http://127.0.0.1:7676")?;
+//! Worker::new(client, "mailer")
+//!     .queue("email")
+//!     .concurrency(8)
+//!     .handle("welcome", |job: JobContext| async move {
+//!         let to: String = job.payload::<serde_json::Value>()?["to"].to_string();
+//!         if to.is_empty() {
+//!             return Err(JobError::fatal("no address")); // dead at once, no retry
+//!         }
+//!         Ok(Some(serde_json::json!({ "sent": to })))
+//!     })
+//!     .run() // until SIGINT or SIGTERM
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! How it behaves:
+//! - Leases ask for as many jobs as there are free slots (`concurrency`), long-polling
+//!   up to 10 s; each job runs in a task of its own, holding its slot until reported.
+//! - A job's lease is extended by a heartbeat every third of its length; a heartbeat
+//!   answering `cancel_requested` (or that the lease is no longer this worker's) trips the
+//!   job's cancellation ([`JobContext::cancelled`]).
+//! - Reports go to one ack sender that sends whatever has gathered (up to 100) as soon
+//!   as the previous ack is answered, so a slow job never holds back the others' acks.
+//! - A handler that panics fails its attempt, the panic message as the error.
+//! - Shutdown (a signal, or the future given to [`Worker::run_until`]): leasing stops,
+//!   running jobs get the grace period (default 30 s) to finish and are acked; jobs still
+//!   running then are stopped and reported failed with `worker shutdown`, to be retried
+//!   at once elsewhere instead of after their lease.
+
+use crate::{Client, ClientError};
+use kairos_core::api::{AckItem, AckRequest, HeartbeatItem, HeartbeatRequest, LeaseRequest};
+use kairos_core::api::{LeasedJob, OutcomeKind};
+use kairos_core::{Job, RawValue};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, watch};
+use uuid::Uuid;
+
+/// How long a lease request waits for jobs.
+const LEASE_WAIT: Duration = Duration::from_secs(10);
+/// The lease length when neither the worker nor the answer says (the server's default).
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Reports one ack request carries at most.
+const ACK_BATCH: usize = 100;
+/// The error of a job stopped by shutdown.
+pub const SHUTDOWN_ERROR: &str = "worker shutdown";
+
+/// A handler's answer: a result to keep (or none), or why the attempt failed.
+pub type JobResult = Result<Option<serde_json::Value>, JobError>;
+
+/// Why a job's attempt failed, and what should happen next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobError {
+    /// Retry by the job's backoff (dead once its attempts are used up).
+    Retry(String),
+    /// Retry after this long instead of the backoff.
+    RetryIn(String, Duration),
+    /// Do not retry: the job goes to dead at once.
+    Fatal(String),
+}
+
+impl JobError {
+    /// Fails the attempt; the job is retried by its backoff.
+    pub fn retry(why: impl Into<String>) -> JobError {
+        JobError::Retry(why.into())
+    }
+
+    /// Fails the attempt; the job is retried after `after`.
+    pub fn retry_in(why: impl Into<String>, after: Duration) -> JobError {
+        JobError::RetryIn(why.into(), after)
+    }
+
+    /// Fails the job for good: no retry.
+    pub fn fatal(why: impl Into<String>) -> JobError {
+        JobError::Fatal(why.into())
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Retry(e) | JobError::RetryIn(e, _) | JobError::Fatal(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Any error a handler meets with `?` fails the attempt, to be retried by the backoff.
+impl<E: std::error::Error> From<E> for JobError {
+    fn from(e: E) -> JobError {
+        JobError::Retry(e.to_string())
+    }
+}
+
+/// What a handler gets: the job, its lease, and its cancellation.
+pub struct JobContext {
+    /// The job as leased (state `running`, its attempt counted).
+    pub job: Job,
+    /// The lease this worker holds on it.
+    pub lease_token: Uuid,
+    cancel: watch::Receiver<bool>,
+    client: Client,
+}
+
+impl JobContext {
+    /// The payload, read as `T`.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, JobError> {
+        serde_json::from_str(self.job.payload.get())
+            .map_err(|e| JobError::fatal(format!("the payload does not read: {e}")))
+    }
+
+    /// Resolves once the job should stop: cancelled through the API, its lease lost to
+    /// someone else, or the worker's shutdown grace over.
+    pub async fn cancelled(&self) {
+        let mut rx = self.cancel.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Whether [`JobContext::cancelled`] has resolved.
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// The client this worker uses (to enqueue follow-up jobs, say).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+type BoxedRun = Pin<Box<dyn Future<Output = JobResult> + Send + 'static>>;
+
+/// Runs jobs of one kind.
+pub trait Handler: Send + Sync + 'static {
+    /// Runs one job.
+    fn run(&self, job: JobContext) -> BoxedRun;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = JobResult> + Send + 'static,
+{
+    fn run(&self, job: JobContext) -> BoxedRun {
+        Box::pin(self(job))
+    }
+}
+
+/// What a worker did, once it stopped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Jobs reported completed.
+    pub completed: u64,
+    /// Jobs reported failed (retried or dead), shutdown's included.
+    pub failed: u64,
+    /// Jobs stopped at the end of the shutdown grace.
+    pub stopped: u64,
+    /// Reports the server refused (the lease was gone: someone else has the job).
+    pub refused: u64,
+}
+
+#[derive(Default)]
+struct Tally {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    stopped: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Tally {
+    fn report(&self) -> WorkerReport {
+        WorkerReport {
+            completed: self.completed.load(Ordering::Acquire),
+            failed: self.failed.load(Ordering::Acquire),
+            stopped: self.stopped.load(Ordering::Acquire),
+            refused: self.refused.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// A worker: handlers by kind, queues, and how many jobs run at once.
+pub struct Worker {
+    client: Client,
+    name: String,
+    queues: Vec<String>,
+    concurrency: usize,
+    lease: Option<Duration>,
+    grace: Duration,
+    handlers: HashMap<String, Arc<dyn Handler>>,
+}
+
+impl Worker {
+    /// A worker named `name` (how the server lists it) using `client`.
+    pub fn new(client: Client, name: impl Into<String>) -> Worker {
+        Worker {
+            client,
+            name: name.into(),
+            queues: Vec::new(),
+            concurrency: 1,
+            lease: None,
+            grace: Duration::from_secs(30),
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// Leases from `queue` too (at least one queue is needed; default: `default`).
+    pub fn queue(mut self, queue: impl Into<String>) -> Worker {
+        self.queues.push(queue.into());
+        self
+    }
+
+    /// Runs at most `n` jobs at once (default 1).
+    pub fn concurrency(mut self, n: usize) -> Worker {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Leases jobs for `lease` each (default: the server's), renewed by heartbeats.
+    pub fn lease(mut self, lease: Duration) -> Worker {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// How long running jobs may take to finish after shutdown begins (default 30 s).
+    pub fn grace(mut self, grace: Duration) -> Worker {
+        self.grace = grace;
+        self
+    }
+
+    /// Runs jobs of `kind` with `handler`. A leased job of a kind without a handler fails
+    /// its attempt, saying so.
+    pub fn handle(mut self, kind: impl Into<String>, handler: impl Handler) -> Worker {
+        self.handlers.insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run(self) -> Result<WorkerReport, ClientError> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Runs until `shutdown` resolves, then shuts down gracefully. Fails only when
+    /// leasing fails past the client's retries (the server is gone for good).
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<WorkerReport, ClientError> {
+        if self.queues.is_empty() {
+            self.queues.push("default".into());
+        }
+        let tally = Arc::new(Tally::default());
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let (acks, outbox) = mpsc::unbounded_channel();
+        let sender = tokio::spawn(send_acks(
+            self.client.clone(),
+            self.name.clone(),
+            outbox,
+            tally.clone(),
+        ));
+        // Raised when the grace is over: jobs still running stop.
+        let (deadline, _) = watch::channel(false);
+        let mut running = tokio::task::JoinSet::new();
+        let handlers = Arc::new(std::mem::take(&mut self.handlers));
+        let leasing = self.lease_loop(&slots, &handlers, &acks, &deadline, &tally, &mut running);
+        let outcome = tokio::select! {
+            r = leasing => r,
+            _ = shutdown => Ok(()),
+        };
+        // Stop leasing (done), let running jobs finish within the grace, then stop them.
+        let drained = tokio::time::timeout(self.grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            deadline.send_replace(true);
+            while running.join_next().await.is_some() {}
+        }
+        drop(acks);
+        let _ = sender.await;
+        outcome.map(|()| tally.report())
+    }
+
+    async fn lease_loop(
+        &self,
+        slots: &Arc<Semaphore>,
+        handlers: &Arc<HashMap<String, Arc<dyn Handler>>>,
+        acks: &mpsc::UnboundedSender<AckItem>,
+        deadline: &watch::Sender<bool>,
+        tally: &Arc<Tally>,
+        running: &mut tokio::task::JoinSet<()>,
+    ) -> Result<(), ClientError> {
+        loop {
+            // Reap finished jobs so the set holds only running ones.
+            while running.try_join_next().is_some() {}
+            // At least one free slot, then every other free one.
+            let first = slots.clone().acquire_owned().await.expect("never closed");
+            let mut permits = vec![first];
+            while let Ok(p) = slots.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let leased = self
+                .client
+                .lease(&LeaseRequest {
+                    queues: self.queues.clone(),
+                    worker: self.name.clone(),
+                    max: Some(permits.len() as u32),
+                    wait: Some(LEASE_WAIT.into()),
+                    lease: self.lease.map(Into::into),
+                })
+                .await?;
+            for (leased, permit) in leased.into_iter().zip(permits) {
+                let job = Running {
+                    client: self.client.clone(),
+                    worker: self.name.clone(),
+                    handlers: handlers.clone(),
+                    acks: acks.clone(),
+                    deadline: deadline.subscribe(),
+                    tally: tally.clone(),
+                    lease: self.lease,
+                };
+                running.spawn(async move {
+                    job.run(leased).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+/// One leased job on its way through its handler.
+struct Running {
+    client: Client,
+    worker: String,
+    handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
+    acks: mpsc::UnboundedSender<AckItem>,
+    deadline: watch::Receiver<bool>,
+    tally: Arc<Tally>,
+    lease: Option<Duration>,
+}
+
+impl Running {
+    async fn run(mut self, leased: LeasedJob) {
+        let (id, token) = (leased.job.id, leased.lease_token);
+        let length = self.lease.unwrap_or_else(|| {
+            leased
+                .job
+                .started_at
+                .and_then(|s| Duration::try_from(leased.lease_expires_at.duration_since(s)).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(DEFAULT_LEASE)
+        });
+        let (cancel, cancelled) = watch::channel(false);
+        let handler = self.handlers.get(&leased.job.kind).cloned();
+        let kind = leased.job.kind.clone();
+        let ctx = JobContext {
+            job: leased.job,
+            lease_token: token,
+            cancel: cancelled,
+            client: self.client.clone(),
+        };
+        let Some(handler) = handler else {
+            let error = format!("this worker has no handler for kind {kind:?}");
+            self.report(failed(id, token, error, None));
+            return;
+        };
+        let mut work = tokio::spawn(handler.run(ctx));
+        let beats = heartbeats(
+            self.client.clone(),
+            self.worker.clone(),
+            id,
+            token,
+            length,
+            cancel.clone(),
+        );
+        let outcome = tokio::select! {
+            joined = &mut work => Some(joined),
+            _ = beats => None, // never ends by itself
+            _ = self.deadline.wait_for(|d| *d) => None,
+        };
+        let item = match outcome {
+            Some(Ok(Ok(result))) => {
+                let result = result.map(|v| {
+                    RawValue::from_string(v.to_string()).expect("a JSON value is valid JSON")
+                });
+                AckItem {
+                    result,
+                    ..AckItem::completed(id, token)
+                }
+            }
+            Some(Ok(Err(JobError::Retry(e)))) => failed(id, token, e, None),
+            Some(Ok(Err(JobError::RetryIn(e, d)))) => failed(id, token, e, Some(d)),
+            Some(Ok(Err(JobError::Fatal(e)))) => AckItem {
+                retry: Some(false),
+                ..failed(id, token, e, None)
+            },
+            Some(Err(joined)) => failed(id, token, panic_message(joined), None),
+            None => {
+                // The grace is over: stop the handler and let the job run elsewhere now.
+                cancel.send_replace(true);
+                work.abort();
+                self.tally.stopped.fetch_add(1, Ordering::AcqRel);
+                failed(id, token, SHUTDOWN_ERROR.into(), Some(Duration::ZERO))
+            }
+        };
+        self.report(item);
+    }
+
+    fn report(&self, item: AckItem) {
+        let counter = match item.outcome {
+            OutcomeKind::Completed => &self.tally.completed,
+            OutcomeKind::Failed => &self.tally.failed,
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
+        // The sender outlives every job (it ends once all senders are gone).
+        let _ = self.acks.send(item);
+    }
+}
+
+fn failed(id: Uuid, lease_token: Uuid, error: String, retry_in: Option<Duration>) -> AckItem {
+    AckItem {
+        outcome: OutcomeKind::Failed,
+        error: Some(error),
+        retry_in: retry_in.map(Into::into),
+        ..AckItem::completed(id, lease_token)
+    }
+}
+
+/// A handler's panic as an attempt's error.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => {
+            let text = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            format!("the handler panicked: {text}")
+        }
+        Err(e) => format!("the handler stopped: {e}"),
+    }
+}
+
+/// Extends one lease every third of its length until dropped; trips `cancel` when the
+/// server says the job is cancelled or the lease is no longer this worker's. A failed
+/// heartbeat is tried again at the next beat (the client retries within one already).
+async fn heartbeats(
+    client: Client,
+    worker: String,
+    id: Uuid,
+    lease_token: Uuid,
+    length: Duration,
+    cancel: watch::Sender<bool>,
+) {
+    let every = (length / 3).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        let answer = client
+            .heartbeat(&HeartbeatRequest {
+                worker: worker.clone(),
+                leases: vec![HeartbeatItem {
+                    id,
+                    lease_token,
+                    extend: Some(length.into()),
+                }],
+            })
+            .await;
+        let Ok(results) = answer else { continue };
+        if let Some(r) = results.first()
+            && (!r.ok || r.cancel_requested == Some(true))
+        {
+            cancel.send_replace(true);
+        }
+    }
+}
+
+/// Sends reports as they come: whatever gathered while the previous ack was on its way
+/// goes in the next (up to [`ACK_BATCH`]). Ends when every sender is gone and all is sent.
+async fn send_acks(
+    client: Client,
+    worker: String,
+    mut outbox: mpsc::UnboundedReceiver<AckItem>,
+    tally: Arc<Tally>,
+) {
+    let mut batch = Vec::with_capacity(ACK_BATCH);
+    while outbox.recv_many(&mut batch, ACK_BATCH).await > 0 {
+        let request = AckRequest {
+            worker: worker.clone(),
+            results: std::mem::take(&mut batch),
+        };
+        match client.ack(&request).await {
+            Ok(results) => {
+                for r in results.iter().filter(|r| !r.ok) {
+                    tally.refused.fetch_add(1, Ordering::AcqRel);
+                    // The lease was gone: the job is someone else's now (at least once).
+                    tracing::warn!(
+                        job = %r.id,
+                        reason = r.error.as_ref().map_or("", |p| p.detail.as_str()),
+                        "the server refused a job's report"
+                    );
+                }
+            }
+            Err(e) => {
+                tally
+                    .refused
+                    .fetch_add(request.results.len() as u64, Ordering::AcqRel);
+                tracing::warn!(reports = request.results.len(), error = %e, "reports could not be sent");
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT or (on Unix) SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,257 @@
+//! The worker runtime against a real server on an ephemeral port.
+
+mod common;
+use common::{job, server};
+
+use kairos_client::Client;
+use kairos_client::worker::{JobContext, JobError, SHUTDOWN_ERROR, Worker};
+use kairos_core::api::EnqueueRequest;
+use kairos_core::{Job, JobState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+fn with_attempts(kind: &str, max_attempts: u32) -> EnqueueRequest {
+    EnqueueRequest {
+        max_attempts: Some(max_attempts),
+        ..job(kind)
+    }
+}
+
+/// Waits for `job` to reach a state `done` accepts; answers it as it is then.
+async fn until(c: &Client, id: uuid::Uuid, done: impl Fn(&Job) -> bool) -> Job {
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let j = c.job(id).await.unwrap();
+            if done(&j) {
+                return j;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    found.expect("the job got there in time")
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_is_never_exceeded() {
+    let (c, _dir, _stop) = server().await;
+    let ids: Vec<_> = c
+        .enqueue_batch(&(0..12).map(|_| job("slow")).collect::<Vec<_>>(), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (started, mut starts) = mpsc::unbounded_channel::<()>();
+    let (gate, opened) = watch::channel(false);
+    let worker = Worker::new(c.clone(), "w")
+        .queue("q")
+        .concurrency(3)
+        .handle("slow", {
+            let (running, most) = (running.clone(), most.clone());
+            move |_job: JobContext| {
+                let (running, most, started, mut opened) = (
+                    running.clone(),
+                    most.clone(),
+                    started.clone(),
+                    opened.clone(),
+                );
+                async move {
+                    let now = running.fetch_add(1, Ordering::AcqRel) + 1;
+                    most.fetch_max(now, Ordering::AcqRel);
+                    let _ = started.send(());
+                    let _ = opened.wait_for(|o| *o).await;
+                    running.fetch_sub(1, Ordering::AcqRel);
+                    Ok(None)
+                }
+            }
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    // Three start and hold their slots; no fourth can start while they do.
+    for _ in 0..3 {
+        starts.recv().await.unwrap();
+    }
+    assert_eq!(running.load(Ordering::Acquire), 3);
+    gate.send_replace(true);
+    for id in &ids {
+        until(&c, *id, |j| j.state == JobState::Completed).await;
+    }
+    stop.send(()).unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        most.load(Ordering::Acquire),
+        3,
+        "never more than the limit at once"
+    );
+    assert_eq!(report.completed, 12);
+    assert_eq!(report.refused, 0);
+}
+
+fn explode() -> kairos_client::worker::JobResult {
+    panic!("out of cheese")
+}
+
+#[tokio::test]
+async fn handler_errors_and_panics_are_failed_attempts() {
+    let (c, _dir, _stop) = server().await;
+    let panics = c.enqueue(&with_attempts("panics", 1)).await.unwrap();
+    let fatal = c.enqueue(&with_attempts("fatal", 5)).await.unwrap();
+    let later = c.enqueue(&with_attempts("later", 5)).await.unwrap();
+    let result = c.enqueue(&job("result")).await.unwrap();
+    let unknown = c
+        .enqueue(&with_attempts("nobody-handles-this", 1))
+        .await
+        .unwrap();
+    let worker = Worker::new(c.clone(), "w")
+        .queue("q")
+        .concurrency(4)
+        .handle("panics", |_job: JobContext| async move { explode() })
+        .handle("fatal", |_job: JobContext| async move {
+            Err(JobError::fatal("the address does not exist"))
+        })
+        .handle("later", |_job: JobContext| async move {
+            Err(JobError::retry_in(
+                "rate limited",
+                Duration::from_secs(3600),
+            ))
+        })
+        .handle("result", |job: JobContext| async move {
+            let p: serde_json::Value = job.payload()?;
+            Ok(Some(serde_json::json!({ "seen": p["x"] })))
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    let p = until(&c, panics.id, |j| j.state == JobState::Dead).await;
+    assert!(
+        p.errors[0].error.contains("out of cheese"),
+        "{:?}",
+        p.errors
+    );
+    let f = until(&c, fatal.id, |j| j.state == JobState::Dead).await;
+    assert_eq!(f.attempt, 1, "a fatal error is not retried");
+    assert_eq!(f.errors[0].error, "the address does not exist");
+    let l = until(&c, later.id, |j| !j.errors.is_empty()).await;
+    assert!(l.run_at > l.errors[0].at + Duration::from_secs(3000));
+    let r = until(&c, result.id, |j| j.state == JobState::Completed).await;
+    assert_eq!(r.result.unwrap().get(), r#"{"seen":1}"#);
+    let u = until(&c, unknown.id, |j| j.state == JobState::Dead).await;
+    assert!(u.errors[0].error.contains("no handler"), "{:?}", u.errors);
+    stop.send(()).unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!((report.completed, report.failed), (1, 4));
+}
+
+#[tokio::test]
+async fn heartbeats_keep_a_job_longer_than_its_lease() {
+    let (c, _dir, _stop) = server().await;
+    let long = c.enqueue(&job("long")).await.unwrap();
+    let worker = Worker::new(c.clone(), "w")
+        .queue("q")
+        .lease(Duration::from_secs(2))
+        .handle("long", |_job: JobContext| async move {
+            // The work itself: two and a half lease lengths.
+            tokio::time::sleep(Duration::from_millis(5_000)).await;
+            Ok(None)
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    let done = until(&c, long.id, |j| j.state.is_finished()).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.attempt, 1, "the lease never ran out");
+    assert!(done.errors.is_empty());
+    stop.send(()).unwrap();
+    assert_eq!(run.await.unwrap().unwrap().refused, 0);
+}
+
+#[tokio::test]
+async fn a_cancel_through_the_api_trips_the_handlers_token() {
+    let (c, _dir, _stop) = server().await;
+    let job = c.enqueue(&job("cancellable")).await.unwrap();
+    let (started, mut starts) = mpsc::unbounded_channel::<()>();
+    let worker = Worker::new(c.clone(), "w")
+        .queue("q")
+        .lease(Duration::from_secs(2))
+        .handle("cancellable", move |ctx: JobContext| {
+            let started = started.clone();
+            async move {
+                let _ = started.send(());
+                ctx.cancelled().await;
+                Err(JobError::fatal("cancelled"))
+            }
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    starts.recv().await.unwrap();
+    c.cancel(job.id).await.unwrap();
+    let done = until(&c, job.id, |j| j.state.is_finished()).await;
+    assert_eq!(done.state, JobState::Cancelled);
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_lets_jobs_finish_and_hands_back_what_outlives_the_grace() {
+    let (c, _dir, _stop) = server().await;
+    let quick = c.enqueue(&job("quick")).await.unwrap();
+    let stuck = c.enqueue(&with_attempts("stuck", 3)).await.unwrap();
+    let (started, mut starts) = mpsc::unbounded_channel::<&'static str>();
+    let (gate, opened) = watch::channel(false);
+    let worker = Worker::new(c.clone(), "w")
+        .queue("q")
+        .concurrency(2)
+        .grace(Duration::from_millis(500))
+        .handle("quick", {
+            let started = started.clone();
+            move |_job: JobContext| {
+                let (started, mut opened) = (started.clone(), opened.clone());
+                async move {
+                    let _ = started.send("quick");
+                    let _ = opened.wait_for(|o| *o).await;
+                    Ok(None)
+                }
+            }
+        })
+        .handle("stuck", move |_job: JobContext| {
+            let started = started.clone();
+            async move {
+                let _ = started.send("stuck");
+                // Ignores its cancellation: only the end of the grace stops it.
+                std::future::pending::<()>().await;
+                Ok(None)
+            }
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    starts.recv().await.unwrap();
+    starts.recv().await.unwrap();
+    stop.send(()).unwrap();
+    // Shutdown has begun: the quick job may still finish within the grace.
+    gate.send_replace(true);
+    let report = run.await.unwrap().unwrap();
+    assert_eq!((report.completed, report.stopped), (1, 1));
+    assert_eq!(c.job(quick.id).await.unwrap().state, JobState::Completed);
+    let s = c.job(stuck.id).await.unwrap();
+    assert_eq!(s.errors[0].error, SHUTDOWN_ERROR);
+    assert_eq!(s.attempt, 1);
+    assert!(
+        matches!(s.state, JobState::Available | JobState::Retryable) && s.run_at <= s.errors[0].at,
+        "handed back to run again at once: {:?} at {}",
+        s.state,
+        s.run_at
+    );
+}
