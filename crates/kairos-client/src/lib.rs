@@ -228,6 +228,10 @@ impl Client {
                 return result;
             }
             let wait = self.retry.delay(attempt, retry_after, fastrand::f64());
+            if let Err(e) = &result {
+                // One line per backoff step: a worker whose server is away says so.
+                tracing::warn!(%method, path, attempt, wait_ms = wait.as_millis() as u64, error = %e, "trying again");
+            }
             tokio::time::sleep(wait).await;
             attempt += 1;
         }

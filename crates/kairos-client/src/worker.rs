@@ -109,6 +109,9 @@ pub struct JobContext {
     pub job: Job,
     /// The lease this worker holds on it.
     pub lease_token: Uuid,
+    /// When the lease runs out unless a heartbeat extends it (the server's clock, as
+    /// leased; heartbeats keep moving it).
+    pub lease_expires_at: kairos_core::Timestamp,
     cancel: watch::Receiver<bool>,
     client: Client,
 }
@@ -130,6 +133,15 @@ impl JobContext {
     /// Whether [`JobContext::cancelled`] has resolved.
     pub fn is_cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+
+    /// The job and its lease as `POST /v1/lease` answered them.
+    pub fn leased(&self) -> LeasedJob {
+        LeasedJob {
+            job: self.job.clone(),
+            lease_token: self.lease_token,
+            lease_expires_at: self.lease_expires_at,
+        }
     }
 
     /// The client this worker uses (to enqueue follow-up jobs, say).
@@ -196,7 +208,20 @@ pub struct Worker {
     concurrency: usize,
     lease: Option<Duration>,
     grace: Duration,
-    handlers: HashMap<String, Arc<dyn Handler>>,
+    handlers: Handlers,
+}
+
+/// Handlers by kind, and the one for every other kind.
+#[derive(Default, Clone)]
+struct Handlers {
+    by_kind: HashMap<String, Arc<dyn Handler>>,
+    any: Option<Arc<dyn Handler>>,
+}
+
+impl Handlers {
+    fn get(&self, kind: &str) -> Option<Arc<dyn Handler>> {
+        self.by_kind.get(kind).or(self.any.as_ref()).cloned()
+    }
 }
 
 impl Worker {
@@ -209,7 +234,7 @@ impl Worker {
             concurrency: 1,
             lease: None,
             grace: Duration::from_secs(30),
-            handlers: HashMap::new(),
+            handlers: Handlers::default(),
         }
     }
 
@@ -240,7 +265,13 @@ impl Worker {
     /// Runs jobs of `kind` with `handler`. A leased job of a kind without a handler fails
     /// its attempt, saying so.
     pub fn handle(mut self, kind: impl Into<String>, handler: impl Handler) -> Worker {
-        self.handlers.insert(kind.into(), Arc::new(handler));
+        self.handlers.by_kind.insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Runs jobs of every kind without a handler of its own with `handler`.
+    pub fn handle_any(mut self, handler: impl Handler) -> Worker {
+        self.handlers.any = Some(Arc::new(handler));
         self
     }
 
@@ -293,7 +324,7 @@ impl Worker {
     async fn lease_loop(
         &self,
         slots: &Arc<Semaphore>,
-        handlers: &Arc<HashMap<String, Arc<dyn Handler>>>,
+        handlers: &Arc<Handlers>,
         acks: &mpsc::UnboundedSender<AckItem>,
         deadline: &watch::Sender<bool>,
         tally: &Arc<Tally>,
@@ -341,7 +372,7 @@ impl Worker {
 struct Running {
     client: Client,
     worker: String,
-    handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
+    handlers: Arc<Handlers>,
     acks: mpsc::UnboundedSender<AckItem>,
     deadline: watch::Receiver<bool>,
     tally: Arc<Tally>,
@@ -360,11 +391,12 @@ impl Running {
                 .unwrap_or(DEFAULT_LEASE)
         });
         let (cancel, cancelled) = watch::channel(false);
-        let handler = self.handlers.get(&leased.job.kind).cloned();
+        let handler = self.handlers.get(&leased.job.kind);
         let kind = leased.job.kind.clone();
         let ctx = JobContext {
             job: leased.job,
             lease_token: token,
+            lease_expires_at: leased.lease_expires_at,
             cancel: cancelled,
             client: self.client.clone(),
         };

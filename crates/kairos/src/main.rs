@@ -1,7 +1,9 @@
-//! The `kairos` binary: `kairos server` runs the job server; `kairos bench` measures one.
-//! Later commands (`worker`, client commands) join as subcommands here.
+//! The `kairos` binary: `kairos server` runs the job server; `kairos worker --exec` runs
+//! a command per job; `kairos bench` measures a server. Later commands (client commands)
+//! join as subcommands here.
 
 mod bench;
+mod worker;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the server (embedded SQLite store by default).
     Server(ServerArgs),
+    /// Run a command once per job leased from a server (workers in any language).
+    Worker(worker::WorkerArgs),
     /// Measure throughput, latency and timing precision of a server.
     Bench(bench::BenchArgs),
     /// Verify a stopped server's data directory; exits non-zero when it is damaged.
@@ -145,6 +149,7 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Worker(args) => runtime.block_on(worker::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Check(args) => check(args),
         Command::Migrate(args) => runtime.block_on(migrate(args)),

@@ -1,0 +1,217 @@
+//! `kairos worker --exec`: real worker processes running shell scripts against a real
+//! server.
+
+use crate::support::Kairos;
+use kairos_client::Client;
+use kairos_core::api::EnqueueRequest;
+use kairos_core::{Job, JobState, RawValue};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// One script for every case, chosen by the job's kind.
+const SCRIPT: &str = r#"
+case "$KAIROS_JOB_KIND" in
+  ok)
+    cat > "$OUT/stdin-$KAIROS_JOB_ID.json"
+    printf '{"id":"%s","kind":"%s","queue":"%s","attempt":%s,"max_attempts":%s}\n' \
+      "$KAIROS_JOB_ID" "$KAIROS_JOB_KIND" "$KAIROS_JOB_QUEUE" "$KAIROS_JOB_ATTEMPT" \
+      "$KAIROS_JOB_MAX_ATTEMPTS" ;;
+  text) cat > /dev/null; echo "plain words" ;;
+  fail) cat > /dev/null; echo "it broke on attempt $KAIROS_JOB_ATTEMPT" >&2; exit 3 ;;
+  data) cat > /dev/null; echo "the payload is wrong" >&2; exit 65 ;;
+  big) head -c 100000 /dev/zero >&2; wc -c | tr -d ' ' ;;
+  huge) cat > /dev/null; head -c 70000 /dev/zero | tr '\0' a ;;
+  sleepy)
+    cat > /dev/null
+    sh -c 'echo $$ > "$OUT/sleeper.pid"; exec sleep 600' &
+    wait ;;
+esac
+"#;
+
+struct WorkerProcess(Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(server: &Kairos, queue: &str, exec: &str, out: &std::path::Path) -> WorkerProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["worker", "--server", &server.base, "--queue", queue])
+        .args(["--concurrency", "3", "--exec", exec])
+        .env("OUT", out)
+        .env("KAIROS_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kairos worker starts");
+    WorkerProcess(child)
+}
+
+fn job(kind: &str, max_attempts: u32) -> EnqueueRequest {
+    EnqueueRequest {
+        queue: Some("exec".into()),
+        kind: kind.into(),
+        max_attempts: Some(max_attempts),
+        backoff: Some(serde_json::from_str(r#"{"type":"fixed","base":"0s"}"#).unwrap()),
+        ..Default::default()
+    }
+}
+
+/// Waits (up to 30 s) for the job to finish; answers it then.
+async fn finished(c: &Client, job: &Job) -> Job {
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let j = c.job(job.id).await.unwrap();
+            if j.state.is_finished() {
+                return j;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    found.expect("the job finished in time")
+}
+
+/// Whether `pid` runs (a zombie waiting for its reaper does not).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_a_command_per_job_and_reads_its_exit() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let script = out.path().join("job.sh");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let server = Kairos::start(data.path());
+    let _w = worker(
+        &server,
+        "exec",
+        &format!("sh {}", script.display()),
+        out.path(),
+    );
+    let c = Client::new(&server.base).unwrap();
+
+    let ok = c.enqueue(&job("ok", 3)).await.unwrap();
+    let text = c.enqueue(&job("text", 3)).await.unwrap();
+    let fail = c.enqueue(&job("fail", 2)).await.unwrap();
+    let data_err = c.enqueue(&job("data", 5)).await.unwrap();
+    let huge = c.enqueue(&job("huge", 1)).await.unwrap();
+    let blob = format!(r#"{{"blob":"{}"}}"#, "x".repeat(1_000_000));
+    let big = c
+        .enqueue(&EnqueueRequest {
+            payload: Some(RawValue::from_string(blob).unwrap()),
+            ..job("big", 1)
+        })
+        .await
+        .unwrap();
+
+    // Exit 0: stdout's JSON is the result; the job came on stdin, its facts in the env.
+    let done = finished(&c, &ok).await;
+    assert_eq!(done.state, JobState::Completed);
+    let result: serde_json::Value = serde_json::from_str(done.result.unwrap().get()).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"id": ok.id, "kind": "ok", "queue": "exec", "attempt": 1, "max_attempts": 3})
+    );
+    let stdin = std::fs::read_to_string(out.path().join(format!("stdin-{}.json", ok.id))).unwrap();
+    let stdin: serde_json::Value = serde_json::from_str(&stdin).unwrap();
+    assert_eq!(stdin["id"], serde_json::json!(ok.id));
+    assert_eq!(stdin["state"], "running");
+    assert!(stdin["lease_token"].is_string() && stdin["lease_expires_at"].is_string());
+    assert!(stdin.get("payload").is_some());
+
+    // Stdout that is not JSON is kept as a string.
+    let done = finished(&c, &text).await;
+    assert_eq!(done.result.unwrap().get(), r#""plain words""#);
+
+    // Any other exit fails the attempt with stderr's tail, retried by the backoff.
+    let done = finished(&c, &fail).await;
+    assert_eq!(done.state, JobState::Dead);
+    assert_eq!(done.attempt, 2);
+    assert_eq!(done.errors[0].error, "it broke on attempt 1");
+    assert_eq!(done.errors[1].error, "it broke on attempt 2");
+
+    // Exit 65 is dead at once.
+    let done = finished(&c, &data_err).await;
+    assert_eq!((done.state, done.attempt), (JobState::Dead, 1));
+    assert_eq!(done.errors[0].error, "the payload is wrong");
+
+    // More than 64 KiB of stdout is a failed attempt, not a result.
+    let done = finished(&c, &huge).await;
+    assert_eq!(done.state, JobState::Dead);
+    assert!(done.errors[0].error.contains("64 KiB"), "{:?}", done.errors);
+
+    // A 1 MB job on stdin while the command fills stderr first: no deadlock.
+    let done = finished(&c, &big).await;
+    assert_eq!(done.state, JobState::Completed, "{:?}", done.errors);
+    let read: u64 = done.result.unwrap().get().parse().unwrap();
+    assert!(
+        read > 1_000_000,
+        "the command read the whole job: {read} bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_past_its_timeout_is_stopped_with_everything_it_started() {
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let script = out.path().join("job.sh");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let server = Kairos::start(data.path());
+    let _w = worker(
+        &server,
+        "exec",
+        &format!("sh {}", script.display()),
+        out.path(),
+    );
+    let c = Client::new(&server.base).unwrap();
+    let sleepy = c
+        .enqueue(&EnqueueRequest {
+            timeout: Some("1s".parse().unwrap()),
+            ..job("sleepy", 1)
+        })
+        .await
+        .unwrap();
+    let done = finished(&c, &sleepy).await;
+    assert_eq!(done.state, JobState::Dead);
+    assert!(
+        done.errors[0].error.contains("timed out"),
+        "{:?}",
+        done.errors
+    );
+    // The grandchild (`sleep 600`) went with the command's process group.
+    let pid: i32 = std::fs::read_to_string(out.path().join("sleeper.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = tokio::time::timeout(Duration::from_secs(10), async {
+        while alive(pid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "process {pid} outlived its job");
+}
+
+#[test]
+fn a_command_that_cannot_run_is_refused_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["worker", "--server", "http://127.0.0.1:1", "--queue", "q"])
+        .args(["--exec", "no-such-command-for-kairos --flag"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-command-for-kairos"), "{stderr}");
+    assert!(stderr.contains("not an executable"), "{stderr}");
+}
