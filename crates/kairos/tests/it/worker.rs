@@ -215,3 +215,81 @@ fn a_command_that_cannot_run_is_refused_at_start() {
     assert!(stderr.contains("no-such-command-for-kairos"), "{stderr}");
     assert!(stderr.contains("not an executable"), "{stderr}");
 }
+
+/// `examples/` at the repository's root.
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn payload(text: &str) -> Option<Box<RawValue>> {
+    Some(RawValue::from_string(text.into()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_works_jobs_without_an_sdk() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Kairos::start(data.path());
+    let child = Command::new("python3")
+        .arg(examples().join("python/worker.py"))
+        .env("KAIROS_SERVER", &server.base)
+        .env("KAIROS_QUEUE", "py")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let _w = WorkerProcess(child);
+    let c = Client::new(&server.base).unwrap();
+    let j = c
+        .enqueue(&EnqueueRequest {
+            queue: Some("py".into()),
+            kind: "greet".into(),
+            payload: payload(r#"{"n":7}"#),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = finished(&c, &j).await;
+    assert_eq!(done.state, JobState::Completed, "{:?}", done.errors);
+    let result: serde_json::Value = serde_json::from_str(done.result.unwrap().get()).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"echo": {"n": 7}, "kind": "greet"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_example_runs_under_exec() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Kairos::start(data.path());
+    let script = examples().join("shell/worker.sh");
+    let child = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["worker", "--queue", "sh", "--exec"])
+        .arg(format!("sh {}", script.display()))
+        .env("KAIROS_SERVER", &server.base)
+        .env("KAIROS_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _w = WorkerProcess(child);
+    let c = Client::new(&server.base).unwrap();
+    let in_sh = |kind: &str, body: &str| EnqueueRequest {
+        queue: Some("sh".into()),
+        kind: kind.into(),
+        payload: payload(body),
+        max_attempts: Some(1),
+        ..Default::default()
+    };
+    let ok = c.enqueue(&in_sh("resize", r#"{"w":10}"#)).await.unwrap();
+    let bad = c
+        .enqueue(&in_sh("resize", r#"{"fail":true}"#))
+        .await
+        .unwrap();
+    let done = finished(&c, &ok).await;
+    assert_eq!(done.state, JobState::Completed, "{:?}", done.errors);
+    let result: serde_json::Value = serde_json::from_str(done.result.unwrap().get()).unwrap();
+    assert_eq!(result["handled_by"], "shell");
+    assert_eq!(result["kind"], "resize");
+    assert_eq!(result["attempt"], 1);
+    let done = finished(&c, &bad).await;
+    assert_eq!(done.state, JobState::Dead);
+    assert_eq!(done.errors[0].error, "asked to fail on attempt 1");
+}
