@@ -21,8 +21,9 @@
 //! ```
 //!
 //! How it behaves:
-//! - Leases ask for as many jobs as there are free slots (`concurrency`), long-polling
-//!   up to 10 s; each job runs in a task of its own, holding its slot until reported.
+//! - Leases ask for as many jobs as there are free slots (`concurrency`, plus
+//!   `prefetch` jobs fetched ahead), long-polling up to 10 s (`lease_loops` requests at
+//!   once); each job runs in a task of its own, holding its slot until reported.
 //! - A job's lease is extended by a heartbeat every third of its length; a heartbeat
 //!   answering `cancel_requested` (or that the lease is no longer this worker's) trips the
 //!   job's cancellation ([`JobContext::cancelled`]).
@@ -52,6 +53,8 @@ use uuid::Uuid;
 const LEASE_WAIT: Duration = Duration::from_secs(10);
 /// The lease length when neither the worker nor the answer says (the server's default).
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Jobs one lease request asks for at most (the API's limit).
+const MAX_LEASE: usize = kairos_core::validate::MAX_LEASE_MAX as usize;
 /// Reports one ack request carries at most.
 const ACK_BATCH: usize = 100;
 /// The error of a job stopped by shutdown.
@@ -206,6 +209,8 @@ pub struct Worker {
     name: String,
     queues: Vec<String>,
     concurrency: usize,
+    prefetch: usize,
+    lease_loops: usize,
     lease: Option<Duration>,
     grace: Duration,
     handlers: Handlers,
@@ -232,6 +237,8 @@ impl Worker {
             name: name.into(),
             queues: Vec::new(),
             concurrency: 1,
+            prefetch: 0,
+            lease_loops: 1,
             lease: None,
             grace: Duration::from_secs(30),
             handlers: Handlers::default(),
@@ -247,6 +254,21 @@ impl Worker {
     /// Runs at most `n` jobs at once (default 1).
     pub fn concurrency(mut self, n: usize) -> Worker {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// Also leases up to `n` jobs ahead of the free slots (default 0): they wait here,
+    /// their leases kept by heartbeats, and start the moment a slot frees up. For many
+    /// short jobs; a long job is better left on the server for another worker.
+    pub fn prefetch(mut self, n: usize) -> Worker {
+        self.prefetch = n;
+        self
+    }
+
+    /// Keeps `n` lease requests going at once (default 1), so fetching overlaps with the
+    /// answers of other requests. For high throughput with prefetching.
+    pub fn lease_loops(mut self, n: usize) -> Worker {
+        self.lease_loops = n.max(1);
         self
     }
 
@@ -291,6 +313,9 @@ impl Worker {
         }
         let tally = Arc::new(Tally::default());
         let slots = Arc::new(Semaphore::new(self.concurrency));
+        // Jobs leased and not yet reported: running ones and those fetched ahead.
+        let held_max = self.concurrency + self.prefetch;
+        let held = Arc::new(Semaphore::new(held_max));
         let (acks, outbox) = mpsc::unbounded_channel();
         let sender = tokio::spawn(send_acks(
             self.client.clone(),
@@ -300,75 +325,80 @@ impl Worker {
         ));
         // Raised when the grace is over: jobs still running stop.
         let (deadline, _) = watch::channel(false);
-        let mut running = tokio::task::JoinSet::new();
-        let handlers = Arc::new(std::mem::take(&mut self.handlers));
-        let leasing = self.lease_loop(&slots, &handlers, &acks, &deadline, &tally, &mut running);
+        let job = Running {
+            client: self.client.clone(),
+            worker: self.name.clone(),
+            handlers: Arc::new(std::mem::take(&mut self.handlers)),
+            acks: acks.clone(),
+            deadline: deadline.subscribe(),
+            tally: tally.clone(),
+            lease: self.lease,
+            slots,
+        };
+        let mut loops = tokio::task::JoinSet::new();
+        for _ in 0..self.lease_loops {
+            let request = LeaseRequest {
+                queues: self.queues.clone(),
+                worker: self.name.clone(),
+                max: None,
+                wait: Some(LEASE_WAIT.into()),
+                lease: self.lease.map(Into::into),
+            };
+            loops.spawn(lease_loop(request, held.clone(), job.clone()));
+        }
         let outcome = tokio::select! {
-            r = leasing => r,
+            failed = loops.join_next() => match failed {
+                Some(Ok(Err(e))) => Err(e),
+                _ => Ok(()),
+            },
             _ = shutdown => Ok(()),
         };
-        // Stop leasing (done), let running jobs finish within the grace, then stop them.
-        let drained = tokio::time::timeout(self.grace, async {
-            while running.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
+        // Stop leasing, let held jobs finish within the grace, then stop the rest.
+        loops.abort_all();
+        drop(job);
+        let all = held_max as u32;
+        if tokio::time::timeout(self.grace, held.acquire_many(all))
+            .await
+            .is_err()
+        {
             deadline.send_replace(true);
-            while running.join_next().await.is_some() {}
+            let _ = held.acquire_many(all).await;
         }
         drop(acks);
         let _ = sender.await;
         outcome.map(|()| tally.report())
     }
+}
 
-    async fn lease_loop(
-        &self,
-        slots: &Arc<Semaphore>,
-        handlers: &Arc<Handlers>,
-        acks: &mpsc::UnboundedSender<AckItem>,
-        deadline: &watch::Sender<bool>,
-        tally: &Arc<Tally>,
-        running: &mut tokio::task::JoinSet<()>,
-    ) -> Result<(), ClientError> {
-        loop {
-            // Reap finished jobs so the set holds only running ones.
-            while running.try_join_next().is_some() {}
-            // At least one free slot, then every other free one.
-            let first = slots.clone().acquire_owned().await.expect("never closed");
-            let mut permits = vec![first];
-            while let Ok(p) = slots.clone().try_acquire_owned() {
-                permits.push(p);
-            }
-            let leased = self
-                .client
-                .lease(&LeaseRequest {
-                    queues: self.queues.clone(),
-                    worker: self.name.clone(),
-                    max: Some(permits.len() as u32),
-                    wait: Some(LEASE_WAIT.into()),
-                    lease: self.lease.map(Into::into),
-                })
-                .await?;
-            for (leased, permit) in leased.into_iter().zip(permits) {
-                let job = Running {
-                    client: self.client.clone(),
-                    worker: self.name.clone(),
-                    handlers: handlers.clone(),
-                    acks: acks.clone(),
-                    deadline: deadline.subscribe(),
-                    tally: tally.clone(),
-                    lease: self.lease,
-                };
-                running.spawn(async move {
-                    job.run(leased).await;
-                    drop(permit);
-                });
-            }
+/// Leases as many jobs as may be held (at least one, waiting for room), and starts each
+/// in a task of its own, until aborted or leasing fails past the client's retries.
+async fn lease_loop(
+    mut request: LeaseRequest,
+    held: Arc<Semaphore>,
+    job: Running,
+) -> Result<(), ClientError> {
+    loop {
+        let first = held.clone().acquire_owned().await.expect("never closed");
+        let mut permits = vec![first];
+        while permits.len() < MAX_LEASE
+            && let Ok(p) = held.clone().try_acquire_owned()
+        {
+            permits.push(p);
+        }
+        request.max = Some(permits.len() as u32);
+        let leased = job.client.lease(&request).await?;
+        for (leased, permit) in leased.into_iter().zip(permits) {
+            let job = job.clone();
+            tokio::spawn(async move {
+                job.run(leased).await;
+                drop(permit);
+            });
         }
     }
 }
 
-/// One leased job on its way through its handler.
+/// What a leased job needs on its way through its handler.
+#[derive(Clone)]
 struct Running {
     client: Client,
     worker: String,
@@ -377,6 +407,8 @@ struct Running {
     deadline: watch::Receiver<bool>,
     tally: Arc<Tally>,
     lease: Option<Duration>,
+    /// One per handler running.
+    slots: Arc<Semaphore>,
 }
 
 impl Running {
@@ -405,7 +437,7 @@ impl Running {
             self.report(failed(id, token, error, None));
             return;
         };
-        let mut work = tokio::spawn(handler.run(ctx));
+        // The lease is kept from now on, while the job waits for a slot too.
         let beats = heartbeats(
             self.client.clone(),
             self.worker.clone(),
@@ -414,9 +446,27 @@ impl Running {
             length,
             cancel.clone(),
         );
+        tokio::pin!(beats);
+        let slot = tokio::select! {
+            slot = self.slots.clone().acquire_owned() => slot.ok(),
+            _ = &mut beats => None, // never ends by itself
+            _ = self.deadline.wait_for(|d| *d) => None,
+        };
+        let Some(_slot) = slot else {
+            // The grace ended before it could start: it runs elsewhere now.
+            self.tally.stopped.fetch_add(1, Ordering::AcqRel);
+            self.report(failed(
+                id,
+                token,
+                SHUTDOWN_ERROR.into(),
+                Some(Duration::ZERO),
+            ));
+            return;
+        };
+        let mut work = tokio::spawn(handler.run(ctx));
         let outcome = tokio::select! {
             joined = &mut work => Some(joined),
-            _ = beats => None, // never ends by itself
+            _ = &mut beats => None,
             _ = self.deadline.wait_for(|d| *d) => None,
         };
         let item = match outcome {

@@ -255,3 +255,62 @@ async fn shutdown_lets_jobs_finish_and_hands_back_what_outlives_the_grace() {
         s.run_at
     );
 }
+
+#[tokio::test]
+async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
+    let (c, _dir, _stop) = server().await;
+    let batch: Vec<_> = (0..10).map(|_| job("held")).collect();
+    c.enqueue_batch(&batch, None).await.unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (gate, opened) = watch::channel(false);
+    let worker = Worker::new(c.clone(), "w")
+        .queue("q")
+        .concurrency(2)
+        .prefetch(3)
+        .lease_loops(2)
+        .handle("held", {
+            let (running, most) = (running.clone(), most.clone());
+            move |_job: JobContext| {
+                let (running, most, mut opened) = (running.clone(), most.clone(), opened.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::AcqRel) + 1;
+                    most.fetch_max(now, Ordering::AcqRel);
+                    let _ = opened.wait_for(|o| *o).await;
+                    running.fetch_sub(1, Ordering::AcqRel);
+                    Ok(None)
+                }
+            }
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    // Two run, three more are leased ahead: five leased, never more.
+    let leased = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let counts = c.queue("q").await.unwrap().counts;
+            if counts.running == 5 {
+                return counts.available;
+            }
+            assert!(counts.running < 5, "at most concurrency + prefetch leased");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("five leased in time");
+    assert_eq!(leased, 5, "the rest stay on the server");
+    assert_eq!(running.load(Ordering::Acquire), 2);
+    gate.send_replace(true);
+    let all_done = tokio::time::timeout(Duration::from_secs(20), async {
+        while c.queue("q").await.unwrap().counts.completed < 10 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(all_done.is_ok(), "every job completed");
+    stop.send(()).unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(most.load(Ordering::Acquire), 2);
+    assert_eq!((report.completed, report.refused), (10, 0));
+}
