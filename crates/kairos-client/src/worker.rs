@@ -55,7 +55,9 @@ const LEASE_WAIT: Duration = Duration::from_secs(10);
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Jobs one lease request asks for at most (the API's limit).
 const MAX_LEASE: usize = kairos_core::validate::MAX_LEASE_MAX as usize;
-/// Reports one ack request carries at most.
+/// Ack requests on their way at once: the server commits concurrent ones together.
+const ACKS_IN_FLIGHT: usize = 4;
+/// Reports one ack request carries at most, unless the worker says otherwise.
 const ACK_BATCH: usize = 100;
 /// The error of a job stopped by shutdown.
 pub const SHUTDOWN_ERROR: &str = "worker shutdown";
@@ -211,6 +213,8 @@ pub struct Worker {
     concurrency: usize,
     prefetch: usize,
     lease_loops: usize,
+    lease_batch: usize,
+    ack_batch: usize,
     lease: Option<Duration>,
     grace: Duration,
     handlers: Handlers,
@@ -239,6 +243,8 @@ impl Worker {
             concurrency: 1,
             prefetch: 0,
             lease_loops: 1,
+            lease_batch: MAX_LEASE,
+            ack_batch: ACK_BATCH,
             lease: None,
             grace: Duration::from_secs(30),
             handlers: Handlers::default(),
@@ -269,6 +275,19 @@ impl Worker {
     /// answers of other requests. For high throughput with prefetching.
     pub fn lease_loops(mut self, n: usize) -> Worker {
         self.lease_loops = n.max(1);
+        self
+    }
+
+    /// Asks for at most `n` jobs per lease request (default and most: 1,000), so several
+    /// lease loops share the jobs that may be held.
+    pub fn lease_batch(mut self, n: usize) -> Worker {
+        self.lease_batch = n.clamp(1, MAX_LEASE);
+        self
+    }
+
+    /// Sends at most `n` reports per ack request (default 100; at least 1, at most 1,000).
+    pub fn ack_batch(mut self, n: usize) -> Worker {
+        self.ack_batch = n.clamp(1, MAX_LEASE);
         self
     }
 
@@ -321,6 +340,7 @@ impl Worker {
             self.client.clone(),
             self.name.clone(),
             outbox,
+            self.ack_batch,
             tally.clone(),
         ));
         // Raised when the grace is over: jobs still running stop.
@@ -344,7 +364,12 @@ impl Worker {
                 wait: Some(LEASE_WAIT.into()),
                 lease: self.lease.map(Into::into),
             };
-            loops.spawn(lease_loop(request, held.clone(), job.clone()));
+            loops.spawn(lease_loop(
+                request,
+                self.lease_batch,
+                held.clone(),
+                job.clone(),
+            ));
         }
         let outcome = tokio::select! {
             failed = loops.join_next() => match failed {
@@ -374,13 +399,14 @@ impl Worker {
 /// in a task of its own, until aborted or leasing fails past the client's retries.
 async fn lease_loop(
     mut request: LeaseRequest,
+    batch: usize,
     held: Arc<Semaphore>,
     job: Running,
 ) -> Result<(), ClientError> {
     loop {
         let first = held.clone().acquire_owned().await.expect("never closed");
         let mut permits = vec![first];
-        while permits.len() < MAX_LEASE
+        while permits.len() < batch
             && let Ok(p) = held.clone().try_acquire_owned()
         {
             permits.push(p);
@@ -447,7 +473,9 @@ impl Running {
             cancel.clone(),
         );
         tokio::pin!(beats);
+        // Biased: a slot (or below, a result) that is there wins over the deadline.
         let slot = tokio::select! {
+            biased;
             slot = self.slots.clone().acquire_owned() => slot.ok(),
             _ = &mut beats => None, // never ends by itself
             _ = self.deadline.wait_for(|d| *d) => None,
@@ -463,9 +491,11 @@ impl Running {
             ));
             return;
         };
-        let mut work = tokio::spawn(handler.run(ctx));
+        // In this task (a task per job is enough), a panic caught as the attempt's error.
+        let mut work = CatchPanic(handler.run(ctx));
         let outcome = tokio::select! {
-            joined = &mut work => Some(joined),
+            biased;
+            ran = &mut work => Some(ran),
             _ = &mut beats => None,
             _ = self.deadline.wait_for(|d| *d) => None,
         };
@@ -485,11 +515,11 @@ impl Running {
                 retry: Some(false),
                 ..failed(id, token, e, None)
             },
-            Some(Err(joined)) => failed(id, token, panic_message(joined), None),
+            Some(Err(panicked)) => failed(id, token, panicked, None),
             None => {
                 // The grace is over: stop the handler and let the job run elsewhere now.
                 cancel.send_replace(true);
-                work.abort();
+                drop(work);
                 self.tally.stopped.fetch_add(1, Ordering::AcqRel);
                 failed(id, token, SHUTDOWN_ERROR.into(), Some(Duration::ZERO))
             }
@@ -517,19 +547,34 @@ fn failed(id: Uuid, lease_token: Uuid, error: String, retry_in: Option<Duration>
     }
 }
 
-/// A handler's panic as an attempt's error.
-fn panic_message(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(p) => {
-            let text = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into());
-            format!("the handler panicked: {text}")
+/// A handler's run, its panic caught: answers `Err(message)` when it panicked.
+struct CatchPanic(BoxedRun);
+
+impl Future for CatchPanic {
+    type Output = Result<JobResult, String>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let run = &mut self.0;
+        // The future is dropped after a panic, never polled again: unwind safety holds.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(r)) => std::task::Poll::Ready(Ok(r)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic_message(panic))),
         }
-        Err(e) => format!("the handler stopped: {e}"),
     }
+}
+
+/// A handler's panic as an attempt's error.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    format!("the handler panicked: {text}")
 }
 
 /// Extends one lease every third of its length until dropped; trips `cancel` when the
@@ -566,38 +611,53 @@ async fn heartbeats(
     }
 }
 
-/// Sends reports as they come: whatever gathered while the previous ack was on its way
-/// goes in the next (up to [`ACK_BATCH`]). Ends when every sender is gone and all is sent.
+/// Sends reports as they come, up to [`ACKS_IN_FLIGHT`] requests at once: whatever
+/// gathered while they were on their way goes in the next (up to `most`). Ends when every sender is gone and all is sent.
 async fn send_acks(
     client: Client,
     worker: String,
     mut outbox: mpsc::UnboundedReceiver<AckItem>,
+    most: usize,
     tally: Arc<Tally>,
 ) {
-    let mut batch = Vec::with_capacity(ACK_BATCH);
-    while outbox.recv_many(&mut batch, ACK_BATCH).await > 0 {
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut batch = Vec::with_capacity(most);
+    loop {
+        // Room for one more request first: what gathers meanwhile goes in it.
+        while in_flight.len() >= ACKS_IN_FLIGHT {
+            in_flight.join_next().await;
+        }
+        if outbox.recv_many(&mut batch, most).await == 0 {
+            break;
+        }
         let request = AckRequest {
             worker: worker.clone(),
             results: std::mem::take(&mut batch),
         };
-        match client.ack(&request).await {
-            Ok(results) => {
-                for r in results.iter().filter(|r| !r.ok) {
-                    tally.refused.fetch_add(1, Ordering::AcqRel);
-                    // The lease was gone: the job is someone else's now (at least once).
-                    tracing::warn!(
-                        job = %r.id,
-                        reason = r.error.as_ref().map_or("", |p| p.detail.as_str()),
-                        "the server refused a job's report"
-                    );
-                }
+        let (client, tally) = (client.clone(), tally.clone());
+        in_flight.spawn(async move { send_ack(&client, &request, &tally).await });
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+async fn send_ack(client: &Client, request: &AckRequest, tally: &Tally) {
+    match client.ack(request).await {
+        Ok(results) => {
+            for r in results.iter().filter(|r| !r.ok) {
+                tally.refused.fetch_add(1, Ordering::AcqRel);
+                // The lease was gone: the job is someone else's now (at least once).
+                tracing::warn!(
+                    job = %r.id,
+                    reason = r.error.as_ref().map_or("", |p| p.detail.as_str()),
+                    "the server refused a job's report"
+                );
             }
-            Err(e) => {
-                tally
-                    .refused
-                    .fetch_add(request.results.len() as u64, Ordering::AcqRel);
-                tracing::warn!(reports = request.results.len(), error = %e, "reports could not be sent");
-            }
+        }
+        Err(e) => {
+            tally
+                .refused
+                .fetch_add(request.results.len() as u64, Ordering::AcqRel);
+            tracing::warn!(reports = request.results.len(), error = %e, "reports could not be sent");
         }
     }
 }

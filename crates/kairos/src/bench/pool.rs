@@ -1,9 +1,9 @@
-//! The benchmark's workers: `workers` loops that each lease up to `lease_max` jobs
-//! (long-polling), note when each job started, and ack them in chunks. Every job's
-//! payload carries its index `n`, so lost and duplicated jobs are counted exactly.
+//! The benchmark's workers: the worker runtime of `kairos-client` (so the runtime is
+//! measured as users get it), with a handler that notes when each job started. Every
+//! job's payload carries its index `n`, so lost and duplicated jobs are counted exactly.
 
 use kairos_client::Client;
-use kairos_core::api::{AckItem, AckRequest, LeaseRequest};
+use kairos_client::worker::{JobContext, Worker};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::watch;
@@ -43,7 +43,7 @@ impl Tally {
         })
     }
 
-    /// Jobs completed (acked ok) so far.
+    /// Jobs run so far (their reports sent by the time the worker stops).
     pub fn completed(&self) -> usize {
         self.completed.load(Ordering::Acquire)
     }
@@ -66,7 +66,7 @@ impl Tally {
             .count()
     }
 
-    /// When the last job was acked.
+    /// When the worker stopped, every job run and reported.
     pub fn done_at(&self) -> Option<std::time::Instant> {
         self.done_at.get().copied()
     }
@@ -109,16 +109,28 @@ impl Tally {
         }
     }
 
+    /// `k` more jobs ran; once all did, the worker is told to stop.
     fn complete(&self, k: usize) {
         let total = self.completed.fetch_add(k, Ordering::AcqRel) + k;
         if total >= self.started.len() {
-            let _ = self.done_at.set(std::time::Instant::now());
             self.done.send_replace(true);
+        }
+    }
+
+    /// The worker stopped with every report sent; `refused` of them the server refused.
+    fn finished(&self, refused: usize) {
+        self.failed_acks.fetch_add(refused, Ordering::AcqRel);
+        if self.completed() >= self.started.len() {
+            let _ = self.done_at.set(std::time::Instant::now());
         }
     }
 }
 
-/// Starts the workers of a workload on `queue`, shaped by the bench flags.
+/// Starts the workers of a workload on `queue`, shaped by the bench flags: one worker of
+/// the `kairos-client` runtime running `concurrency` jobs at once, with as many lease
+/// requests going and as many jobs fetched ahead as `--lease-batch` asks for
+/// (`concurrency / lease-batch` requests, at least four, each of up to `lease-batch`
+/// jobs), acks in batches of up to `--ack-batch`.
 pub fn start_for(
     client: &Client,
     queue: &str,
@@ -126,17 +138,40 @@ pub fn start_for(
     tally: &Arc<Tally>,
     progress: &indicatif::ProgressBar,
 ) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let (workers, lease_max) = super::lease_loops(args);
-    start(
-        client,
-        queue,
-        workers,
-        lease_max,
-        args.ack_batch,
-        args.concurrency,
-        tally.clone(),
-        progress.clone(),
-    )
+    let (loops, lease_max) = super::lease_loops(args);
+    let ahead = (loops * lease_max).saturating_sub(args.concurrency);
+    let (tally, progress) = (tally.clone(), progress.clone());
+    let worker = Worker::new(client.clone(), "bench")
+        .queue(queue)
+        .concurrency(args.concurrency)
+        .prefetch(ahead)
+        .lease_loops(loops)
+        .lease_batch(lease_max)
+        .ack_batch(args.ack_batch)
+        // Every job has run when the worker is told to stop; the grace only covers their
+        // last reports on their way.
+        .grace(std::time::Duration::from_secs(30))
+        .handle_any({
+            let tally = tally.clone();
+            move |job: JobContext| {
+                let (tally, progress) = (tally.clone(), progress.clone());
+                async move {
+                    // The job itself is a no-op: note when it started.
+                    let p: Payload = job.payload()?;
+                    tally.record(p.n, p.t, now_ms());
+                    tally.complete(1);
+                    progress.inc(1);
+                    Ok(None)
+                }
+            }
+        });
+    let run = tokio::spawn(async move {
+        let report = worker.run_until(async { tally.wait_done().await }).await?;
+        // Every report is sent once the worker stops: the run is over then.
+        tally.finished(report.refused as usize);
+        anyhow::Ok(())
+    });
+    vec![run]
 }
 
 /// Waits until every job is completed (or `patience` runs out: then the record shows
@@ -160,102 +195,9 @@ pub async fn finish(
     Ok(())
 }
 
-/// Ack requests one worker keeps in flight at most.
-const MAX_ACKS_IN_FLIGHT: usize = 4;
-
 #[derive(serde::Deserialize)]
 struct Payload {
     n: usize,
     #[serde(default)]
     t: f64,
-}
-
-/// Starts `workers` worker loops on `queue`; they stop when the tally is done.
-///
-/// `concurrency` bounds the jobs being processed at once (each job takes a permit while
-/// it runs; the benchmark's jobs are no-ops). Leases fetch up to `lease_max` jobs ahead
-/// and acks are sent in the background in chunks of `ack_batch`, so fetching, running
-/// and reporting overlap, like a prefetching worker runtime (and like graphile-worker's
-/// `localQueue` + batched completion in the peer harness). At most `MAX_ACKS_IN_FLIGHT`
-/// ack requests per worker are outstanding.
-#[allow(clippy::too_many_arguments)]
-pub fn start(
-    client: &Client,
-    queue: &str,
-    workers: usize,
-    lease_max: usize,
-    ack_batch: usize,
-    concurrency: usize,
-    tally: Arc<Tally>,
-    progress: indicatif::ProgressBar,
-) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    (0..workers)
-        .map(|w| {
-            let (client, tally, progress) = (client.clone(), tally.clone(), progress.clone());
-            let permits = permits.clone();
-            let queue = queue.to_string();
-            tokio::spawn(async move {
-                let mut done = tally.done.subscribe();
-                let mut acks = tokio::task::JoinSet::new();
-                let req = LeaseRequest {
-                    queues: vec![queue],
-                    worker: format!("bench-{w}"),
-                    max: Some(lease_max as u32),
-                    wait: Some("5s".parse().expect("duration")),
-                    lease: None,
-                };
-                loop {
-                    while let Some(r) = acks.try_join_next() {
-                        r??;
-                    }
-                    if *done.borrow() {
-                        break;
-                    }
-                    while acks.len() >= MAX_ACKS_IN_FLIGHT {
-                        if let Some(r) = acks.join_next().await {
-                            r??;
-                        }
-                    }
-                    let leased = tokio::select! {
-                        r = client.lease(&req) => r?,
-                        _ = done.wait_for(|d| *d) => break,
-                    };
-                    let start = now_ms();
-                    let mut items = Vec::with_capacity(leased.len());
-                    for l in &leased {
-                        // Run the (no-op) job in one of the `concurrency` slots.
-                        let _slot = permits.acquire().await?;
-                        let p: Payload = serde_json::from_str(l.job.payload.get())?;
-                        tally.record(p.n, p.t, start);
-                        items.push(AckItem::completed(l.job.id, l.lease_token));
-                    }
-                    let (client, tally, progress) =
-                        (client.clone(), tally.clone(), progress.clone());
-                    let worker = req.worker.clone();
-                    acks.spawn(async move {
-                        for chunk in items.chunks(ack_batch) {
-                            let results = client
-                                .ack(&AckRequest {
-                                    worker: worker.clone(),
-                                    results: chunk.to_vec(),
-                                })
-                                .await?;
-                            let ok = results.iter().filter(|r| r.ok).count();
-                            tally
-                                .failed_acks
-                                .fetch_add(results.len() - ok, Ordering::AcqRel);
-                            progress.inc(ok as u64);
-                            tally.complete(ok);
-                        }
-                        anyhow::Ok(())
-                    });
-                }
-                while let Some(r) = acks.join_next().await {
-                    r??;
-                }
-                Ok(())
-            })
-        })
-        .collect()
 }
