@@ -293,3 +293,85 @@ async fn the_shell_example_runs_under_exec() {
     assert_eq!(done.state, JobState::Dead);
     assert_eq!(done.errors[0].error, "asked to fail on attempt 1");
 }
+
+/// A job endpoint answering by the job's kind.
+async fn endpoint() -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    async fn job(body: axum::Json<serde_json::Value>) -> (StatusCode, HeaderMap, String) {
+        let mut headers = HeaderMap::new();
+        match body["kind"].as_str().unwrap_or("") {
+            "ok" => (
+                StatusCode::OK,
+                headers,
+                format!(r#"{{"got":"{}"}}"#, body["id"].as_str().unwrap()),
+            ),
+            "plain" => (StatusCode::OK, headers, "fine".into()),
+            "busy" => {
+                headers.insert("retry-after", "3600".parse().unwrap());
+                (StatusCode::SERVICE_UNAVAILABLE, headers, String::new())
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, headers, "boom".into()),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/job", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/job", axum::routing::post(job));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_posts_each_job_and_reads_the_answer() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Kairos::start(data.path());
+    let url = endpoint().await;
+    let child = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args([
+            "worker",
+            "--server",
+            &server.base,
+            "--queue",
+            "exec",
+            "--http",
+            &url,
+        ])
+        .env("KAIROS_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _w = WorkerProcess(child);
+    let c = Client::new(&server.base).unwrap();
+    let ok = c.enqueue(&job("ok", 3)).await.unwrap();
+    let plain = c.enqueue(&job("plain", 3)).await.unwrap();
+    let broken = c.enqueue(&job("broken", 1)).await.unwrap();
+    let busy = c.enqueue(&job("busy", 3)).await.unwrap();
+
+    let done = finished(&c, &ok).await;
+    let result: serde_json::Value = serde_json::from_str(done.result.unwrap().get()).unwrap();
+    assert_eq!(result, serde_json::json!({"got": ok.id}));
+    assert_eq!(
+        finished(&c, &plain).await.result.unwrap().get(),
+        r#""fine""#
+    );
+    let done = finished(&c, &broken).await;
+    assert_eq!(done.state, JobState::Dead);
+    assert!(
+        done.errors[0].error.ends_with("answered 500: boom"),
+        "{:?}",
+        done.errors
+    );
+    // 503 with Retry-After: retried an hour later, not by the backoff.
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let j = c.job(busy.id).await.unwrap();
+            if !j.errors.is_empty() {
+                return j;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the busy job was tried");
+    assert_eq!(waited.state, JobState::Retryable);
+    assert!(waited.run_at > waited.errors[0].at + Duration::from_secs(3500));
+}

@@ -1,5 +1,4 @@
-//! `kairos worker --exec CMD`: a worker in any language, no SDK. Each leased job runs
-//! the command once, on the worker runtime of `kairos-client`:
+//! `kairos worker --exec CMD`: each leased job runs the command once.
 //!
 //! - stdin: the leased job as `POST /v1/lease` answers it (payload included), written
 //!   while stdout and stderr are read, so a 1 MiB payload never deadlocks on a pipe;
@@ -14,16 +13,14 @@
 //!   of the shutdown grace, is stopped the same way.
 
 use anyhow::Context;
-use kairos_client::worker::{JobContext, JobError, JobResult, Worker};
-use kairos_client::{Client, RetryPolicy};
+use kairos_client::worker::{JobContext, JobError, JobResult};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// Most stdout a successful command may print (its result).
-const MAX_STDOUT: usize = 64 * 1024;
+pub(super) const MAX_STDOUT: usize = 64 * 1024;
 /// How much of the end of stderr becomes a failed attempt's error.
 const STDERR_TAIL: usize = 4 * 1024;
 /// From SIGTERM to SIGKILL.
@@ -31,87 +28,16 @@ const KILL_AFTER: Duration = Duration::from_secs(5);
 /// The exit status that fails a job without retry (sysexits' `EX_DATAERR`).
 const EX_DATAERR: i32 = 65;
 
-/// `kairos worker`.
-#[derive(clap::Args, Debug)]
-pub struct WorkerArgs {
-    /// The server to work for.
-    #[arg(long, env = "KAIROS_SERVER", default_value = "http://127.0.0.1:7676")]
-    server: String,
-    /// A queue to lease from (repeat for several).
-    #[arg(long = "queue", required = true)]
-    queues: Vec<String>,
-    /// Jobs run at once.
-    #[arg(long, default_value_t = 1)]
-    concurrency: usize,
-    /// How the server lists this worker (default: hostname and pid).
-    #[arg(long)]
-    name: Option<String>,
-    /// Lease each job for this long, renewed by heartbeats while it runs (default: the
-    /// server's lease).
-    #[arg(long)]
-    lease: Option<kairos_core::Duration>,
-    /// How long running jobs may take to finish after SIGINT/SIGTERM.
-    #[arg(long, default_value = "30s")]
-    grace: kairos_core::Duration,
-    /// The command to run per job: one line, split into words as a shell would, run
-    /// without a shell (write `sh -c '…'` for one).
-    #[arg(long)]
-    exec: String,
-}
-
 /// The command, resolved once at start.
 #[derive(Debug)]
-struct Command {
+pub(super) struct Command {
     program: PathBuf,
     args: Vec<String>,
 }
 
-pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    let command = Arc::new(resolve(&args.exec)?);
-    let name = args.name.unwrap_or_else(default_name);
-    let client = Client::new(&args.server)?.with_retry(RetryPolicy {
-        // A worker outlives outages: it keeps trying (the runtime logs what fails).
-        attempts: u32::MAX,
-        ..RetryPolicy::default()
-    });
-    let mut worker = Worker::new(client, name.clone())
-        .concurrency(args.concurrency)
-        .grace(args.grace.as_std());
-    for q in &args.queues {
-        worker = worker.queue(q);
-    }
-    if let Some(l) = args.lease {
-        worker = worker.lease(l.as_std());
-    }
-    let worker = worker.handle_any(move |job: JobContext| {
-        let command = command.clone();
-        async move { execute(&command, job).await }
-    });
-    tracing::info!(worker = %name, server = %args.server, queues = ?args.queues, "working");
-    let report = worker.run().await.context("the worker stopped")?;
-    tracing::info!(
-        completed = report.completed,
-        failed = report.failed,
-        stopped = report.stopped,
-        "the worker stopped"
-    );
-    Ok(())
-}
-
-/// The hostname and pid.
-fn default_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
-}
-
 /// Splits `line` into words and finds its program: on `PATH` unless it names a path. A
 /// program that does not exist or cannot be executed is an error now, not per job.
-fn resolve(line: &str) -> anyhow::Result<Command> {
+pub(super) fn resolve(line: &str) -> anyhow::Result<Command> {
     let mut words = shlex::split(line)
         .filter(|w| !w.is_empty())
         .with_context(|| format!("--exec {line:?} does not split into words (unbalanced quotes?)"))?
@@ -141,7 +67,7 @@ fn executable(p: &Path) -> bool {
 }
 
 /// Runs the command for one job.
-async fn execute(command: &Command, job: JobContext) -> JobResult {
+pub(super) async fn execute(command: &Command, job: JobContext) -> JobResult {
     let input = serde_json::to_vec(&job.leased())
         .map_err(|e| JobError::retry(format!("the job does not serialise: {e}")))?;
     let j = &job.job;
@@ -224,7 +150,7 @@ async fn execute(command: &Command, job: JobContext) -> JobResult {
 
 /// A successful command's result: its stdout as JSON, else as a JSON string; none when
 /// it printed nothing.
-fn result_of(stdout: &[u8]) -> Option<serde_json::Value> {
+pub(super) fn result_of(stdout: &[u8]) -> Option<serde_json::Value> {
     let text = String::from_utf8_lossy(stdout);
     let trimmed = text.trim();
     if trimmed.is_empty() {

@@ -1,0 +1,99 @@
+//! `kairos worker`: a worker in any language, no SDK, on the worker runtime of
+//! `kairos-client`. Each leased job either runs a command (`--exec`, see [`exec`]) or is
+//! posted to a URL (`--http`, see [`http`]).
+
+mod exec;
+mod http;
+
+use anyhow::Context;
+use kairos_client::worker::{JobContext, Worker};
+use kairos_client::{Client, RetryPolicy};
+use std::sync::Arc;
+
+/// `kairos worker`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("handler").required(true).args(["exec", "http"])))]
+pub struct WorkerArgs {
+    /// The server to work for.
+    #[arg(long, env = "KAIROS_SERVER", default_value = "http://127.0.0.1:7676")]
+    server: String,
+    /// A queue to lease from (repeat for several).
+    #[arg(long = "queue", required = true)]
+    queues: Vec<String>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// How the server lists this worker (default: hostname and pid).
+    #[arg(long)]
+    name: Option<String>,
+    /// Lease each job for this long, renewed by heartbeats while it runs (default: the
+    /// server's lease).
+    #[arg(long)]
+    lease: Option<kairos_core::Duration>,
+    /// How long running jobs may take to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value = "30s")]
+    grace: kairos_core::Duration,
+    /// The command to run per job: one line, split into words as a shell would, run
+    /// without a shell (write `sh -c '…'` for one).
+    #[arg(long)]
+    exec: Option<String>,
+    /// Instead of a command, POST each job's JSON to this URL: 2xx completes it (the JSON
+    /// body as result), 429/503 retries after `Retry-After`, anything else fails it.
+    #[arg(long)]
+    http: Option<String>,
+}
+
+pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let name = args.name.clone().unwrap_or_else(default_name);
+    let client = Client::new(&args.server)?.with_retry(RetryPolicy {
+        // A worker outlives outages: it keeps trying (the client warns at each try).
+        attempts: u32::MAX,
+        ..RetryPolicy::default()
+    });
+    let mut worker = Worker::new(client, name.clone())
+        .concurrency(args.concurrency)
+        .grace(args.grace.as_std());
+    for q in &args.queues {
+        worker = worker.queue(q);
+    }
+    if let Some(l) = args.lease {
+        worker = worker.lease(l.as_std());
+    }
+    let worker = match (&args.exec, &args.http) {
+        (Some(line), _) => {
+            let command = Arc::new(exec::resolve(line)?);
+            worker.handle_any(move |job: JobContext| {
+                let command = command.clone();
+                async move { exec::execute(&command, job).await }
+            })
+        }
+        (None, Some(url)) => {
+            let target = Arc::new(http::Target::new(url)?);
+            worker.handle_any(move |job: JobContext| {
+                let target = target.clone();
+                async move { target.deliver(job).await }
+            })
+        }
+        (None, None) => anyhow::bail!("--exec or --http says what to do with each job"),
+    };
+    tracing::info!(worker = %name, server = %args.server, queues = ?args.queues, "working");
+    let report = worker.run().await.context("the worker stopped")?;
+    tracing::info!(
+        completed = report.completed,
+        failed = report.failed,
+        stopped = report.stopped,
+        "the worker stopped"
+    );
+    Ok(())
+}
+
+/// The hostname and pid.
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
