@@ -55,6 +55,8 @@ const LEASE_WAIT: Duration = Duration::from_secs(10);
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Jobs one lease request asks for at most (the API's limit).
 const MAX_LEASE: usize = kairos_core::validate::MAX_LEASE_MAX as usize;
+/// How long a stopping worker tries to deliver its last reports.
+const FINAL_ACKS: Duration = Duration::from_secs(10);
 /// Ack requests on their way at once: the server commits concurrent ones together.
 const ACKS_IN_FLIGHT: usize = 4;
 /// Reports one ack request carries at most, unless the worker says otherwise.
@@ -184,6 +186,9 @@ pub struct WorkerReport {
     pub stopped: u64,
     /// Reports the server refused (the lease was gone: someone else has the job).
     pub refused: u64,
+    /// Reports that never reached the server (it was away until the worker stopped):
+    /// their jobs run again after their leases.
+    pub undelivered: u64,
 }
 
 #[derive(Default)]
@@ -192,6 +197,8 @@ struct Tally {
     failed: AtomicU64,
     stopped: AtomicU64,
     refused: AtomicU64,
+    /// Reports the server answered (taken or refused).
+    delivered: AtomicU64,
 }
 
 impl Tally {
@@ -201,6 +208,9 @@ impl Tally {
             failed: self.failed.load(Ordering::Acquire),
             stopped: self.stopped.load(Ordering::Acquire),
             refused: self.refused.load(Ordering::Acquire),
+            undelivered: (self.completed.load(Ordering::Acquire)
+                + self.failed.load(Ordering::Acquire))
+            .saturating_sub(self.delivered.load(Ordering::Acquire)),
         }
     }
 }
@@ -390,7 +400,16 @@ impl Worker {
             let _ = held.acquire_many(all).await;
         }
         drop(acks);
-        let _ = sender.await;
+        // The last reports get a bounded time: a server that is away must not keep a
+        // stopping worker alive. Reports not delivered leave their jobs to come back
+        // when their leases run out (at least once).
+        let mut sender = sender;
+        if tokio::time::timeout(FINAL_ACKS, &mut sender).await.is_err() {
+            sender.abort();
+            tracing::warn!(
+                "some reports were not delivered before the worker stopped: their jobs run again after their leases"
+            );
+        }
         outcome.map(|()| tally.report())
     }
 }
@@ -643,6 +662,9 @@ async fn send_acks(
 async fn send_ack(client: &Client, request: &AckRequest, tally: &Tally) {
     match client.ack(request).await {
         Ok(results) => {
+            tally
+                .delivered
+                .fetch_add(results.len() as u64, Ordering::AcqRel);
             for r in results.iter().filter(|r| !r.ok) {
                 tally.refused.fetch_add(1, Ordering::AcqRel);
                 // The lease was gone: the job is someone else's now (at least once).
@@ -654,9 +676,6 @@ async fn send_ack(client: &Client, request: &AckRequest, tally: &Tally) {
             }
         }
         Err(e) => {
-            tally
-                .refused
-                .fetch_add(request.results.len() as u64, Ordering::AcqRel);
             tracing::warn!(reports = request.results.len(), error = %e, "reports could not be sent");
         }
     }

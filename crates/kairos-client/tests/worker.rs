@@ -314,3 +314,45 @@ async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
     assert_eq!(most.load(Ordering::Acquire), 2);
     assert_eq!((report.completed, report.refused), (10, 0));
 }
+
+#[tokio::test]
+async fn a_stopping_worker_does_not_wait_forever_for_a_server_that_is_gone() {
+    let (c, _dir, stop_server, serving) = common::stoppable_server().await;
+    let job = c.enqueue(&job("orphan")).await.unwrap();
+    let (started, mut starts) = mpsc::unbounded_channel::<()>();
+    let (gate, opened) = watch::channel(false);
+    // Like `kairos worker`: its client never gives up on its own.
+    let patient = c.clone().with_retry(kairos_client::RetryPolicy {
+        attempts: u32::MAX,
+        ..Default::default()
+    });
+    let worker = Worker::new(patient, "w")
+        .queue("q")
+        .handle("orphan", move |_job: JobContext| {
+            let (started, mut opened) = (started.clone(), opened.clone());
+            async move {
+                let _ = started.send(());
+                let _ = opened.wait_for(|o| *o).await;
+                Ok(None)
+            }
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    starts.recv().await.unwrap();
+    // The server goes away while the job runs; then the job finishes and the worker stops.
+    drop(stop_server);
+    serving.await.unwrap().unwrap();
+    gate.send_replace(true);
+    stop.send(()).unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the worker stopped in bounded time")
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.completed, report.undelivered), (1, 1), "{report:?}");
+    assert_eq!(report.refused, 0);
+    // Its job is still leased on the server: it runs again once the lease runs out.
+    let _ = job;
+}

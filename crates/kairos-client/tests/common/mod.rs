@@ -6,16 +6,27 @@ use kairos_core::api::EnqueueRequest;
 
 /// A server on a fresh SQLite store; it stops when the sender is dropped.
 pub async fn server() -> (Client, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
+    let (c, dir, stop, _serving) = stoppable_server().await;
+    (c, dir, stop)
+}
+
+/// A server as [`server`], and its task: it has stopped serving when the task ends.
+pub async fn stoppable_server() -> (
+    Client,
+    tempfile::TempDir,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), kairos_server::ServeError>>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let store = kairos_store::SqliteStore::open(&dir.path().join("data")).unwrap();
     let server = kairos_server::Server::new(std::sync::Arc::new(store));
-    tokio::spawn(server.serve(listener, async {
+    let serving = tokio::spawn(server.serve(listener, async {
         let _ = rx.await;
     }));
-    (Client::new(&base).unwrap(), dir, tx)
+    (Client::new(&base).unwrap(), dir, tx, serving)
 }
 
 /// A job of `kind` on queue `q`.

@@ -168,7 +168,7 @@ pub fn start_for(
     let run = tokio::spawn(async move {
         let report = worker.run_until(async { tally.wait_done().await }).await?;
         // Every report is sent once the worker stops: the run is over then.
-        tally.finished(report.refused as usize);
+        tally.finished((report.refused + report.undelivered) as usize);
         anyhow::Ok(())
     });
     vec![run]
