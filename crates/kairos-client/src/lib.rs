@@ -109,6 +109,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     retry: RetryPolicy,
+    /// Sent as `X-Kairos-Worker-Hostname` / `-Version`, when set.
+    identity: Option<std::sync::Arc<(String, String)>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -152,7 +154,20 @@ impl Client {
             http,
             base,
             retry: RetryPolicy::default(),
+            identity: None,
         })
+    }
+
+    /// This client, telling the server on every call which host and software version it
+    /// runs on (`GET /v1/workers` lists them).
+    pub fn identify(mut self, hostname: impl Into<String>, version: impl Into<String>) -> Client {
+        self.identity = Some(std::sync::Arc::new((hostname.into(), version.into())));
+        self
+    }
+
+    /// Whether [`Client::identify`] was called.
+    pub fn identified(&self) -> bool {
+        self.identity.is_some()
     }
 
     /// This client, retrying by `policy` ([`RetryPolicy::NEVER`]: not at all).
@@ -212,6 +227,11 @@ impl Client {
             }
             if let Some(k) = idempotency_key {
                 req = req.header("Idempotency-Key", k);
+            }
+            if let Some(id) = &self.identity {
+                req = req
+                    .header("X-Kairos-Worker-Hostname", &id.0)
+                    .header("X-Kairos-Worker-Version", &id.1);
             }
             let (result, retry_after) = match req.send().await {
                 Ok(resp) => {
@@ -540,6 +560,14 @@ impl Client {
     pub async fn preview(&self, req: &PreviewRequest) -> Result<Preview, ClientError> {
         self.json(Method::POST, "/v1/schedules/preview", Some(req))
             .await
+    }
+
+    /// `GET /v1/workers`: the workers the server heard from in the last day.
+    pub async fn workers(&self) -> Result<Vec<kairos_core::api::WorkerInfo>, ClientError> {
+        Ok(self
+            .json::<kairos_core::api::WorkerList, ()>(Method::GET, "/v1/workers", None)
+            .await?
+            .workers)
     }
 
     /// `GET /health/ready`: Ok when the server and its store answer.

@@ -244,8 +244,18 @@ impl Handlers {
 }
 
 impl Worker {
-    /// A worker named `name` (how the server lists it) using `client`.
+    /// A worker named `name` (how the server lists it) using `client`. Unless the client
+    /// was [identified](Client::identify), it tells the server this host's name and this
+    /// runtime's version.
     pub fn new(client: Client, name: impl Into<String>) -> Worker {
+        let client = if client.identified() {
+            client
+        } else {
+            client.identify(
+                hostname(),
+                concat!("kairos-client ", env!("CARGO_PKG_VERSION")),
+            )
+        };
         Worker {
             client,
             name: name.into(),
@@ -679,6 +689,16 @@ async fn send_ack(client: &Client, request: &AckRequest, tally: &Tally) {
             tracing::warn!(reports = request.results.len(), error = %e, "reports could not be sent");
         }
     }
+}
+
+/// This machine's host name (`worker` when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into())
 }
 
 /// Resolves on SIGINT or (on Unix) SIGTERM.

@@ -356,3 +356,39 @@ async fn a_stopping_worker_does_not_wait_forever_for_a_server_that_is_gone() {
     // Its job is still leased on the server: it runs again once the lease runs out.
     let _ = job;
 }
+
+#[tokio::test]
+async fn the_server_knows_a_running_worker_by_name_host_and_version() {
+    let (c, _dir, _stop) = server().await;
+    c.enqueue(&job("held")).await.unwrap();
+    let (started, mut starts) = mpsc::unbounded_channel::<()>();
+    let (gate, opened) = watch::channel(false);
+    let worker = Worker::new(c.clone(), "registry-test").queue("q").handle(
+        "held",
+        move |_job: JobContext| {
+            let (started, mut opened) = (started.clone(), opened.clone());
+            async move {
+                let _ = started.send(());
+                let _ = opened.wait_for(|o| *o).await;
+                Ok(None)
+            }
+        },
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    starts.recv().await.unwrap();
+    let workers = c.workers().await.unwrap();
+    let w = workers.iter().find(|w| w.name == "registry-test").unwrap();
+    assert_eq!(w.queues, ["q"]);
+    assert_eq!(w.running, 1);
+    assert_eq!(
+        w.hostname.as_deref(),
+        Some(kairos_client::worker::hostname().as_str())
+    );
+    assert!(w.version.as_deref().unwrap().starts_with("kairos-client "));
+    gate.send_replace(true);
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}

@@ -317,6 +317,11 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// How many jobs each worker holds leased now (running), by worker name; workers
+    /// with none are absent.
+    async fn running_by_worker(&self)
+    -> Result<std::collections::HashMap<String, u64>, StoreError>;
+
     /// The nodes sharing this store, oldest first; `None` for a store only one process
     /// can open (the caller is the only node).
     async fn nodes(&self) -> Result<Option<Vec<ClusterNode>>, StoreError> {

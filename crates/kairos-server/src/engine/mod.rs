@@ -5,11 +5,14 @@
 //! that makes due jobs available and expires leases on time ([`timer`]), and shutdown.
 //! It knows nothing of HTTP.
 
+mod registry;
 mod timer;
+
+pub use registry::Caller;
 
 use kairos_core::api::{
     AckRequest, BatchRequest, Cluster, ClusterNode, EnqueueRequest, HeartbeatRequest, JobFilter,
-    JobPage, LeaseRequest, LeasedJob,
+    JobPage, LeaseRequest, LeasedJob, WorkerList,
 };
 use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Invalid, Job, JobState, Limits, Queue, Retention};
@@ -42,6 +45,7 @@ pub struct Engine {
 struct Inner {
     store: Arc<dyn Store>,
     node: Node,
+    workers: registry::Registry,
     limits: Limits,
     shutdown: watch::Sender<bool>,
     timer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -62,6 +66,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 node,
+                workers: registry::Registry::default(),
                 limits,
                 shutdown,
                 timer: tokio::sync::Mutex::new(Some(handle)),
@@ -138,8 +143,13 @@ impl Engine {
     /// Leases jobs, waiting up to `wait` for some to become available. Answers within
     /// milliseconds of a matching commit: it sleeps on the queues' commit signals, never
     /// on a polling interval.
-    pub async fn lease(&self, req: LeaseRequest) -> Result<Vec<LeasedJob>, EngineError> {
+    pub async fn lease(
+        &self,
+        req: LeaseRequest,
+        caller: &Caller,
+    ) -> Result<Vec<LeasedJob>, EngineError> {
         let spec = req.validate()?;
+        self.saw(&spec.worker, Some(&spec.queues), caller);
         let deadline = tokio::time::Instant::now() + spec.wait.as_std();
         let signals = self.inner.store.signals();
         // Watched for as long as this lease waits, and forgotten after.
@@ -187,8 +197,10 @@ impl Engine {
     pub async fn ack(
         &self,
         req: AckRequest,
+        caller: &Caller,
     ) -> Result<Vec<(Uuid, Result<JobState, ItemError>)>, EngineError> {
-        let (_worker, reports) = req.validate(&self.inner.limits)?;
+        let (worker, reports) = req.validate(&self.inner.limits)?;
+        self.saw(&worker, None, caller);
         let ids: Vec<Uuid> = reports.iter().map(|r| r.id).collect();
         let results = self.inner.store.ack(reports).await?;
         Ok(ids.into_iter().zip(results).collect())
@@ -198,11 +210,27 @@ impl Engine {
     pub async fn heartbeat(
         &self,
         req: HeartbeatRequest,
+        caller: &Caller,
     ) -> Result<Vec<(Uuid, Result<Extended, ItemError>)>, EngineError> {
-        let (_worker, extensions) = req.validate()?;
+        let (worker, extensions) = req.validate()?;
+        self.saw(&worker, None, caller);
         let ids: Vec<Uuid> = extensions.iter().map(|e| e.id).collect();
         let results = self.inner.store.heartbeat(extensions).await?;
         Ok(ids.into_iter().zip(results).collect())
+    }
+
+    fn saw(&self, worker: &str, queues: Option<&[String]>, caller: &Caller) {
+        let now = self.inner.store.now();
+        self.inner.workers.saw(worker, queues, caller, now);
+    }
+
+    /// The workers this node heard from in the last day, with the jobs each holds.
+    pub async fn workers(&self) -> Result<WorkerList, EngineError> {
+        let running = self.inner.store.running_by_worker().await?;
+        let now = self.inner.store.now();
+        Ok(WorkerList {
+            workers: self.inner.workers.list(&running, now),
+        })
     }
 
     /// Every known queue.

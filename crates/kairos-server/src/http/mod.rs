@@ -80,6 +80,7 @@ pub fn app(engine: Engine, limits: RouteLimits) -> Router {
         )
         .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
         .route("/v1/cluster", get(cluster::get))
+        .route("/v1/workers", get(workers::list))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/health", get(health::ready))

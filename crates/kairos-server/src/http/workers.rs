@@ -4,11 +4,33 @@
 use super::extract::ApiJson;
 use super::problem::{ApiError, item_problem};
 use super::reply::Json;
-use crate::engine::Engine;
+use crate::engine::{Caller, Engine};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use kairos_core::api::{
-    AckRequest, AckResult, HeartbeatRequest, HeartbeatResult, LeaseRequest, LeasedJob,
+    AckRequest, AckResult, HeartbeatRequest, HeartbeatResult, LeaseRequest, LeasedJob, WorkerList,
 };
+
+/// What a worker's headers say about it.
+fn caller(headers: &HeaderMap) -> Caller {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+    };
+    Caller {
+        hostname: text("x-kairos-worker-hostname"),
+        version: text("x-kairos-worker-version"),
+    }
+}
+
+/// `GET /v1/workers`: the workers this node heard from in the last day.
+pub async fn list(State(engine): State<Engine>) -> Result<Json<WorkerList>, ApiError> {
+    Ok(Json(engine.workers().await?))
+}
 use serde::Serialize;
 
 /// `POST /v1/lease` answer.
@@ -20,9 +42,10 @@ pub struct Leased {
 /// `POST /v1/lease`: up to `max` jobs, waiting up to `wait` for some.
 pub async fn lease(
     State(engine): State<Engine>,
+    headers: HeaderMap,
     body: ApiJson<LeaseRequest>,
 ) -> Result<Json<Leased>, ApiError> {
-    let jobs = engine.lease(body.value).await?;
+    let jobs = engine.lease(body.value, &caller(&headers)).await?;
     Ok(Json(Leased { jobs }))
 }
 
@@ -35,10 +58,11 @@ pub struct Acked {
 /// `POST /v1/ack`.
 pub async fn ack(
     State(engine): State<Engine>,
+    headers: HeaderMap,
     body: ApiJson<AckRequest>,
 ) -> Result<Json<Acked>, ApiError> {
     let results = engine
-        .ack(body.value)
+        .ack(body.value, &caller(&headers))
         .await?
         .into_iter()
         .map(|(id, r)| match r {
@@ -68,10 +92,11 @@ pub struct Extended {
 /// `POST /v1/heartbeat`.
 pub async fn heartbeat(
     State(engine): State<Engine>,
+    headers: HeaderMap,
     body: ApiJson<HeartbeatRequest>,
 ) -> Result<Json<Extended>, ApiError> {
     let results = engine
-        .heartbeat(body.value)
+        .heartbeat(body.value, &caller(&headers))
         .await?
         .into_iter()
         .map(|(id, r)| match r {

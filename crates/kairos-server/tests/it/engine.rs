@@ -74,6 +74,12 @@ impl Store for Counting {
     ) -> Result<Vec<Result<Extended, ItemError>>, StoreError> {
         self.inner.heartbeat(extensions).await
     }
+    async fn running_by_worker(
+        &self,
+    ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        self.inner.running_by_worker().await
+    }
+
     async fn queues(&self) -> Result<Vec<Queue>, StoreError> {
         self.inner.queues().await
     }
@@ -167,7 +173,7 @@ async fn shutdown_answers_waiting_leases_at_once() {
     let engine = Engine::start(store.clone(), Limits::default(), node(), Default::default());
     let waiting = {
         let engine = engine.clone();
-        tokio::spawn(async move { engine.lease(long_poll("q")).await })
+        tokio::spawn(async move { engine.lease(long_poll("q"), &Default::default()).await })
     };
     until_watched(&store.signals(), "q").await;
     engine.begin_shutdown();
@@ -197,7 +203,7 @@ async fn a_long_poll_sleeps_until_a_commit_wakes_it() {
     let engine = Engine::start(store.clone(), Limits::default(), node(), Default::default());
     let waiting = {
         let engine = engine.clone();
-        tokio::spawn(async move { engine.lease(long_poll("mail")).await })
+        tokio::spawn(async move { engine.lease(long_poll("mail"), &Default::default()).await })
     };
     until_watched(&store.signals(), "mail").await;
     // Time passes with nothing to lease: a long-poll that polled would ask again here.

@@ -425,3 +425,50 @@ async fn time_is_the_stores_clock() {
     assert_eq!(late["error"]["type"], "urn:kairos:problem:lease-expired");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_server_lists_the_workers_it_heard_from() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let job = s.enqueue(json!({"queue": "reg", "kind": "k"})).await;
+    let before = s.get("/v1/workers").await;
+    assert_eq!(before.status, 200);
+    assert_eq!(before.body, json!({"workers": []}));
+    let leased = TestServer::answer(
+        s.client
+            .post(format!("{}/v1/lease", s.base))
+            .header("x-kairos-worker-hostname", "box-7")
+            .header("x-kairos-worker-version", "kairos-client 0.1.0")
+            .json(&json!({"queues": ["reg", "other"], "worker": "mailer-1"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(leased.body["jobs"][0]["id"], job["id"]);
+    let list = s.get("/v1/workers").await.body;
+    let w = &list["workers"][0];
+    assert_eq!(w["name"], "mailer-1");
+    assert_eq!(w["queues"], json!(["reg", "other"]));
+    assert_eq!(w["hostname"], "box-7");
+    assert_eq!(w["version"], "kairos-client 0.1.0");
+    assert_eq!(w["running"], 1);
+    assert_eq!(w["state"], "online");
+    assert!(w["started_at"].is_string() && w["last_seen_at"].is_string());
+    // An ack from the same worker: still known (its headers kept), nothing running.
+    let acked = s
+        .post(
+            "/v1/ack",
+            json!({"worker": "mailer-1", "results": [{
+                "id": job["id"], "lease_token": leased.body["jobs"][0]["lease_token"],
+                "outcome": "completed"}]}),
+        )
+        .await;
+    assert_eq!(acked.status, 200, "{}", acked.body);
+    let list = s.get("/v1/workers").await.body;
+    assert_eq!(list["workers"].as_array().unwrap().len(), 1);
+    assert_eq!(list["workers"][0]["running"], 0);
+    assert_eq!(list["workers"][0]["hostname"], "box-7");
+    s.stop().await;
+}

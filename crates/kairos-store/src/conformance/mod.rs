@@ -69,6 +69,7 @@ macro_rules! conformance_suite {
             retry_never_makes_two_unfinished_jobs_share_a_unique_key,
             two_triggers_in_one_commit_both_run,
             finished_jobs_go_after_their_retention,
+            running_jobs_are_counted_per_worker,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1477,4 +1478,28 @@ pub async fn finished_jobs_go_after_their_retention(env: Env) {
         (0, 0, 0),
         "counts follow the deletions"
     );
+}
+
+pub async fn running_jobs_are_counted_per_worker(env: Env) {
+    for _ in 0..5 {
+        enqueue_one(&env, spec("k")).await;
+    }
+    assert!(env.store.running_by_worker().await.unwrap().is_empty());
+    let mut a = lease_spec(&["default"], 3);
+    a.worker = "alpha".into();
+    let leased = env.store.lease(a).await.unwrap();
+    let mut b = lease_spec(&["default"], 1);
+    b.worker = "beta".into();
+    env.store.lease(b).await.unwrap();
+    let running = env.store.running_by_worker().await.unwrap();
+    assert_eq!(running.get("alpha"), Some(&3));
+    assert_eq!(running.get("beta"), Some(&1));
+    // A report ends the count; jobs not leased are nobody's.
+    env.store
+        .ack(vec![completed(leased[0].job.id, leased[0].lease_token)])
+        .await
+        .unwrap();
+    let running = env.store.running_by_worker().await.unwrap();
+    assert_eq!(running.get("alpha"), Some(&2));
+    assert_eq!(running.len(), 2);
 }

@@ -31,7 +31,7 @@ use kairos_core::api::{
 };
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -492,6 +492,10 @@ impl Store for PostgresStore {
 
     async fn nodes(&self) -> Result<Option<Vec<ClusterNode>>, StoreError> {
         self.run(|i| Box::pin(leader::nodes(i))).await.map(Some)
+    }
+
+    async fn running_by_worker(&self) -> Result<HashMap<String, u64>, StoreError> {
+        self.run(|i| Box::pin(read::running_by_worker(i))).await
     }
 
     fn signals(&self) -> Arc<Signals> {

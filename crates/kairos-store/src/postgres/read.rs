@@ -153,6 +153,25 @@ pub(crate) async fn queues_in(tx: &Tx, name: Option<&str>) -> Result<Vec<Queue>,
     queues_from(&tx.query(QUEUES, &[&name]).await?)
 }
 
+statement!(
+    RUNNING_BY_WORKER = "SELECT lease_worker, count(*) FROM jobs WHERE state = {running} \
+     AND lease_worker IS NOT NULL GROUP BY lease_worker"
+);
+
+/// Jobs leased now, per worker (read through the running jobs' partial index).
+pub(crate) async fn running_by_worker(
+    inner: &Inner,
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client.prepare_cached(&RUNNING_BY_WORKER).await?;
+    let mut out = std::collections::HashMap::new();
+    for row in client.query(&stmt, &[]).await? {
+        let n: i64 = row.try_get(1)?;
+        out.insert(row.try_get(0)?, n.max(0) as u64);
+    }
+    Ok(out)
+}
+
 /// The newest dead job of `queue`, by internal key.
 pub(crate) async fn last_dead_seq(inner: &Inner, queue: String) -> Result<Option<i64>, StoreError> {
     let client = inner.connection().await?;

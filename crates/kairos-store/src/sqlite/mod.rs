@@ -341,6 +341,12 @@ impl Store for SqliteStore {
         self.read(|c, _| read::queues(c)).await
     }
 
+    async fn running_by_worker(
+        &self,
+    ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        self.read(|c, _| read::running_by_worker(c)).await
+    }
+
     async fn queue(&self, name: &str) -> Result<Option<Queue>, StoreError> {
         let name = name.to_string();
         self.read(move |c, _| read::queue(c, &name)).await

@@ -15,6 +15,10 @@ statement!(
     /// Jobs that read as available: available, or waiting with their time come.
     AVAILABLE_NOW = " AND (state = {available} OR (state IN {waiting} AND run_at <= ?))"
 );
+statement!(
+    RUNNING_BY_WORKER = "SELECT lease_worker, count(*) FROM jobs WHERE state = {running} \
+     AND lease_worker IS NOT NULL GROUP BY lease_worker"
+);
 statement!(LAST_DEAD = "SELECT max(seq) FROM jobs WHERE queue = ?1 AND state = {dead}");
 
 pub(crate) fn job(conn: &Connection, id: Uuid, now: Timestamp) -> Result<Option<Job>, StoreError> {
@@ -119,6 +123,21 @@ pub(crate) fn last_dead_seq(conn: &Connection, queue: &str) -> Result<Option<i64
     Ok(conn
         .prepare_cached(&LAST_DEAD)?
         .query_row([queue], |r| r.get(0))?)
+}
+
+/// Jobs leased now, per worker (the running set is small: it is bounded by the
+/// workers' concurrency, and read through its partial index).
+pub(crate) fn running_by_worker(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    let mut stmt = conn.prepare_cached(&RUNNING_BY_WORKER)?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (worker, n) = row?;
+        out.insert(worker, n.max(0) as u64);
+    }
+    Ok(out)
 }
 
 /// One schedule by id.

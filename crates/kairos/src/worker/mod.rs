@@ -45,11 +45,16 @@ pub struct WorkerArgs {
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let name = args.name.clone().unwrap_or_else(default_name);
-    let client = Client::new(&args.server)?.with_retry(RetryPolicy {
-        // A worker outlives outages: it keeps trying (the client warns at each try).
-        attempts: u32::MAX,
-        ..RetryPolicy::default()
-    });
+    let client = Client::new(&args.server)?
+        .identify(
+            kairos_client::worker::hostname(),
+            concat!("kairos ", env!("CARGO_PKG_VERSION")),
+        )
+        .with_retry(RetryPolicy {
+            // A worker outlives outages: it keeps trying (the client warns at each try).
+            attempts: u32::MAX,
+            ..RetryPolicy::default()
+        });
     let mut worker = Worker::new(client, name.clone())
         .concurrency(args.concurrency)
         .grace(args.grace.as_std());
@@ -89,11 +94,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
 
 /// The hostname and pid.
 fn default_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
+    format!(
+        "{}-{}",
+        kairos_client::worker::hostname(),
+        std::process::id()
+    )
 }
