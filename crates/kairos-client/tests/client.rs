@@ -124,6 +124,13 @@ async fn refusals_carry_the_problem() {
     ));
 }
 
+fn of_kind(kind: &str) -> ListQuery {
+    ListQuery {
+        kind: Some(kind.into()),
+        ..Default::default()
+    }
+}
+
 /// A TCP front for `server` whose first connection loses its answer: the request reaches
 /// the server (and is applied), the reply never reaches the client. Every later
 /// connection passes through untouched.
@@ -176,13 +183,7 @@ async fn an_enqueue_whose_answer_was_lost_is_retried_without_a_second_job() {
     let (direct, _dir, _stop) = server().await;
     let c = Client::new(&losing_first_answer(direct.base()).await).unwrap();
     let made = c.enqueue(&job("once")).await.unwrap();
-    let page = direct
-        .list(&ListQuery {
-            kind: Some("once".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let page = direct.list(&of_kind("once")).await.unwrap();
     let ids: Vec<_> = page.jobs.iter().map(|j| j.id).collect();
     assert_eq!(ids, vec![made.id], "the retry answered the first try's job");
 }
@@ -196,13 +197,7 @@ async fn a_client_that_never_retries_reports_the_lost_answer() {
     let err = c.enqueue(&job("once")).await.unwrap_err();
     assert!(matches!(err, ClientError::Transport(_)), "{err}");
     // It was applied all the same: the caller cannot tell, which is why retries carry keys.
-    let page = direct
-        .list(&ListQuery {
-            kind: Some("once".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let page = direct.list(&of_kind("once")).await.unwrap();
     assert_eq!(page.jobs.len(), 1);
 }
 

@@ -34,6 +34,41 @@ async fn until(c: &Client, id: uuid::Uuid, done: impl Fn(&Job) -> bool) -> Job {
     found.expect("the job got there in time")
 }
 
+/// A handler that says when it starts, then holds its job until the gate opens.
+fn held() -> (
+    impl kairos_client::worker::Handler,
+    mpsc::UnboundedReceiver<()>,
+    watch::Sender<bool>,
+) {
+    let (started, starts) = mpsc::unbounded_channel::<()>();
+    let (gate, opened) = watch::channel(false);
+    let handler = move |_job: JobContext| {
+        let (started, mut opened) = (started.clone(), opened.clone());
+        async move {
+            let _ = started.send(());
+            let _ = opened.wait_for(|o| *o).await;
+            Ok(None)
+        }
+    };
+    (handler, starts, gate)
+}
+
+/// Runs `worker` until the returned sender is used (or dropped).
+fn start(
+    worker: Worker,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<
+        Result<kairos_client::worker::WorkerReport, kairos_client::ClientError>,
+    >,
+) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    (stop, run)
+}
+
 #[tokio::test]
 async fn the_concurrency_limit_is_never_exceeded() {
     let (c, _dir, _stop) = server().await;
@@ -70,10 +105,7 @@ async fn the_concurrency_limit_is_never_exceeded() {
                 }
             }
         });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (stop, run) = start(worker);
     // Three start and hold their slots; no fourth can start while they do.
     for _ in 0..3 {
         starts.recv().await.unwrap();
@@ -126,10 +158,7 @@ async fn handler_errors_and_panics_are_failed_attempts() {
             let p: serde_json::Value = job.payload()?;
             Ok(Some(serde_json::json!({ "seen": p["x"] })))
         });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (stop, run) = start(worker);
     let p = until(&c, panics.id, |j| j.state == JobState::Dead).await;
     assert!(
         p.errors[0].error.contains("out of cheese"),
@@ -162,10 +191,7 @@ async fn heartbeats_keep_a_job_longer_than_its_lease() {
             tokio::time::sleep(Duration::from_millis(5_000)).await;
             Ok(None)
         });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (stop, run) = start(worker);
     let done = until(&c, long.id, |j| j.state.is_finished()).await;
     assert_eq!(done.state, JobState::Completed);
     assert_eq!(done.attempt, 1, "the lease never ran out");
@@ -190,10 +216,7 @@ async fn a_cancel_through_the_api_trips_the_handlers_token() {
                 Err(JobError::fatal("cancelled"))
             }
         });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (stop, run) = start(worker);
     starts.recv().await.unwrap();
     c.cancel(job.id).await.unwrap();
     let done = until(&c, job.id, |j| j.state.is_finished()).await;
@@ -233,10 +256,7 @@ async fn shutdown_lets_jobs_finish_and_hands_back_what_outlives_the_grace() {
                 Ok(None)
             }
         });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (stop, run) = start(worker);
     starts.recv().await.unwrap();
     starts.recv().await.unwrap();
     stop.send(()).unwrap();
@@ -282,10 +302,7 @@ async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
                 }
             }
         });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (stop, run) = start(worker);
     // Two run, three more are leased ahead: five leased, never more.
     let leased = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -319,8 +336,7 @@ async fn prefetched_jobs_wait_for_a_slot_with_their_leases_kept() {
 async fn a_stopping_worker_does_not_wait_forever_for_a_server_that_is_gone() {
     let (c, _dir, stop_server, serving) = common::stoppable_server().await;
     let job = c.enqueue(&job("orphan")).await.unwrap();
-    let (started, mut starts) = mpsc::unbounded_channel::<()>();
-    let (gate, opened) = watch::channel(false);
+    let (handler, mut starts, gate) = held();
     // Like `kairos worker`: its client never gives up on its own.
     let patient = c.clone().with_retry(kairos_client::RetryPolicy {
         attempts: u32::MAX,
@@ -328,18 +344,8 @@ async fn a_stopping_worker_does_not_wait_forever_for_a_server_that_is_gone() {
     });
     let worker = Worker::new(patient, "w")
         .queue("q")
-        .handle("orphan", move |_job: JobContext| {
-            let (started, mut opened) = (started.clone(), opened.clone());
-            async move {
-                let _ = started.send(());
-                let _ = opened.wait_for(|o| *o).await;
-                Ok(None)
-            }
-        });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run_until(async {
-        let _ = stopped.await;
-    }));
+        .handle("orphan", handler);
+    let (stop, run) = start(worker);
     starts.recv().await.unwrap();
     // The server goes away while the job runs; then the job finishes and the worker stops.
     drop(stop_server);
@@ -361,23 +367,11 @@ async fn a_stopping_worker_does_not_wait_forever_for_a_server_that_is_gone() {
 async fn the_server_knows_a_running_worker_by_name_host_and_version() {
     let (c, _dir, _stop) = server().await;
     c.enqueue(&job("held")).await.unwrap();
-    let (started, mut starts) = mpsc::unbounded_channel::<()>();
-    let (gate, opened) = watch::channel(false);
-    let worker = Worker::new(c.clone(), "registry-test").queue("q").handle(
-        "held",
-        move |_job: JobContext| {
-            let (started, mut opened) = (started.clone(), opened.clone());
-            async move {
-                let _ = started.send(());
-                let _ = opened.wait_for(|o| *o).await;
-                Ok(None)
-            }
-        },
-    );
-    let (stop, stopped) = oneshot::channel::<()>();
-    let run = tokio::spawn(worker.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (handler, mut starts, gate) = held();
+    let worker = Worker::new(c.clone(), "registry-test")
+        .queue("q")
+        .handle("held", handler);
+    let (stop, run) = start(worker);
     starts.recv().await.unwrap();
     let workers = c.workers().await.unwrap();
     let w = workers.iter().find(|w| w.name == "registry-test").unwrap();

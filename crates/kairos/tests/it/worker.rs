@@ -85,20 +85,32 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_runs_a_command_per_job_and_reads_its_exit() {
+/// A server, and a `kairos worker --exec` running [`SCRIPT`] for queue `exec`: a client
+/// of the server, the directory the script writes to, and what must live as long.
+fn exec_worker() -> (
+    Client,
+    tempfile::TempDir,
+    (WorkerProcess, Kairos, tempfile::TempDir),
+) {
     let data = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let script = out.path().join("job.sh");
     std::fs::write(&script, SCRIPT).unwrap();
     let server = Kairos::start(data.path());
-    let _w = worker(
+    let w = worker(
         &server,
         "exec",
         &format!("sh {}", script.display()),
         out.path(),
     );
     let c = Client::new(&server.base).unwrap();
+    // Dropped in this order: the worker, the server, its data.
+    (c, out, (w, server, data))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_a_command_per_job_and_reads_its_exit() {
+    let (c, out, _running) = exec_worker();
 
     let ok = c.enqueue(&job("ok", 3)).await.unwrap();
     let text = c.enqueue(&job("text", 3)).await.unwrap();
@@ -162,18 +174,7 @@ async fn exec_runs_a_command_per_job_and_reads_its_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_past_its_timeout_is_stopped_with_everything_it_started() {
-    let data = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let script = out.path().join("job.sh");
-    std::fs::write(&script, SCRIPT).unwrap();
-    let server = Kairos::start(data.path());
-    let _w = worker(
-        &server,
-        "exec",
-        &format!("sh {}", script.display()),
-        out.path(),
-    );
-    let c = Client::new(&server.base).unwrap();
+    let (c, out, _running) = exec_worker();
     let sleepy = c
         .enqueue(&EnqueueRequest {
             timeout: Some("1s".parse().unwrap()),
