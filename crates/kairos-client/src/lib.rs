@@ -38,7 +38,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 mod retry;
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, retry_after};
 #[cfg(feature = "worker")]
 pub mod worker;
 
@@ -401,6 +401,20 @@ impl Client {
             .map(|_| ())
     }
 
+    /// `POST path` with `body`, a call that is harmless to repeat (retried on any failure
+    /// worth retrying), each try bounded by `timeout`.
+    async fn post_repeatable<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let (status, answer) = self
+            .send(Method::POST, path, Some(body), None, Repeat::Safe, timeout)
+            .await?;
+        answer.decode(status)
+    }
+
     /// A key for an enqueue whose caller gave none, when it may be retried.
     fn key_for_retries(&self, given: Option<&str>) -> Option<String> {
         (given.is_none() && self.retry.attempts > 1).then(fresh_key)
@@ -413,33 +427,19 @@ impl Client {
         let timeout = REQUEST_TIMEOUT.max(wait + LONG_POLL_MARGIN);
         // A repeat after a lost answer leaves that answer's jobs leased to nobody until
         // their lease runs out: delayed, never lost.
-        let (status, body) = self
-            .send(
-                Method::POST,
-                "/v1/lease",
-                Some(req),
-                None,
-                Repeat::Safe,
-                timeout,
-            )
-            .await?;
-        Ok(body.decode::<Leased>(status)?.jobs)
+        Ok(self
+            .post_repeatable::<Leased, _>("/v1/lease", req, timeout)
+            .await?
+            .jobs)
     }
 
     /// `POST /v1/ack`: one result per item, in order.
     pub async fn ack(&self, req: &AckRequest) -> Result<Vec<AckResult>, ClientError> {
         // Repeating an ack is harmless (the API's contract), so any failure is retried.
-        let (status, body) = self
-            .send(
-                Method::POST,
-                "/v1/ack",
-                Some(req),
-                None,
-                Repeat::Safe,
-                REQUEST_TIMEOUT,
-            )
-            .await?;
-        Ok(body.decode::<AckAnswer>(status)?.results)
+        Ok(self
+            .post_repeatable::<AckAnswer, _>("/v1/ack", req, REQUEST_TIMEOUT)
+            .await?
+            .results)
     }
 
     /// `POST /v1/heartbeat`: one result per item, in order.
@@ -448,17 +448,10 @@ impl Client {
         req: &HeartbeatRequest,
     ) -> Result<Vec<HeartbeatResult>, ClientError> {
         // A heartbeat only extends a lease: repeating one is harmless.
-        let (status, body) = self
-            .send(
-                Method::POST,
-                "/v1/heartbeat",
-                Some(req),
-                None,
-                Repeat::Safe,
-                REQUEST_TIMEOUT,
-            )
-            .await?;
-        Ok(body.decode::<HeartbeatAnswer>(status)?.results)
+        Ok(self
+            .post_repeatable::<HeartbeatAnswer, _>("/v1/heartbeat", req, REQUEST_TIMEOUT)
+            .await?
+            .results)
     }
 
     /// `GET /v1/queues`.

@@ -69,7 +69,7 @@ pub(crate) fn retryable_status(status: u16) -> bool {
 
 /// The `Retry-After` of an answer, in seconds (the form Kairos sends; an HTTP date is
 /// ignored and the backoff used instead).
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }

@@ -112,9 +112,7 @@ pub(super) async fn execute(command: &Command, job: JobContext) -> JobResult {
             "timed out after {}: the command was stopped",
             kairos_core::Duration::from(timeout)
         )),
-        _ = job.cancelled() => Err(
-            "stopped: the job was cancelled, or the worker is shutting down".to_string()
-        ),
+        _ = job.cancelled() => Err(super::STOPPED.to_string()),
     };
     let (status, (stdout, truncated), stderr) = match stop {
         Ok(done) => done,

@@ -47,17 +47,10 @@ impl Target {
             .send();
         let resp = tokio::select! {
             r = call => r.map_err(|e| JobError::retry(format!("{}: {e}", self.url)))?,
-            _ = job.cancelled() => return Err(JobError::retry(
-                "stopped: the job was cancelled, or the worker is shutting down",
-            )),
+            _ = job.cancelled() => return Err(JobError::retry(super::STOPPED)),
         };
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = kairos_client::retry_after(resp.headers());
         let (body, more) = read_head(resp, MAX_STDOUT).await?;
         match status {
             200..=299 if more => Err(JobError::retry(format!(

@@ -10,6 +10,9 @@ use kairos_client::worker::{JobContext, Worker};
 use kairos_client::{Client, RetryPolicy};
 use std::sync::Arc;
 
+/// The error of a job stopped because it was cancelled or the worker is stopping.
+const STOPPED: &str = "stopped: the job was cancelled, or the worker is shutting down";
+
 /// `kairos worker`.
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("handler").required(true).args(["exec", "http"])))]

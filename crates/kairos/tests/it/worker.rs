@@ -37,10 +37,13 @@ impl Drop for WorkerProcess {
     }
 }
 
-fn worker(server: &Kairos, queue: &str, exec: &str, out: &std::path::Path) -> WorkerProcess {
+/// `kairos worker ARGS` for `server` (named by `KAIROS_SERVER`, as a user would), with
+/// `OUT` set to `out` for the scripts.
+fn worker(server: &Kairos, args: &[&str], out: &std::path::Path) -> WorkerProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(["worker", "--server", &server.base, "--queue", queue])
-        .args(["--concurrency", "3", "--exec", exec])
+        .arg("worker")
+        .args(args)
+        .env("KAIROS_SERVER", &server.base)
         .env("OUT", out)
         .env("KAIROS_LOG", "warn")
         .stdout(Stdio::null())
@@ -97,10 +100,10 @@ fn exec_worker() -> (
     let script = out.path().join("job.sh");
     std::fs::write(&script, SCRIPT).unwrap();
     let server = Kairos::start(data.path());
+    let exec = format!("sh {}", script.display());
     let w = worker(
         &server,
-        "exec",
-        &format!("sh {}", script.display()),
+        &["--queue", "exec", "--concurrency", "3", "--exec", &exec],
         out.path(),
     );
     let c = Client::new(&server.base).unwrap();
@@ -261,16 +264,8 @@ async fn the_python_example_works_jobs_without_an_sdk() {
 async fn the_shell_example_runs_under_exec() {
     let data = tempfile::tempdir().unwrap();
     let server = Kairos::start(data.path());
-    let script = examples().join("shell/worker.sh");
-    let child = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(["worker", "--queue", "sh", "--exec"])
-        .arg(format!("sh {}", script.display()))
-        .env("KAIROS_SERVER", &server.base)
-        .env("KAIROS_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _w = WorkerProcess(child);
+    let exec = format!("sh {}", examples().join("shell/worker.sh").display());
+    let _w = worker(&server, &["--queue", "sh", "--exec", &exec], data.path());
     let c = Client::new(&server.base).unwrap();
     let in_sh = |kind: &str, body: &str| EnqueueRequest {
         queue: Some("sh".into()),
@@ -326,21 +321,7 @@ async fn http_posts_each_job_and_reads_the_answer() {
     let data = tempfile::tempdir().unwrap();
     let server = Kairos::start(data.path());
     let url = endpoint().await;
-    let child = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args([
-            "worker",
-            "--server",
-            &server.base,
-            "--queue",
-            "exec",
-            "--http",
-            &url,
-        ])
-        .env("KAIROS_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _w = WorkerProcess(child);
+    let _w = worker(&server, &["--queue", "exec", "--http", &url], data.path());
     let c = Client::new(&server.base).unwrap();
     let ok = c.enqueue(&job("ok", 3)).await.unwrap();
     let plain = c.enqueue(&job("plain", 3)).await.unwrap();
