@@ -40,6 +40,8 @@ use uuid::Uuid;
 mod retry;
 pub use retry::{RetryPolicy, retry_after};
 #[cfg(feature = "worker")]
+pub mod buffer;
+#[cfg(feature = "worker")]
 pub mod worker;
 
 /// How long a connection may take to open.
@@ -80,6 +82,9 @@ pub enum ClientError {
     /// The base URL is not usable.
     #[error("invalid base URL {0:?}")]
     BaseUrl(String),
+    /// A worker's offline buffer could not keep what the server could not take.
+    #[error("{0}")]
+    Buffer(String),
 }
 
 impl ClientError {
@@ -90,6 +95,12 @@ impl ClientError {
             ClientError::Decode { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// Whether the server could not be reached or said it is unavailable for now
+    /// (429, 503, or a proxy's 502/504): worth sending again later.
+    pub fn is_unavailable(&self) -> bool {
+        worth_retrying(self, Repeat::Safe)
     }
 }
 
@@ -588,13 +599,13 @@ fn worth_retrying(e: &ClientError, repeat: Repeat) -> bool {
         ClientError::Decode { status, .. } => {
             repeat == Repeat::Safe && retry::retryable_status(*status)
         }
-        ClientError::BaseUrl(_) => false,
+        ClientError::BaseUrl(_) | ClientError::Buffer(_) => false,
     }
 }
 
 /// The key an enqueue carries when its caller gave none, so that a retry is answered
 /// with the first try's jobs.
-fn fresh_key() -> String {
+pub(crate) fn fresh_key() -> String {
     format!("kairos-client-{}", Uuid::now_v7())
 }
 

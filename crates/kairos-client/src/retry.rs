@@ -64,7 +64,8 @@ impl RetryPolicy {
 
 /// Whether an answer with `status` is worth trying again.
 pub(crate) fn retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 503)
+    // 502 and 504 come from a proxy whose server is away (Kairos itself never sends them).
+    matches!(status, 429 | 502 | 503 | 504)
 }
 
 /// The `Retry-After` of an answer, in seconds (the form Kairos sends; an HTTP date is
@@ -104,7 +105,9 @@ mod tests {
 
     #[test]
     fn only_busy_and_unavailable_answers_are_retried() {
-        assert!(retryable_status(429) && retryable_status(503));
+        for s in [429, 502, 503, 504] {
+            assert!(retryable_status(s), "{s}");
+        }
         for s in [400, 404, 409, 413, 422, 500, 507] {
             assert!(!retryable_status(s), "{s}");
         }

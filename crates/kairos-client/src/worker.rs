@@ -34,9 +34,15 @@
 //!   running jobs get the grace period (default 30 s) to finish and are acked; jobs still
 //!   running then are stopped and reported failed with `worker shutdown`, to be retried
 //!   at once elsewhere instead of after their lease.
+//! - With a [`Buffer`] ([`Worker::buffer`]), reports and [`JobContext::enqueue`]s the
+//!   server cannot take (it is down, the network is cut) are kept on disk and sent when
+//!   it is back, by this run or the next one to open the same buffer. Without one, a
+//!   report that cannot be delivered is dropped and its job runs again after its lease.
 
+use crate::buffer::{Buffer, Delivery, Sent, Submitted};
 use crate::{Client, ClientError};
-use kairos_core::api::{AckItem, AckRequest, HeartbeatItem, HeartbeatRequest, LeaseRequest};
+use kairos_core::api::LeaseRequest;
+use kairos_core::api::{AckItem, AckRequest, EnqueueRequest, HeartbeatItem, HeartbeatRequest};
 use kairos_core::api::{LeasedJob, OutcomeKind};
 use kairos_core::{Job, RawValue};
 use serde::de::DeserializeOwned;
@@ -121,6 +127,7 @@ pub struct JobContext {
     pub lease_expires_at: kairos_core::Timestamp,
     cancel: watch::Receiver<bool>,
     client: Client,
+    delivery: Delivery,
 }
 
 impl JobContext {
@@ -151,9 +158,16 @@ impl JobContext {
         }
     }
 
-    /// The client this worker uses (to enqueue follow-up jobs, say).
+    /// The client this worker uses.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Enqueues a follow-up job under a fresh `Idempotency-Key`. When the server is away
+    /// and the worker has a [`Buffer`], the job waits there and is sent (once) when the
+    /// server is back; without a buffer, the error is the caller's.
+    pub async fn enqueue(&self, request: &EnqueueRequest) -> Result<Submitted, ClientError> {
+        self.delivery.enqueue(request).await
     }
 }
 
@@ -186,9 +200,12 @@ pub struct WorkerReport {
     pub stopped: u64,
     /// Reports the server refused (the lease was gone: someone else has the job).
     pub refused: u64,
-    /// Reports that never reached the server (it was away until the worker stopped):
-    /// their jobs run again after their leases.
+    /// Reports that never reached the server and were not kept (no buffer, or it was
+    /// full): their jobs run again after their leases.
     pub undelivered: u64,
+    /// Entries left in the buffer when the worker stopped (this run's and earlier ones'),
+    /// to be sent by the next run that opens it.
+    pub buffered: u64,
 }
 
 #[derive(Default)]
@@ -196,21 +213,25 @@ struct Tally {
     completed: AtomicU64,
     failed: AtomicU64,
     stopped: AtomicU64,
-    refused: AtomicU64,
+    /// Shared with the buffer's replay, which counts refusals too.
+    refused: Arc<AtomicU64>,
     /// Reports the server answered (taken or refused).
     delivered: AtomicU64,
+    /// Reports put in the buffer.
+    kept: AtomicU64,
 }
 
 impl Tally {
-    fn report(&self) -> WorkerReport {
+    fn report(&self, buffer: Option<&Buffer>) -> WorkerReport {
+        let load = |c: &AtomicU64| c.load(Ordering::Acquire);
         WorkerReport {
-            completed: self.completed.load(Ordering::Acquire),
-            failed: self.failed.load(Ordering::Acquire),
-            stopped: self.stopped.load(Ordering::Acquire),
-            refused: self.refused.load(Ordering::Acquire),
-            undelivered: (self.completed.load(Ordering::Acquire)
-                + self.failed.load(Ordering::Acquire))
-            .saturating_sub(self.delivered.load(Ordering::Acquire)),
+            completed: load(&self.completed),
+            failed: load(&self.failed),
+            stopped: load(&self.stopped),
+            refused: load(&self.refused),
+            undelivered: (load(&self.completed) + load(&self.failed))
+                .saturating_sub(load(&self.delivered) + load(&self.kept)),
+            buffered: buffer.map_or(0, Buffer::len),
         }
     }
 }
@@ -228,6 +249,7 @@ pub struct Worker {
     lease: Option<Duration>,
     grace: Duration,
     handlers: Handlers,
+    buffer: Option<Buffer>,
 }
 
 /// Handlers by kind, and the one for every other kind.
@@ -268,6 +290,7 @@ impl Worker {
             lease: None,
             grace: Duration::from_secs(30),
             handlers: Handlers::default(),
+            buffer: None,
         }
     }
 
@@ -323,6 +346,13 @@ impl Worker {
         self
     }
 
+    /// Keeps what the server cannot take in `buffer` (see the module's documentation),
+    /// and sends what it holds for this server from earlier runs.
+    pub fn buffer(mut self, buffer: Buffer) -> Worker {
+        self.buffer = Some(buffer);
+        self
+    }
+
     /// Runs jobs of `kind` with `handler`. A leased job of a kind without a handler fails
     /// its attempt, saying so.
     pub fn handle(mut self, kind: impl Into<String>, handler: impl Handler) -> Worker {
@@ -355,13 +385,18 @@ impl Worker {
         // Jobs leased and not yet reported: running ones and those fetched ahead.
         let held_max = self.concurrency + self.prefetch;
         let held = Arc::new(Semaphore::new(held_max));
+        let delivery = Delivery::new(self.client.clone(), self.buffer.clone());
+        let replay = tokio::spawn(delivery.clone().replay(tally.refused.clone()));
         let (acks, outbox) = mpsc::unbounded_channel();
+        // Raised when the last reports have had their time: what is on its way is kept.
+        let (final_acks, _) = watch::channel(false);
         let sender = tokio::spawn(send_acks(
-            self.client.clone(),
+            delivery.clone(),
             self.name.clone(),
             outbox,
             self.ack_batch,
             tally.clone(),
+            final_acks.subscribe(),
         ));
         // Raised when the grace is over: jobs still running stop.
         let (deadline, _) = watch::channel(false);
@@ -370,6 +405,7 @@ impl Worker {
             worker: self.name.clone(),
             handlers: Arc::new(std::mem::take(&mut self.handlers)),
             acks: acks.clone(),
+            delivery,
             deadline: deadline.subscribe(),
             tally: tally.clone(),
             lease: self.lease,
@@ -411,16 +447,29 @@ impl Worker {
         }
         drop(acks);
         // The last reports get a bounded time: a server that is away must not keep a
-        // stopping worker alive. Reports not delivered leave their jobs to come back
-        // when their leases run out (at least once).
+        // stopping worker alive. Then what is still on its way goes to the buffer; with
+        // none, those jobs come back when their leases run out (at least once).
         let mut sender = sender;
         if tokio::time::timeout(FINAL_ACKS, &mut sender).await.is_err() {
-            sender.abort();
+            if self.buffer.is_some() {
+                final_acks.send_replace(true);
+                let _ = sender.await;
+            } else {
+                sender.abort();
+                tracing::warn!(
+                    "some reports were not delivered before the worker stopped: their jobs run again after their leases"
+                );
+            }
+        }
+        replay.abort();
+        let report = tally.report(self.buffer.as_ref());
+        if report.buffered > 0 {
             tracing::warn!(
-                "some reports were not delivered before the worker stopped: their jobs run again after their leases"
+                entries = report.buffered,
+                "reports wait in the buffer for the server: the next run with the same buffer sends them"
             );
         }
-        outcome.map(|()| tally.report())
+        outcome.map(|()| report)
     }
 }
 
@@ -459,6 +508,7 @@ struct Running {
     worker: String,
     handlers: Arc<Handlers>,
     acks: mpsc::UnboundedSender<AckItem>,
+    delivery: Delivery,
     deadline: watch::Receiver<bool>,
     tally: Arc<Tally>,
     lease: Option<Duration>,
@@ -486,6 +536,7 @@ impl Running {
             lease_expires_at: leased.lease_expires_at,
             cancel: cancelled,
             client: self.client.clone(),
+            delivery: self.delivery.clone(),
         };
         let Some(handler) = handler else {
             let error = format!("this worker has no handler for kind {kind:?}");
@@ -641,13 +692,16 @@ async fn heartbeats(
 }
 
 /// Sends reports as they come, up to [`ACKS_IN_FLIGHT`] requests at once: whatever
-/// gathered while they were on their way goes in the next (up to `most`). Ends when every sender is gone and all is sent.
+/// gathered while they were on their way goes in the next (up to `most`). Ends when every
+/// sender is gone and all is sent; once `last_call` is raised, what is still on its way
+/// is kept in the buffer instead.
 async fn send_acks(
-    client: Client,
+    delivery: Delivery,
     worker: String,
     mut outbox: mpsc::UnboundedReceiver<AckItem>,
     most: usize,
     tally: Arc<Tally>,
+    last_call: watch::Receiver<bool>,
 ) {
     let mut in_flight = tokio::task::JoinSet::new();
     let mut batch = Vec::with_capacity(most);
@@ -663,15 +717,24 @@ async fn send_acks(
             worker: worker.clone(),
             results: std::mem::take(&mut batch),
         };
-        let (client, tally) = (client.clone(), tally.clone());
-        in_flight.spawn(async move { send_ack(&client, &request, &tally).await });
+        let (delivery, tally) = (delivery.clone(), tally.clone());
+        let mut last_call = last_call.clone();
+        in_flight.spawn(async move {
+            let sent = tokio::select! {
+                sent = delivery.ack(&request) => sent,
+                // The guard `wait_for` answers is dropped before keeping (it is not Send).
+                _ = async { drop(last_call.wait_for(|l| *l).await) } => delivery.keep(&request).await,
+            };
+            count(sent, request.results.len(), &tally);
+        });
     }
     while in_flight.join_next().await.is_some() {}
 }
 
-async fn send_ack(client: &Client, request: &AckRequest, tally: &Tally) {
-    match client.ack(request).await {
-        Ok(results) => {
+/// Counts what became of `n` reports.
+fn count(sent: Sent, n: usize, tally: &Tally) {
+    match sent {
+        Sent::Answered(results) => {
             tally
                 .delivered
                 .fetch_add(results.len() as u64, Ordering::AcqRel);
@@ -685,8 +748,11 @@ async fn send_ack(client: &Client, request: &AckRequest, tally: &Tally) {
                 );
             }
         }
-        Err(e) => {
-            tracing::warn!(reports = request.results.len(), error = %e, "reports could not be sent");
+        Sent::Kept => {
+            tally.kept.fetch_add(n as u64, Ordering::AcqRel);
+        }
+        Sent::Lost(e) => {
+            tracing::warn!(reports = n, error = %e, "reports could not be sent");
         }
     }
 }

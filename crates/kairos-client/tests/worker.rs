@@ -386,3 +386,85 @@ async fn the_server_knows_a_running_worker_by_name_host_and_version() {
     stop.send(()).unwrap();
     run.await.unwrap().unwrap();
 }
+
+/// Waits until `done` holds, looking every 20 ms for up to 20 s.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("{what} in time"));
+}
+
+#[tokio::test]
+async fn what_the_server_cannot_take_waits_in_the_buffer_until_it_is_back() {
+    let (c, dir, stop_server, serving) = common::stoppable_server().await;
+    let addr = c.base().trim_start_matches("http://").to_string();
+    let parent = c.enqueue(&job("parent")).await.unwrap();
+    let buffered = tempfile::tempdir().unwrap();
+    let buffer = kairos_client::buffer::Buffer::open(buffered.path()).unwrap();
+    let (started, mut starts) = mpsc::unbounded_channel::<()>();
+    let (gate, opened) = watch::channel(false);
+    let (submitted, mut submissions) = mpsc::unbounded_channel();
+    let handler = move |ctx: JobContext| {
+        let (started, mut opened, submitted) = (started.clone(), opened.clone(), submitted.clone());
+        async move {
+            let _ = started.send(());
+            let _ = opened.wait_for(|o| *o).await;
+            // The server is away by now: the follow-up waits in the buffer.
+            let sent = ctx.enqueue(&job("child")).await?;
+            let _ = submitted.send(sent);
+            Ok(Some(serde_json::json!({"done": true})))
+        }
+    };
+    let patient = c.clone().with_retry(kairos_client::RetryPolicy {
+        attempts: u32::MAX,
+        ..Default::default()
+    });
+    let worker = Worker::new(patient, "offline")
+        .queue("q")
+        .lease(Duration::from_secs(300))
+        .buffer(buffer.clone())
+        .handle("parent", handler);
+    let (stop, run) = start(worker);
+    starts.recv().await.unwrap();
+    drop(stop_server);
+    serving.await.unwrap().unwrap();
+    gate.send_replace(true);
+    let sent = submissions.recv().await.unwrap();
+    assert!(
+        matches!(sent, kairos_client::buffer::Submitted::Buffered { .. }),
+        "{sent:?}"
+    );
+    // The follow-up, then the report, oldest first.
+    eventually("the report is buffered", || buffer.len() == 2).await;
+
+    // The server is back on the same address and store: both are delivered, once.
+    let (_base, _stop_again, _serving) = common::serve(dir.path(), &addr).await;
+    let done = until(&c, parent.id, |j| j.state == JobState::Completed).await;
+    assert_eq!(done.attempt, 1);
+    assert_eq!(done.result.unwrap().get(), r#"{"done":true}"#);
+    eventually("the buffer is drained", || buffer.is_empty()).await;
+    let children = c
+        .list(&kairos_core::api::ListQuery {
+            kind: Some("child".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(children.jobs.len(), 1, "the follow-up is enqueued once");
+    stop.send(()).unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        (
+            report.completed,
+            report.undelivered,
+            report.buffered,
+            report.refused
+        ),
+        (1, 0, 0, 0),
+        "{report:?}"
+    );
+}

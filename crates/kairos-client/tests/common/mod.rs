@@ -18,15 +18,29 @@ pub async fn stoppable_server() -> (
     tokio::task::JoinHandle<Result<(), kairos_server::ServeError>>,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (base, stop, serving) = serve(dir.path(), "127.0.0.1:0").await;
+    (Client::new(&base).unwrap(), dir, stop, serving)
+}
+
+/// A server on the store in `dir`, listening on `addr` (again, after a stop): its base
+/// URL, what stops it, and its task.
+pub async fn serve(
+    dir: &std::path::Path,
+    addr: &str,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), kairos_server::ServeError>>,
+) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let store = kairos_store::SqliteStore::open(&dir.path().join("data")).unwrap();
+    let store = kairos_store::SqliteStore::open(&dir.join("data")).unwrap();
     let server = kairos_server::Server::new(std::sync::Arc::new(store));
     let serving = tokio::spawn(server.serve(listener, async {
         let _ = rx.await;
     }));
-    (Client::new(&base).unwrap(), dir, tx, serving)
+    (base, tx, serving)
 }
 
 /// A job of `kind` on queue `q`.

@@ -6,6 +6,7 @@ mod exec;
 mod http;
 
 use anyhow::Context;
+use kairos_client::buffer::Buffer;
 use kairos_client::worker::{JobContext, Worker};
 use kairos_client::{Client, RetryPolicy};
 use std::sync::Arc;
@@ -33,6 +34,11 @@ pub struct WorkerArgs {
     /// server's lease).
     #[arg(long)]
     lease: Option<kairos_core::Duration>,
+    /// Where results and follow-up enqueues wait while the server cannot be reached, to
+    /// be sent when it is back (default: `$XDG_CACHE_HOME/kairos/worker`, else
+    /// `~/.cache/kairos/worker`). Workers may share one.
+    #[arg(long, env = "KAIROS_BUFFER_DIR")]
+    buffer_dir: Option<std::path::PathBuf>,
     /// How long running jobs may take to finish after SIGINT/SIGTERM.
     #[arg(long, default_value = "30s")]
     grace: kairos_core::Duration,
@@ -58,15 +64,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
             attempts: u32::MAX,
             ..RetryPolicy::default()
         });
-    let mut worker = Worker::new(client, name.clone())
-        .concurrency(args.concurrency)
-        .grace(args.grace.as_std());
-    for q in &args.queues {
-        worker = worker.queue(q);
-    }
-    if let Some(l) = args.lease {
-        worker = worker.lease(l.as_std());
-    }
+    // What to do with each job is checked first: a command that cannot run is refused
+    // before anything else is touched.
+    let worker = Worker::new(client, name.clone());
     let worker = match (&args.exec, &args.http) {
         (Some(line), _) => {
             let command = Arc::new(exec::resolve(line)?);
@@ -84,12 +84,28 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("--exec or --http says what to do with each job"),
     };
+    let buffer_dir = args.buffer_dir.clone().unwrap_or_else(Buffer::default_dir);
+    let buffer = Buffer::open(&buffer_dir)?;
+    if !buffer.is_empty() {
+        tracing::info!(entries = buffer.len(), path = %buffer.path().display(), "the buffer holds entries from an earlier run: sending them");
+    }
+    let mut worker = worker
+        .concurrency(args.concurrency)
+        .grace(args.grace.as_std())
+        .buffer(buffer);
+    for q in &args.queues {
+        worker = worker.queue(q);
+    }
+    if let Some(l) = args.lease {
+        worker = worker.lease(l.as_std());
+    }
     tracing::info!(worker = %name, server = %args.server, queues = ?args.queues, "working");
     let report = worker.run().await.context("the worker stopped")?;
     tracing::info!(
         completed = report.completed,
         failed = report.failed,
         stopped = report.stopped,
+        buffered = report.buffered,
         "the worker stopped"
     );
     Ok(())

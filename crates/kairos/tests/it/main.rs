@@ -1,8 +1,9 @@
 //! Tests of the real `kairos` binary: crash safety (`kill -9`), graceful shutdown,
 //! damaged data files, a full disk, a three-node cluster on PostgreSQL, `kairos worker
-//! --exec`, and `kairos bench`.
+//! --exec`, workers and servers killed under each other, and `kairos bench`.
 
 mod bench;
+mod chaos;
 mod cluster;
 mod damaged;
 mod disk_full;

@@ -25,11 +25,22 @@ impl Kairos {
         Self::try_start(data_dir, &[]).unwrap_or_else(|r| panic!("kairos did not start: {r:?}"))
     }
 
+    /// Starts `kairos server` with `data_dir` on `listen` (an address it had before, say),
+    /// and waits for it.
+    pub fn start_at(data_dir: &Path, listen: &str) -> Kairos {
+        Self::try_start_at(data_dir, listen, &[])
+            .unwrap_or_else(|r| panic!("kairos did not start: {r:?}"))
+    }
+
     /// Starts `kairos server` with extra arguments; `Err` with its exit and output when it
     /// exits instead of printing its listening line.
     pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Kairos, Refused> {
+        Self::try_start_at(data_dir, "127.0.0.1:0", extra)
+    }
+
+    fn try_start_at(data_dir: &Path, listen: &str, extra: &[&str]) -> Result<Kairos, Refused> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kairos"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("KAIROS_LOG", "warn")
@@ -107,6 +118,13 @@ impl Kairos {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+impl Kairos {
+    /// The address it listens on (`127.0.0.1:PORT`).
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 }
 

@@ -28,7 +28,7 @@ case "$KAIROS_JOB_KIND" in
 esac
 "#;
 
-struct WorkerProcess(Child);
+pub struct WorkerProcess(pub Child);
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
@@ -37,13 +37,14 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// `kairos worker ARGS` for `server` (named by `KAIROS_SERVER`, as a user would), with
-/// `OUT` set to `out` for the scripts.
-fn worker(server: &Kairos, args: &[&str], out: &std::path::Path) -> WorkerProcess {
+/// `kairos worker ARGS` for the server at `base` (named by `KAIROS_SERVER`, as a user
+/// would), with `OUT` set to `out` for the scripts and its buffer in `out/buffer`.
+pub fn worker(base: &str, args: &[&str], out: &std::path::Path) -> WorkerProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_kairos"))
         .arg("worker")
         .args(args)
-        .env("KAIROS_SERVER", &server.base)
+        .env("KAIROS_SERVER", base)
+        .env("KAIROS_BUFFER_DIR", out.join("buffer"))
         .env("OUT", out)
         .env("KAIROS_LOG", "warn")
         .stdout(Stdio::null())
@@ -102,7 +103,7 @@ fn exec_worker() -> (
     let server = Kairos::start(data.path());
     let exec = format!("sh {}", script.display());
     let w = worker(
-        &server,
+        &server.base,
         &["--queue", "exec", "--concurrency", "3", "--exec", &exec],
         out.path(),
     );
@@ -265,7 +266,11 @@ async fn the_shell_example_runs_under_exec() {
     let data = tempfile::tempdir().unwrap();
     let server = Kairos::start(data.path());
     let exec = format!("sh {}", examples().join("shell/worker.sh").display());
-    let _w = worker(&server, &["--queue", "sh", "--exec", &exec], data.path());
+    let _w = worker(
+        &server.base,
+        &["--queue", "sh", "--exec", &exec],
+        data.path(),
+    );
     let c = Client::new(&server.base).unwrap();
     let in_sh = |kind: &str, body: &str| EnqueueRequest {
         queue: Some("sh".into()),
@@ -321,7 +326,11 @@ async fn http_posts_each_job_and_reads_the_answer() {
     let data = tempfile::tempdir().unwrap();
     let server = Kairos::start(data.path());
     let url = endpoint().await;
-    let _w = worker(&server, &["--queue", "exec", "--http", &url], data.path());
+    let _w = worker(
+        &server.base,
+        &["--queue", "exec", "--http", &url],
+        data.path(),
+    );
     let c = Client::new(&server.base).unwrap();
     let ok = c.enqueue(&job("ok", 3)).await.unwrap();
     let plain = c.enqueue(&job("plain", 3)).await.unwrap();
