@@ -641,38 +641,7 @@ pub struct Cluster {
     pub nodes: Vec<ClusterNode>,
 }
 
-/// A worker reads `offline` once unseen (no lease, ack or heartbeat) for this long.
-pub const WORKER_OFFLINE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
-/// A worker unseen for this long is forgotten.
-pub const WORKER_FORGOTTEN_AFTER: std::time::Duration = std::time::Duration::from_secs(86_400);
-
-/// Whether a worker is heard from (`GET /v1/workers`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerState {
-    /// Seen within [`WORKER_OFFLINE_AFTER`].
-    Online,
-    /// Not seen for longer.
-    Offline,
-}
-
-impl WorkerState {
-    /// The state of a worker last seen at `last_seen`, at `now`.
-    pub fn of(last_seen: Timestamp, now: Timestamp) -> WorkerState {
-        let quiet = now.duration_since(last_seen);
-        if quiet > jiff::SignedDuration::try_from(WORKER_OFFLINE_AFTER).unwrap_or_default() {
-            WorkerState::Offline
-        } else {
-            WorkerState::Online
-        }
-    }
-
-    /// Whether a worker last seen at `last_seen` is forgotten by `now`.
-    pub fn forgotten(last_seen: Timestamp, now: Timestamp) -> bool {
-        now.duration_since(last_seen)
-            > jiff::SignedDuration::try_from(WORKER_FORGOTTEN_AFTER).unwrap_or_default()
-    }
-}
+pub use crate::worker::{WORKER_FORGOTTEN_AFTER, WORKER_OFFLINE_AFTER, WorkerState};
 
 /// A worker the server has heard from (`GET /v1/workers`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -700,21 +669,6 @@ pub struct WorkerInfo {
 pub struct WorkerList {
     /// Every worker heard from in the last 24 hours, most recently seen first.
     pub workers: Vec<WorkerInfo>,
-}
-
-#[cfg(test)]
-mod worker_state_tests {
-    use super::*;
-
-    #[test]
-    fn a_worker_goes_offline_after_a_minute_and_is_forgotten_after_a_day() {
-        let seen: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
-        let at = |s: i64| seen + jiff::SignedDuration::from_secs(s);
-        assert_eq!(WorkerState::of(seen, at(60)), WorkerState::Online);
-        assert_eq!(WorkerState::of(seen, at(61)), WorkerState::Offline);
-        assert!(!WorkerState::forgotten(seen, at(86_400)));
-        assert!(WorkerState::forgotten(seen, at(86_401)));
-    }
 }
 
 /// `GET /v1/queues` answer.

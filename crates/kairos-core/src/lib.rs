@@ -33,6 +33,7 @@ pub mod retention;
 pub mod schedule;
 pub mod timetable;
 pub mod validate;
+pub mod worker;
 
 pub use backoff::{Backoff, BackoffKind};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -322,6 +322,21 @@ pub trait Store: Send + Sync + 'static {
     async fn running_by_worker(&self)
     -> Result<std::collections::HashMap<String, u64>, StoreError>;
 
+    /// Saves what nodes know of workers, each merged into the saved one by
+    /// [`kairos_core::worker::Sighting::merge`]'s rule.
+    async fn save_workers(
+        &self,
+        workers: Vec<kairos_core::worker::Sighting>,
+    ) -> Result<(), StoreError>;
+
+    /// The saved workers, most recently seen first, at most `limit`.
+    async fn workers(&self, limit: usize)
+    -> Result<Vec<kairos_core::worker::Sighting>, StoreError>;
+
+    /// Forgets workers last seen before `before`, and all but the `keep` most recently
+    /// seen; answers how many.
+    async fn forget_workers(&self, before: Timestamp, keep: usize) -> Result<u64, StoreError>;
+
     /// The nodes sharing this store, oldest first; `None` for a store only one process
     /// can open (the caller is the only node).
     async fn nodes(&self) -> Result<Option<Vec<ClusterNode>>, StoreError> {

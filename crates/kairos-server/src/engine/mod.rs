@@ -45,10 +45,11 @@ pub struct Engine {
 struct Inner {
     store: Arc<dyn Store>,
     node: Node,
-    workers: registry::Registry,
+    workers: Arc<registry::Registry>,
     limits: Limits,
     shutdown: watch::Sender<bool>,
-    timer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The timer and the registry's saver: both end at shutdown.
+    tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -61,15 +62,24 @@ impl Engine {
         retention: Retention,
     ) -> Engine {
         let (shutdown, rx) = watch::channel(false);
-        let handle = tokio::spawn(timer::run(store.clone(), node.clone(), retention, rx));
+        let workers = Arc::new(registry::Registry::default());
+        let tasks = vec![
+            tokio::spawn(timer::run(
+                store.clone(),
+                node.clone(),
+                retention,
+                rx.clone(),
+            )),
+            tokio::spawn(registry::keep_saved(store.clone(), workers.clone(), rx)),
+        ];
         Engine {
             inner: Arc::new(Inner {
                 store,
                 node,
-                workers: registry::Registry::default(),
+                workers,
                 limits,
                 shutdown,
-                timer: tokio::sync::Mutex::new(Some(handle)),
+                tasks: tokio::sync::Mutex::new(tasks),
             }),
         }
     }
@@ -84,10 +94,12 @@ impl Engine {
         self.inner.shutdown.send_replace(true);
     }
 
-    /// Resolves once the timer has stopped (after [`Engine::begin_shutdown`]).
+    /// Resolves once the timer has stopped and the workers heard from are saved (after
+    /// [`Engine::begin_shutdown`]).
     pub async fn stopped(&self) {
-        if let Some(h) = self.inner.timer.lock().await.take() {
-            let _ = h.await;
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().await);
+        for t in tasks {
+            let _ = t.await;
         }
     }
 
@@ -224,12 +236,14 @@ impl Engine {
         self.inner.workers.saw(worker, queues, caller, now);
     }
 
-    /// The workers this node heard from in the last day, with the jobs each holds.
+    /// The workers heard from in the last day (by any node sharing the store), with the
+    /// jobs each holds.
     pub async fn workers(&self) -> Result<WorkerList, EngineError> {
+        let saved = self.inner.store.workers(registry::MAX_WORKERS).await?;
         let running = self.inner.store.running_by_worker().await?;
         let now = self.inner.store.now();
         Ok(WorkerList {
-            workers: self.inner.workers.list(&running, now),
+            workers: self.inner.workers.list(saved, &running, now),
         })
     }
 

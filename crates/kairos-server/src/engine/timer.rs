@@ -3,8 +3,9 @@
 //! store announced (or until a commit announces an earlier one), runs one store tick, and
 //! repeats; a store shared with other nodes is also ticked every `poll_interval`, since
 //! their changes are announced nowhere here. It also forgets idempotency keys older than
-//! 24 hours, once an hour, and deletes finished jobs past their retention every few
-//! seconds (logging "pruned N jobs" for a pass that deleted any).
+//! 24 hours, once an hour, deletes finished jobs past their retention every few
+//! seconds (logging "pruned N jobs" for a pass that deleted any), and forgets workers
+//! unseen for a day (or past the most kept) every minute.
 //!
 //! On a shared store only one node does all this at a time: the timer beats
 //! ([`Store::beat`]) every `poll_interval`, and runs the duties only while the store says
@@ -12,6 +13,7 @@
 
 use super::shutdown_signalled;
 use kairos_core::Retention;
+use kairos_core::worker::WORKER_FORGOTTEN_AFTER;
 use kairos_store::{Node, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,9 @@ const KEEP_KEYS: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 const PRUNE_JOBS_EVERY: Duration = Duration::from_secs(5);
 /// Finished jobs deleted per commit: small, so pruning never holds up leasing.
 const PRUNE_BATCH: u32 = 1_000;
+
+/// How often workers unseen for a day (or past the most kept) are forgotten.
+const FORGET_WORKERS_EVERY: Duration = Duration::from_secs(60);
 
 /// Pause after a failed tick before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -51,6 +56,7 @@ async fn duties(
     let signals = store.signals();
     let mut next_prune = tokio::time::Instant::now();
     let mut next_prune_jobs = tokio::time::Instant::now();
+    let mut next_forget = tokio::time::Instant::now();
     // A store shared with other nodes is also looked at every `poll`, announced or not;
     // this node says it is alive, and claims or keeps the lead, as often.
     let poll = store.poll_interval();
@@ -118,6 +124,21 @@ async fn duties(
                 Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
             }
         }
+        if tokio::time::Instant::now() >= next_forget {
+            next_forget = tokio::time::Instant::now() + FORGET_WORKERS_EVERY;
+            let forgotten = jiff::SignedDuration::try_from(WORKER_FORGOTTEN_AFTER)
+                .unwrap_or(jiff::SignedDuration::from_hours(24));
+            let before = now.saturating_sub(forgotten).unwrap_or(now);
+            match store
+                .forget_workers(before, super::registry::MAX_WORKERS)
+                .await
+            {
+                Ok(n) if n > 0 => tracing::debug!(forgotten = n, "forgot workers"),
+                Ok(_) => {}
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::warn!(error = %e, "forgetting old workers failed"),
+            }
+        }
         let polled = poll.is_some_and(|p| last_tick.elapsed() >= p);
         let sleep_for = match signals.next_due() {
             due if polled || due.is_some_and(|at| at <= now) => {
@@ -154,6 +175,7 @@ async fn duties(
         };
         let until_prune = next_prune
             .min(next_prune_jobs)
+            .min(next_forget)
             .saturating_duration_since(tokio::time::Instant::now());
         tokio::select! {
             _ = tokio::time::sleep(sleep_for.min(until_prune)) => {}

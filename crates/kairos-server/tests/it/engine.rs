@@ -80,6 +80,22 @@ impl Store for Counting {
         self.inner.running_by_worker().await
     }
 
+    async fn save_workers(
+        &self,
+        workers: Vec<kairos_core::worker::Sighting>,
+    ) -> Result<(), StoreError> {
+        self.inner.save_workers(workers).await
+    }
+    async fn workers(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<kairos_core::worker::Sighting>, StoreError> {
+        self.inner.workers(limit).await
+    }
+    async fn forget_workers(&self, before: Timestamp, keep: usize) -> Result<u64, StoreError> {
+        self.inner.forget_workers(before, keep).await
+    }
+
     async fn queues(&self) -> Result<Vec<Queue>, StoreError> {
         self.inner.queues().await
     }

@@ -23,6 +23,7 @@ pub struct TestServer {
     handle: Option<tokio::task::JoinHandle<Result<(), kairos_server::ServeError>>>,
     /// The temp dir or database schema, kept as long as the server.
     _place: Box<dyn std::any::Any + Send>,
+    store: Arc<dyn kairos_store::Store>,
     data_dir: Option<std::path::PathBuf>,
 }
 
@@ -102,7 +103,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let server = kairos_server::Server::new(store).config(config);
+        let server = kairos_server::Server::new(store.clone()).config(config);
         let handle = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
@@ -112,8 +113,22 @@ impl TestServer {
             shutdown: Some(tx),
             handle: Some(handle),
             _place: place,
+            store,
             data_dir,
         }
+    }
+
+    /// Another server (a second node) on this one's store; drop it to stop it (stopping
+    /// would close the shared store).
+    #[allow(dead_code)] // not every target's
+    pub async fn beside(&self) -> TestServer {
+        Self::serve(
+            self.store.clone(),
+            |_| {},
+            Box::new(()),
+            self.data_dir.clone(),
+        )
+        .await
     }
 
     /// The embedded store's data directory.

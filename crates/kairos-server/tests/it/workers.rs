@@ -472,3 +472,40 @@ async fn the_server_lists_the_workers_it_heard_from() {
     assert_eq!(list["workers"][0]["hostname"], "box-7");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn every_node_on_a_store_lists_the_workers_any_of_them_heard() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let other = s.beside().await;
+    s.enqueue(json!({"queue": "roam", "kind": "k"})).await;
+    let leased = TestServer::answer(
+        s.client
+            .post(format!("{}/v1/lease", s.base))
+            .header("x-kairos-worker-hostname", "box-9")
+            .json(&json!({"queues": ["roam"], "worker": "roamer"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(leased.body["jobs"].as_array().unwrap().len(), 1);
+    // Saved within a second or so of being first heard; the other node reads it then.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let w = loop {
+        let list = other.get("/v1/workers").await.body;
+        if let Some(w) = list["workers"].as_array().unwrap().first() {
+            break w.clone();
+        }
+        assert!(Instant::now() < deadline, "the other node never listed it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(w["name"], "roamer");
+    assert_eq!(w["queues"], json!(["roam"]));
+    assert_eq!(w["hostname"], "box-9");
+    assert_eq!(w["running"], 1, "its lease, read from the store");
+    assert_eq!(w["state"], "online");
+    drop(other);
+    s.stop().await;
+}

@@ -70,6 +70,7 @@ macro_rules! conformance_suite {
             two_triggers_in_one_commit_both_run,
             finished_jobs_go_after_their_retention,
             running_jobs_are_counted_per_worker,
+            workers_are_saved_merged_and_forgotten,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1502,4 +1503,86 @@ pub async fn running_jobs_are_counted_per_worker(env: Env) {
     let running = env.store.running_by_worker().await.unwrap();
     assert_eq!(running.get("alpha"), Some(&2));
     assert_eq!(running.len(), 2);
+}
+
+pub async fn workers_are_saved_merged_and_forgotten(env: Env) {
+    use kairos_core::worker::Sighting;
+    let t: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+    let at = |s: i64| t + jiff::SignedDuration::from_secs(s);
+    let alpha = Sighting {
+        name: "alpha".into(),
+        queues: vec!["mail".into(), "sms".into()],
+        hostname: Some("h1".into()),
+        version: None,
+        started_at: at(5),
+        last_seen_at: at(10),
+    };
+    let beta = Sighting {
+        name: "beta".into(),
+        queues: vec![],
+        hostname: None,
+        version: None,
+        started_at: at(0),
+        last_seen_at: at(8),
+    };
+    env.store
+        .save_workers(vec![alpha.clone(), beta.clone()])
+        .await
+        .unwrap();
+    // Another node heard alpha later, through acks only; a third, earlier, said more.
+    let later = Sighting {
+        queues: vec![],
+        hostname: None,
+        version: Some("2.0".into()),
+        started_at: at(1),
+        last_seen_at: at(20),
+        ..alpha.clone()
+    };
+    let earlier = Sighting {
+        queues: vec!["old".into()],
+        hostname: Some("h0".into()),
+        version: Some("1.0".into()),
+        started_at: at(3),
+        last_seen_at: at(15),
+        ..alpha.clone()
+    };
+    env.store.save_workers(vec![later.clone()]).await.unwrap();
+    env.store.save_workers(vec![earlier.clone()]).await.unwrap();
+    let mut want = alpha.clone();
+    want.merge(later);
+    want.merge(earlier);
+    let saved = env.store.workers(100).await.unwrap();
+    assert_eq!(
+        saved,
+        vec![want.clone(), beta.clone()],
+        "most recently seen first"
+    );
+    assert_eq!(
+        (want.started_at, want.last_seen_at, want.queues.len()),
+        (at(1), at(20), 2)
+    );
+    assert_eq!(env.store.workers(1).await.unwrap(), vec![want.clone()]);
+
+    // Forgotten when unseen since a time, or past the most recent `keep`.
+    assert_eq!(env.store.forget_workers(at(9), 100).await.unwrap(), 1);
+    assert_eq!(env.store.workers(100).await.unwrap(), vec![want]);
+    let many: Vec<Sighting> = (0..5)
+        .map(|i| Sighting {
+            name: format!("w{i}"),
+            started_at: at(100 + i),
+            last_seen_at: at(100 + i),
+            ..beta.clone()
+        })
+        .collect();
+    env.store.save_workers(many).await.unwrap();
+    assert_eq!(env.store.forget_workers(at(0), 3).await.unwrap(), 3);
+    let names: Vec<String> = env
+        .store
+        .workers(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, ["w4", "w3", "w2"]);
 }

@@ -498,6 +498,26 @@ impl Store for PostgresStore {
         self.run(|i| Box::pin(read::running_by_worker(i))).await
     }
 
+    async fn save_workers(
+        &self,
+        workers: Vec<kairos_core::worker::Sighting>,
+    ) -> Result<(), StoreError> {
+        self.run(move |i| Box::pin(ops::save_workers(i, workers.clone())))
+            .await
+    }
+
+    async fn workers(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<kairos_core::worker::Sighting>, StoreError> {
+        self.run(move |i| Box::pin(read::workers(i, limit))).await
+    }
+
+    async fn forget_workers(&self, before: Timestamp, keep: usize) -> Result<u64, StoreError> {
+        self.run(move |i| Box::pin(ops::forget_workers(i, before, keep)))
+            .await
+    }
+
     fn signals(&self) -> Arc<Signals> {
         self.inner.signals.clone()
     }

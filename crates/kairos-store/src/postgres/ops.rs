@@ -850,3 +850,72 @@ pub(crate) async fn trigger_schedule(inner: &Inner, id: Uuid) -> Result<Job, Sto
         Err(crate::triggers_exhausted())
     })
 }
+
+/// Saves sightings of workers in one statement, merged as `Sighting::merge` says (in
+/// SQL). Rows are written in name order, so two nodes saving the same workers never
+/// wait on each other in a cycle.
+pub(crate) async fn save_workers(
+    inner: &Inner,
+    mut workers: Vec<kairos_core::worker::Sighting>,
+) -> Result<(), StoreError> {
+    workers.sort_by(|a, b| a.name.cmp(&b.name));
+    workers.dedup_by(|a, b| a.name == b.name);
+    let mut names = Vec::with_capacity(workers.len());
+    let mut queues = Vec::with_capacity(workers.len());
+    let (mut hosts, mut versions) = (Vec::new(), Vec::new());
+    let (mut started, mut seen) = (Vec::new(), Vec::new());
+    for w in workers {
+        queues.push(serde_json::to_string(&w.queues)?);
+        names.push(w.name);
+        hosts.push(w.hostname);
+        versions.push(w.version);
+        started.push(w.started_at);
+        seen.push(w.last_seen_at);
+    }
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO workers (name, queues, hostname, version, started_at, last_seen_at)
+             SELECT n, ARRAY(SELECT jsonb_array_elements_text(q::jsonb)), h, v, s, l
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                         $5::timestamptz[], $6::timestamptz[]) AS w(n, q, h, v, s, l)
+             ORDER BY n
+             ON CONFLICT (name) DO UPDATE SET
+               queues = CASE WHEN cardinality(excluded.queues) > 0
+                   AND (excluded.last_seen_at >= workers.last_seen_at
+                        OR cardinality(workers.queues) = 0)
+                   THEN excluded.queues ELSE workers.queues END,
+               hostname = CASE WHEN excluded.hostname IS NOT NULL
+                   AND (excluded.last_seen_at >= workers.last_seen_at OR workers.hostname IS NULL)
+                   THEN excluded.hostname ELSE workers.hostname END,
+               version = CASE WHEN excluded.version IS NOT NULL
+                   AND (excluded.last_seen_at >= workers.last_seen_at OR workers.version IS NULL)
+                   THEN excluded.version ELSE workers.version END,
+               started_at = least(workers.started_at, excluded.started_at),
+               last_seen_at = greatest(workers.last_seen_at, excluded.last_seen_at)",
+        )
+        .await?;
+    client
+        .execute(
+            &stmt,
+            &[&names, &queues, &hosts, &versions, &started, &seen],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Forgets workers unseen since `before`, and all but the `keep` seen last.
+pub(crate) async fn forget_workers(
+    inner: &Inner,
+    before: Timestamp,
+    keep: usize,
+) -> Result<u64, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached(
+            "DELETE FROM workers WHERE last_seen_at < $1 OR name NOT IN
+               (SELECT name FROM workers ORDER BY last_seen_at DESC LIMIT $2)",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&before, &(keep as i64)]).await?)
+}

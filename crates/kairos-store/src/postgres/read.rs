@@ -202,3 +202,29 @@ pub(crate) async fn schedules(inner: &Inner) -> Result<Vec<Schedule>, StoreError
         .map(|r| Ok(serde_json::from_str(r.try_get(0)?)?))
         .collect()
 }
+
+/// The saved workers, most recently seen first.
+pub(crate) async fn workers(
+    inner: &Inner,
+    limit: usize,
+) -> Result<Vec<kairos_core::worker::Sighting>, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT name, queues, hostname, version, started_at, last_seen_at FROM workers
+             ORDER BY last_seen_at DESC, name LIMIT $1",
+        )
+        .await?;
+    let mut out = Vec::new();
+    for row in client.query(&stmt, &[&(limit as i64)]).await? {
+        out.push(kairos_core::worker::Sighting {
+            name: row.try_get(0)?,
+            queues: row.try_get(1)?,
+            hostname: row.try_get(2)?,
+            version: row.try_get(3)?,
+            started_at: row.try_get(4)?,
+            last_seen_at: row.try_get(5)?,
+        });
+    }
+    Ok(out)
+}

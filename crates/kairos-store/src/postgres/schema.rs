@@ -124,6 +124,18 @@ CREATE TABLE leader (
     expires_at timestamptz NOT NULL
 );
 "#,
+    r#"
+-- The workers the nodes heard from, saved every few seconds per worker (not per lease).
+CREATE TABLE workers (
+    name         text PRIMARY KEY,
+    queues       text[]      NOT NULL,
+    hostname     text,
+    version      text,
+    started_at   timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL
+);
+CREATE INDEX workers_seen ON workers (last_seen_at);
+"#,
 ];
 
 /// The advisory lock key under which migrations run ("kairos" in ASCII).

@@ -347,6 +347,26 @@ impl Store for SqliteStore {
         self.read(|c, _| read::running_by_worker(c)).await
     }
 
+    async fn save_workers(
+        &self,
+        workers: Vec<kairos_core::worker::Sighting>,
+    ) -> Result<(), StoreError> {
+        self.write_always(move |b| ops::save_workers(b, &workers))
+            .await
+    }
+
+    async fn workers(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<kairos_core::worker::Sighting>, StoreError> {
+        self.read(move |c, _| read::workers(c, limit)).await
+    }
+
+    async fn forget_workers(&self, before: Timestamp, keep: usize) -> Result<u64, StoreError> {
+        self.write_always(move |b| ops::forget_workers(b, before, keep))
+            .await
+    }
+
     async fn queue(&self, name: &str) -> Result<Option<Queue>, StoreError> {
         let name = name.to_string();
         self.read(move |c, _| read::queue(c, &name)).await

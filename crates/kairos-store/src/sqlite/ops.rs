@@ -516,3 +516,54 @@ pub(crate) fn trigger_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<Job, Store
     }
     Err(crate::triggers_exhausted())
 }
+
+/// Saves sightings of workers, merged as `Sighting::merge` says (in SQL, one statement
+/// per worker).
+pub(crate) fn save_workers(
+    b: &mut Batch<'_>,
+    workers: &[kairos_core::worker::Sighting],
+) -> Result<(), StoreError> {
+    let mut upsert = b.conn.prepare_cached(
+        "INSERT INTO workers (name, queues, hostname, version, started_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (name) DO UPDATE SET
+           queues = CASE WHEN excluded.queues <> '[]'
+               AND (excluded.last_seen_at >= workers.last_seen_at OR workers.queues = '[]')
+               THEN excluded.queues ELSE workers.queues END,
+           hostname = CASE WHEN excluded.hostname IS NOT NULL
+               AND (excluded.last_seen_at >= workers.last_seen_at OR workers.hostname IS NULL)
+               THEN excluded.hostname ELSE workers.hostname END,
+           version = CASE WHEN excluded.version IS NOT NULL
+               AND (excluded.last_seen_at >= workers.last_seen_at OR workers.version IS NULL)
+               THEN excluded.version ELSE workers.version END,
+           started_at = min(workers.started_at, excluded.started_at),
+           last_seen_at = max(workers.last_seen_at, excluded.last_seen_at)",
+    )?;
+    for w in workers {
+        upsert.execute(params![
+            w.name,
+            serde_json::to_string(&w.queues)?,
+            w.hostname,
+            w.version,
+            rows::us(w.started_at),
+            rows::us(w.last_seen_at),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Forgets workers unseen since `before`, and all but the `keep` seen last.
+pub(crate) fn forget_workers(
+    b: &mut Batch<'_>,
+    before: Timestamp,
+    keep: usize,
+) -> Result<u64, StoreError> {
+    let n = b
+        .conn
+        .prepare_cached(
+            "DELETE FROM workers WHERE last_seen_at < ?1 OR name NOT IN
+               (SELECT name FROM workers ORDER BY last_seen_at DESC LIMIT ?2)",
+        )?
+        .execute(params![rows::us(before), keep as i64])?;
+    Ok(n as u64)
+}

@@ -160,3 +160,37 @@ pub(crate) fn schedules(conn: &Connection) -> Result<Vec<Schedule>, StoreError> 
         .map(|b| Ok(serde_json::from_str(b)?))
         .collect()
 }
+
+/// The saved workers, most recently seen first.
+pub(crate) fn workers(
+    conn: &Connection,
+    limit: usize,
+) -> Result<Vec<kairos_core::worker::Sighting>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, queues, hostname, version, started_at, last_seen_at FROM workers
+         ORDER BY last_seen_at DESC, name LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            rows::ts(r.get(4)?)?,
+            rows::ts(r.get(5)?)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, queues, hostname, version, started_at, last_seen_at) = row?;
+        out.push(kairos_core::worker::Sighting {
+            name,
+            queues: serde_json::from_str(&queues)?,
+            hostname,
+            version,
+            started_at,
+            last_seen_at,
+        });
+    }
+    Ok(out)
+}

@@ -112,6 +112,18 @@ CREATE TABLE store_meta (
 -- Finished jobs by when they finished: what retention deletes, oldest first.
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN (4, 5, 6);
 "#,
+    r#"
+-- The workers the server heard from, saved every few seconds per worker (not per lease).
+CREATE TABLE workers (
+    name         TEXT PRIMARY KEY,
+    queues       TEXT NOT NULL, -- a JSON array of names
+    hostname     TEXT,
+    version      TEXT,
+    started_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX workers_seen ON workers (last_seen_at);
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and

@@ -366,3 +366,29 @@ async fn http_posts_each_job_and_reads_the_answer() {
     assert_eq!(waited.state, JobState::Retryable);
     assert!(waited.run_at > waited.errors[0].at + Duration::from_secs(3500));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_heard_from_are_listed_after_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Kairos::start(data.path());
+    let http = reqwest::Client::new();
+    let leased = http
+        .post(format!("{}/v1/lease", server.base))
+        .header("x-kairos-worker-hostname", "box-1")
+        .json(&serde_json::json!({"queues": ["q"], "worker": "survivor"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(leased.status(), 200);
+    // A clean stop saves what it heard last.
+    assert!(server.signal_and_wait("TERM").success());
+    let server = Kairos::start(data.path());
+    let c = Client::new(&server.base).unwrap();
+    let workers = c.workers().await.unwrap();
+    let w = workers
+        .iter()
+        .find(|w| w.name == "survivor")
+        .unwrap_or_else(|| panic!("{workers:?}"));
+    assert_eq!(w.queues, ["q"]);
+    assert_eq!(w.hostname.as_deref(), Some("box-1"));
+}
