@@ -468,3 +468,67 @@ async fn what_the_server_cannot_take_waits_in_the_buffer_until_it_is_back() {
         "{report:?}"
     );
 }
+
+/// `examples/worker.rs`, built (cargo builds it beside the tests; a narrower run builds it
+/// here).
+fn example_worker() -> std::path::PathBuf {
+    let debug = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf();
+    let built = debug.join("examples").join("worker");
+    if !built.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "kairos-client", "--example", "worker"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "the example builds");
+    }
+    built
+}
+
+#[tokio::test]
+async fn the_rust_example_works_its_jobs() {
+    let (c, _dir, _stop) = server().await;
+    let hello = c
+        .enqueue(&EnqueueRequest {
+            queue: Some("email".into()),
+            payload: Some(
+                kairos_core::RawValue::from_string(r#"{"to":"ada@example.com"}"#.into()).unwrap(),
+            ),
+            ..job("welcome")
+        })
+        .await
+        .unwrap();
+    let nobody = c
+        .enqueue(&EnqueueRequest {
+            queue: Some("email".into()),
+            payload: Some(kairos_core::RawValue::from_string("{}".into()).unwrap()),
+            ..job("welcome")
+        })
+        .await
+        .unwrap();
+    let example = std::process::Command::new(example_worker())
+        .env("KAIROS_SERVER", c.base())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sent = until(&c, hello.id, |j| j.state == JobState::Completed).await;
+    assert_eq!(sent.result.unwrap().get(), r#"{"sent":"ada@example.com"}"#);
+    let dead = until(&c, nobody.id, |j| j.state == JobState::Dead).await;
+    assert_eq!(dead.attempt, 1, "no address: dead at once");
+    // SIGTERM: it stops cleanly and prints its report.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &example.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = tokio::task::spawn_blocking(move || example.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("completed: 1, failed: 1"), "{report}");
+}
