@@ -67,7 +67,7 @@ enum Repeat {
 pub enum ClientError {
     /// The server answered with a problem (4xx/5xx).
     #[error("{}: {} ({})", .0.status, .0.title, .0.detail)]
-    Api(Problem),
+    Api(Box<Problem>),
     /// The request did not get an answer (connection, timeout).
     #[error("transport: {0}")]
     Transport(#[from] reqwest::Error),
@@ -278,7 +278,7 @@ impl Client {
             return Ok((status, bytes_body::Body(bytes.to_vec())));
         }
         match serde_json::from_slice::<Problem>(&bytes) {
-            Ok(p) => Err(ClientError::Api(p)),
+            Ok(p) => Err(ClientError::Api(Box::new(p))),
             Err(_) => Err(ClientError::Decode {
                 status: status.as_u16(),
                 message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),

@@ -489,6 +489,9 @@ pub struct Problem {
     /// Per-field problems for validation errors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ProblemField>,
+    /// The request's id (its `X-Request-Id`), to find it in the server's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Problem {
@@ -500,6 +503,7 @@ impl Problem {
             status: code.status(),
             detail: detail.into(),
             errors: Vec::new(),
+            request_id: None,
         }
     }
 

@@ -24,6 +24,12 @@ pub struct StateCounts {
 }
 
 impl StateCounts {
+    /// How many jobs are in `state`.
+    pub fn get(&self, state: JobState) -> u64 {
+        let mut copy = *self;
+        *copy.get_mut(state)
+    }
+
     /// The counter for `state`.
     pub fn get_mut(&mut self, state: JobState) -> &mut u64 {
         match state {

@@ -6,6 +6,8 @@
 //! - [`http`]: the accept loop and connection timeouts, thin axum handlers that translate
 //!   the v1 API to engine calls, the tower layers around them, and the one place where
 //!   errors become `application/problem+json`.
+//! - [`metrics`]: the Prometheus metrics (`GET /metrics`), fed by the store's commits
+//!   and the HTTP edge.
 //! - [`Server`]: ties it together over a store the caller opened (so the binary picks the
 //!   backend and tests pick the clock): start the engine, serve until the shutdown future
 //!   resolves, then drain within the deadline and close the store.
@@ -23,6 +25,7 @@
 
 pub mod engine;
 pub mod http;
+pub mod metrics;
 
 use axum::Router;
 use axum::extract::Request;
@@ -69,6 +72,8 @@ pub struct Config {
     /// The address this node advertises to the others (`GET /v1/cluster`); `None`: the
     /// address it listens on.
     pub advertise: Option<String>,
+    /// Requests slower than this are logged (faster ones only at debug level).
+    pub log_slow: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +91,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             retention: kairos_core::Retention::default(),
             advertise: None,
+            log_slow: Duration::from_secs(1),
         }
     }
 }
@@ -158,6 +164,8 @@ impl Server {
             },
             started_at: self.store.now(),
         };
+        let metrics = Arc::new(metrics::Metrics::new());
+        self.store.signals().observe(metrics.clone());
         let engine = Engine::start(self.store.clone(), limits, node, c.retention);
         let mut app = http::app(
             engine.clone(),
@@ -165,6 +173,11 @@ impl Server {
                 max_body_bytes: c.max_body_bytes,
                 body_timeout: c.body_timeout,
                 request_timeout: c.request_timeout,
+            },
+            http::layers::observe::Observe {
+                metrics,
+                log_slow: c.log_slow,
+                throttled: Default::default(),
             },
         );
         for layer in self.layers {

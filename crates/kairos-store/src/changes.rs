@@ -4,6 +4,7 @@
 //! Backends record each job change here and announce it only after their commit.
 
 use crate::Signals;
+use crate::activity::Activity;
 use kairos_core::{Job, JobState, Timestamp};
 use std::collections::HashMap;
 
@@ -16,6 +17,10 @@ pub(crate) struct Changes {
     pub available: HashMap<String, u64>,
     /// The earliest run_at or lease expiry among the changed jobs.
     pub due: Option<Timestamp>,
+    /// What the changes were, for the store's observer.
+    pub activity: Activity,
+    /// How long the commit took, and how many operations it carried.
+    pub commit: Option<(f64, usize)>,
 }
 
 impl Changes {
@@ -27,6 +32,9 @@ impl Changes {
         let to_state = to.map(|j| j.state);
         if from == to_state {
             return;
+        }
+        if let Some(j) = to {
+            self.activity.record(queue, from, j);
         }
         if let Some(f) = from {
             *self.counts.entry((queue.to_string(), f)).or_default() -= 1;
@@ -68,6 +76,7 @@ impl Changes {
         if let Some(d) = other.due {
             self.due_at(d);
         }
+        self.activity.merge(other.activity);
     }
 
     /// The non-zero count deltas, as three columns (queue, state code, delta).
@@ -83,8 +92,17 @@ impl Changes {
         columns
     }
 
-    /// Post-commit: wakes the timer and the leases waiting on the queues.
+    /// Post-commit: wakes the timer and the leases waiting on the queues, and tells the
+    /// observer what happened.
     pub(crate) fn announce(self, signals: &Signals) {
+        if let Some(observer) = signals.observer() {
+            if let Some((seconds, operations)) = self.commit {
+                observer.commit_took(seconds, operations);
+            }
+            if !self.activity.is_empty() {
+                observer.committed(&self.activity);
+            }
+        }
         if let Some(d) = self.due {
             signals.due_at(d);
         }

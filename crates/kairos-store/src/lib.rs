@@ -27,6 +27,7 @@ macro_rules! job_columns {
     };
 }
 
+pub mod activity;
 mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -345,6 +346,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the store announces after each commit.
     fn signals(&self) -> Arc<Signals>;
+
+    /// Writes waiting for the store's writer, for a store with one (SQLite's group
+    /// commit); `None` otherwise.
+    fn waiting_writes(&self) -> Option<u64> {
+        None
+    }
 
     /// The store's clock: the one that judges run_at, lease expiry and fire times. A
     /// backend whose clock lives elsewhere (a database server) answers its best estimate

@@ -5,10 +5,11 @@
 //! A queue's notifier exists only while someone watches it ([`Signals::watch`]): every
 //! queue name a lease mentions costs memory only for as long as that lease waits.
 
+use crate::activity::Observer;
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
 
 /// Post-commit announcements.
@@ -20,6 +21,8 @@ pub struct Signals {
     next_due: AtomicI64,
     /// The earliest due time announced since the last [`Signals::mark_due`].
     announced_since_mark: AtomicI64,
+    /// Told what each commit did.
+    observer: RwLock<Option<Arc<dyn Observer>>>,
 }
 
 impl Default for Signals {
@@ -29,11 +32,24 @@ impl Default for Signals {
             due: Notify::new(),
             next_due: AtomicI64::new(i64::MAX),
             announced_since_mark: AtomicI64::new(i64::MAX),
+            observer: RwLock::new(None),
         }
     }
 }
 
 impl Signals {
+    /// From now on, tells `observer` what each commit did (replacing any other).
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = Some(observer);
+    }
+
+    pub(crate) fn observer(&self) -> Option<Arc<dyn Observer>> {
+        self.observer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Watches one queue until the returned guard is dropped: its notifier is woken once
     /// per job that became available there (and all at once when the queue is resumed).
     pub fn watch(self: &Arc<Self>, name: &str) -> QueueWatch {

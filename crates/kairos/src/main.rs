@@ -17,6 +17,20 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as `json` (one object per line) or `pretty`; default: pretty on a
+    /// terminal, json otherwise.
+    #[arg(long, env = "KAIROS_LOG_FORMAT", global = true)]
+    log_format: Option<LogFormat>,
+    /// The least severe level logged (`error`, `warn`, `info`, `debug`, `trace`), or a
+    /// filter such as `info,kairos_store=debug`; `KAIROS_LOG` says the same.
+    #[arg(long, env = "KAIROS_LOG", global = true, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Json,
+    Pretty,
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,20 +143,28 @@ struct ServerArgs {
     /// default: the address it listens on.
     #[arg(long, env = "KAIROS_ADVERTISE")]
     advertise: Option<String>,
+    /// Requests slower than this get a log line (as do answers of 400 and more); the
+    /// rest are logged only at debug level.
+    #[arg(long, env = "KAIROS_LOG_SLOW", default_value = "1s")]
+    log_slow: Duration,
     #[command(flatten)]
     database: DatabaseArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KAIROS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .with_context(|| format!("--log-level {:?} is not a level or filter", cli.log_level))?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        Some(LogFormat::Json) => logs.json().init(),
+        Some(LogFormat::Pretty) => logs.with_ansi(terminal).init(),
+        None if terminal => logs.with_ansi(true).init(),
+        None => logs.json().init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -174,6 +196,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             dead: args.retention_dead,
         },
         advertise: args.advertise.clone(),
+        log_slow: args.log_slow.as_std(),
     };
     let (store, place): (std::sync::Arc<dyn kairos_store::Store>, String) =
         match &args.database.database_url {

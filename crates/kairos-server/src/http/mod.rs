@@ -1,13 +1,13 @@
 //! The v1 HTTP API: routes, and thin handlers that translate requests to engine calls.
 //!
 //! - [`serve`] and [`conn`]: the accept loop and each connection's timeouts (on hyper).
-//! - [`layers`]: cross-cutting tower layers (deadlines).
+//! - [`layers`]: cross-cutting tower layers (deadlines; request ids, metrics and logs).
 //! - [`extract`]: the JSON, query and path extractors, so malformed input gets our
 //!   problem answer naming the field.
 //! - [`problem`]: the single mapping from errors to `application/problem+json`.
 //! - [`reply`]: JSON answers.
-//! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`cluster`], [`health`]: the
-//!   handlers, by resource.
+//! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`cluster`], [`health`],
+//!   [`metrics`]: the handlers, by resource.
 
 pub mod cluster;
 pub mod conn;
@@ -15,6 +15,7 @@ pub mod extract;
 pub mod health;
 pub mod jobs;
 pub mod layers;
+pub mod metrics;
 pub mod problem;
 pub mod queues;
 pub mod reply;
@@ -29,6 +30,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use kairos_core::validate::MAX_WAIT;
 use layers::deadline::{Deadlines, deadline};
+use layers::observe::{Observe, observe};
 use problem::ApiError;
 use std::time::Duration;
 
@@ -43,8 +45,8 @@ pub struct RouteLimits {
     pub request_timeout: Duration,
 }
 
-/// The whole API as a router, over a running engine.
-pub fn app(engine: Engine, limits: RouteLimits) -> Router {
+/// The whole API as a router, over a running engine, its requests observed by `observed`.
+pub fn app(engine: Engine, limits: RouteLimits, observed: Observe) -> Router {
     let normal = Deadlines {
         body: limits.body_timeout,
         request: limits.request_timeout,
@@ -84,10 +86,13 @@ pub fn app(engine: Engine, limits: RouteLimits) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/health", get(health::ready))
+        .route("/metrics", get(metrics::get))
         .layer(from_fn_with_state(normal, deadline))
         .merge(leasing)
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::Extension(observed.metrics.clone()))
+        .layer(from_fn_with_state(observed, observe))
         .with_state(engine)
 }

@@ -188,7 +188,9 @@ fn retry_after(code: ProblemCode) -> Option<&'static str> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(&self.problem())
+        let mut p = self.problem();
+        p.request_id = crate::http::layers::observe::current_request_id();
+        problem_response(&p)
     }
 }
 

@@ -10,6 +10,7 @@ mod connections;
 mod engine;
 mod errors;
 mod jobs;
+mod metrics;
 mod queues;
 mod retention;
 mod schedules;

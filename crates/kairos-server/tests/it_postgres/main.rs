@@ -11,6 +11,8 @@ mod cluster;
 mod errors;
 #[path = "../it/jobs.rs"]
 mod jobs;
+#[path = "../it/metrics.rs"]
+mod metrics;
 #[path = "../it/queues.rs"]
 mod queues;
 #[path = "../it/retention.rs"]

@@ -221,6 +221,7 @@ impl Tx {
     /// Writes the changed jobs and the count deltas, and commits, in one round trip.
     /// Answers what to announce.
     pub(crate) async fn commit(mut self) -> Result<Effects, StoreError> {
+        let started = std::time::Instant::now();
         let rows = self.take_changed()?;
         let (queues, states, deltas) = self.effects.changes.count_columns();
         let client = self.client.take().expect("the transaction is open");
@@ -251,7 +252,11 @@ impl Tx {
             tokio::try_join!(save_f, count_f, c.execute(&commit, &[]))
         };
         match result {
-            Ok(_) => Ok(std::mem::take(&mut self.effects)),
+            Ok(_) => {
+                let mut effects = std::mem::take(&mut self.effects);
+                effects.changes.commit = Some((started.elapsed().as_secs_f64(), 1));
+                Ok(effects)
+            }
             Err(e) => {
                 // Whether COMMIT was sent, and became a rollback, cannot be told from
                 // here for every failure: the connection is closed rather than trusted.

@@ -468,6 +468,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn waiting_writes(&self) -> Option<u64> {
+        Some(self.queued.load(Ordering::Acquire) as u64)
+    }
+
     fn signals(&self) -> Arc<Signals> {
         self.signals.clone()
     }

@@ -405,6 +405,7 @@ impl Writer {
     /// error), that operation and those before it get the error, and the ones not yet
     /// run are handed back for the next batch.
     fn commit(&mut self, ops: Vec<(Op, Atomicity)>) -> Vec<(Op, Atomicity)> {
+        let started = std::time::Instant::now();
         let now =
             Timestamp::from_microsecond(self.clock.now().as_microsecond()).expect("clock in range");
         let mut replies: Vec<Reply> = Vec::with_capacity(ops.len());
@@ -484,10 +485,11 @@ impl Writer {
             Ok(effects)
         })();
         match result {
-            Ok(effects) => {
+            Ok(mut effects) => {
                 if !saw_full {
                     self.health.committed(&self.dir);
                 }
+                effects.changes.commit = Some((started.elapsed().as_secs_f64(), replies.len()));
                 self.apply(effects);
                 for reply in replies {
                     reply(None);

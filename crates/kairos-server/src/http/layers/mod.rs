@@ -2,5 +2,7 @@
 //! [`super::app`].
 //!
 //! - [`deadline`]: the body timeout and the request timeout.
+//! - [`observe`]: request ids, request metrics, and the (quiet) request log.
 
 pub mod deadline;
+pub mod observe;
