@@ -1,18 +1,21 @@
 """A Kairos worker in plain Python (standard library only, no SDK).
 
 Leases jobs over HTTP, runs them, acks them. Run: python3 examples/python/worker.py
-Reads KAIROS_SERVER (default http://127.0.0.1:7676) and KAIROS_QUEUE (default "default").
+Reads KAIROS_SERVER (default http://127.0.0.1:7676), KAIROS_QUEUE (default "default")
+and, for a server with auth on, KAIROS_TOKEN (a worker token).
 """
 import json, os, socket, time, urllib.error, urllib.request
 
 SERVER = os.environ.get("KAIROS_SERVER", "http://127.0.0.1:7676").rstrip("/")
 QUEUE = os.environ.get("KAIROS_QUEUE", "default")
 WORKER = f"python-{socket.gethostname()}-{os.getpid()}"
+HEADERS = {"content-type": "application/json"}
+if os.environ.get("KAIROS_TOKEN"):
+    HEADERS["authorization"] = "Bearer " + os.environ["KAIROS_TOKEN"]
 
 
 def post(path, body, timeout=30):
-    req = urllib.request.Request(SERVER + path, json.dumps(body).encode(),
-                                 {"content-type": "application/json"})
+    req = urllib.request.Request(SERVER + path, json.dumps(body).encode(), HEADERS)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.load(resp)
 

@@ -122,6 +122,18 @@ pub struct Client {
     retry: RetryPolicy,
     /// Sent as `X-Kairos-Worker-Hostname` / `-Version`, when set.
     identity: Option<std::sync::Arc<(String, String)>>,
+    /// Sent as `Authorization: Bearer …`, when set.
+    token: Option<Token>,
+}
+
+/// A bearer token, never printed.
+#[derive(Clone)]
+struct Token(std::sync::Arc<str>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -166,6 +178,7 @@ impl Client {
             base,
             retry: RetryPolicy::default(),
             identity: None,
+            token: None,
         })
     }
 
@@ -173,6 +186,13 @@ impl Client {
     /// runs on (`GET /v1/workers` lists them).
     pub fn identify(mut self, hostname: impl Into<String>, version: impl Into<String>) -> Client {
         self.identity = Some(std::sync::Arc::new((hostname.into(), version.into())));
+        self
+    }
+
+    /// This client, authenticating every call with a bearer token (`kairos token
+    /// create` mints them).
+    pub fn with_token(mut self, token: impl AsRef<str>) -> Client {
+        self.token = Some(Token(std::sync::Arc::from(token.as_ref())));
         self
     }
 
@@ -238,6 +258,9 @@ impl Client {
             }
             if let Some(k) = idempotency_key {
                 req = req.header("Idempotency-Key", k);
+            }
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(&t.0);
             }
             if let Some(id) = &self.identity {
                 req = req

@@ -28,6 +28,12 @@ pub enum ProblemCode {
     IdempotencyKeyReused,
     /// 431: the request's headers are too large or too many.
     HeadersTooLarge,
+    /// 401: no bearer token, or one that does not verify (expired, wrongly signed, …).
+    Unauthorized,
+    /// 403: the token's role or queues do not allow this.
+    Forbidden,
+    /// 429: this client sent more requests than its rate limit allows; retry later.
+    RateLimited,
     /// 404: no such job, queue or schedule.
     NotFound,
     /// 404: no such route.
@@ -58,7 +64,7 @@ pub enum ProblemCode {
 
 impl ProblemCode {
     /// Every code, in the order the documentation lists them.
-    pub const ALL: [ProblemCode; 21] = [
+    pub const ALL: [ProblemCode; 24] = [
         ProblemCode::MalformedJson,
         ProblemCode::BadRequest,
         ProblemCode::RequestTimeout,
@@ -67,6 +73,9 @@ impl ProblemCode {
         ProblemCode::Validation,
         ProblemCode::IdempotencyKeyReused,
         ProblemCode::HeadersTooLarge,
+        ProblemCode::Unauthorized,
+        ProblemCode::Forbidden,
+        ProblemCode::RateLimited,
         ProblemCode::NotFound,
         ProblemCode::NoRoute,
         ProblemCode::MethodNotAllowed,
@@ -95,6 +104,9 @@ impl ProblemCode {
                 ("idempotency-key-reused", 422, "Idempotency-Key reused")
             }
             ProblemCode::HeadersTooLarge => ("headers-too-large", 431, "Request headers too large"),
+            ProblemCode::Unauthorized => ("unauthorized", 401, "Unauthorized"),
+            ProblemCode::Forbidden => ("forbidden", 403, "Forbidden"),
+            ProblemCode::RateLimited => ("rate-limited", 429, "Too many requests"),
             ProblemCode::NotFound => ("not-found", 404, "Not found"),
             ProblemCode::NoRoute => ("no-route", 404, "Not found"),
             ProblemCode::MethodNotAllowed => ("method-not-allowed", 405, "Method not allowed"),
@@ -144,6 +156,7 @@ impl ProblemCode {
         matches!(
             self,
             ProblemCode::Overloaded
+                | ProblemCode::RateLimited
                 | ProblemCode::Timeout
                 | ProblemCode::Unavailable
                 | ProblemCode::StorageFull

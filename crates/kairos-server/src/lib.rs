@@ -74,6 +74,11 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Requests slower than this are logged (faster ones only at debug level).
     pub log_slow: Duration,
+    /// Metrics, request ids and the request log (off only to measure what they cost).
+    pub instrument: bool,
+    /// Bearer tokens and how they are checked; `None`: everything is allowed (refuse
+    /// that off loopback: see [`http::layers::auth`]).
+    pub auth: Option<http::layers::auth::AuthConfig>,
 }
 
 impl Default for Config {
@@ -92,6 +97,8 @@ impl Default for Config {
             retention: kairos_core::Retention::default(),
             advertise: None,
             log_slow: Duration::from_secs(1),
+            auth: None,
+            instrument: true,
         }
     }
 }
@@ -99,6 +106,9 @@ impl Default for Config {
 /// Why the server could not run, or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The configured token key cannot be used.
+    #[error(transparent)]
+    Key(#[from] http::layers::auth::KeyError),
     /// The store did not close within the shutdown deadline.
     #[error("the store did not close within the shutdown deadline")]
     StoreCloseTimeout,
@@ -164,8 +174,14 @@ impl Server {
             },
             started_at: self.store.now(),
         };
+        let verifier = match &c.auth {
+            Some(a) => Some(Arc::new(http::layers::auth::Verifier::new(a)?)),
+            None => None,
+        };
         let metrics = Arc::new(metrics::Metrics::new());
-        self.store.signals().observe(metrics.clone());
+        if c.instrument {
+            self.store.signals().observe(metrics.clone());
+        }
         let engine = Engine::start(self.store.clone(), limits, node, c.retention);
         let mut app = http::app(
             engine.clone(),
@@ -174,11 +190,16 @@ impl Server {
                 body_timeout: c.body_timeout,
                 request_timeout: c.request_timeout,
             },
+            http::layers::auth::Guard {
+                verifier,
+                metrics: metrics.clone(),
+            },
             http::layers::observe::Observe {
                 metrics,
                 log_slow: c.log_slow,
                 throttled: Default::default(),
             },
+            c.instrument,
         );
         for layer in self.layers {
             app = layer(app);

@@ -3,6 +3,7 @@
 //! join as subcommands here.
 
 mod bench;
+mod token;
 mod worker;
 
 use anyhow::Context;
@@ -36,7 +37,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (embedded SQLite store by default).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a command once per job leased from a server (workers in any language).
     Worker(worker::WorkerArgs),
     /// Measure throughput, latency and timing precision of a server.
@@ -45,6 +46,9 @@ enum Command {
     Check(CheckArgs),
     /// Apply the PostgreSQL schema migrations this binary knows (servers also do at start).
     Migrate(MigrateArgs),
+    /// Bearer tokens for the API.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Where a PostgreSQL-backed server keeps its data.
@@ -147,6 +151,25 @@ struct ServerArgs {
     /// rest are logged only at debug level.
     #[arg(long, env = "KAIROS_LOG_SLOW", default_value = "1s")]
     log_slow: Duration,
+    /// Verify bearer tokens (HS256) with this secret, at least 32 bytes. Auth is on
+    /// whenever a key is set, and a key is required off loopback.
+    #[arg(long, env = "KAIROS_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Verify bearer tokens (RS256 or EdDSA) with this PEM public key file instead.
+    #[arg(long, env = "KAIROS_JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
+    jwt_public_key: Option<PathBuf>,
+    /// Tokens must carry this `iss`.
+    #[arg(long, env = "KAIROS_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Tokens must carry this `aud`.
+    #[arg(long, env = "KAIROS_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Serve `/metrics` without a token.
+    #[arg(long, env = "KAIROS_METRICS_PUBLIC")]
+    metrics_public: bool,
+    /// Turn off metrics, request ids and the request log (only to measure their cost).
+    #[arg(long, hide = true)]
+    no_instrumentation: bool,
     #[command(flatten)]
     database: DatabaseArgs,
 }
@@ -170,15 +193,59 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Server(args) => runtime.block_on(server(args)),
+        Command::Server(args) => runtime.block_on(server(*args)),
         Command::Worker(args) => runtime.block_on(worker::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Check(args) => check(args),
         Command::Migrate(args) => runtime.block_on(migrate(args)),
+        Command::Token(cmd) => token::run(cmd),
     }
 }
 
+/// The token check the flags ask for; refuses a server off loopback without one.
+fn auth(
+    args: &ServerArgs,
+) -> anyhow::Result<Option<kairos_server::http::layers::auth::AuthConfig>> {
+    use kairos_server::http::layers::auth::{AuthConfig, TokenKey};
+    let key = match (&args.jwt_secret, &args.jwt_public_key) {
+        (Some(secret), _) => Some(TokenKey::Secret(secret.as_bytes().to_vec())),
+        (None, Some(path)) => Some(TokenKey::PublicKeyPem(
+            std::fs::read(path)
+                .with_context(|| format!("reading the JWT public key {}", path.display()))?,
+        )),
+        (None, None) => None,
+    };
+    let Some(key) = key else {
+        anyhow::ensure!(
+            args.listen.ip().is_loopback(),
+            "refusing to listen on {} without auth: anyone who can reach it could enqueue,              read and delete jobs. Set --jwt-secret (or KAIROS_JWT_SECRET; at least 32 bytes,              e.g. from `openssl rand -hex 32`) or --jwt-public-key, then mint tokens with              `kairos token create --role …`; or listen on 127.0.0.1",
+            args.listen
+        );
+        return Ok(None);
+    };
+    Ok(Some(AuthConfig {
+        key,
+        issuer: args.jwt_issuer.clone(),
+        audience: args.jwt_audience.clone(),
+        metrics_public: args.metrics_public,
+    }))
+}
+
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let auth = auth(&args)?;
+    if let Some(a) = &auth {
+        // A bad key is refused here, before anything is opened.
+        kairos_server::http::layers::auth::Verifier::new(a)?;
+    }
+    let auth_said = match &auth {
+        Some(a) => match a.key {
+            kairos_server::http::layers::auth::TokenKey::Secret(_) => "auth on: HS256 tokens",
+            kairos_server::http::layers::auth::TokenKey::PublicKeyPem(_) => {
+                "auth on: RS256/EdDSA tokens"
+            }
+        },
+        None => "auth off: loopback only, every request allowed",
+    };
     let max_connections = connection_limit(args.max_connections);
     let config = kairos_server::Config {
         max_payload_bytes: args.max_payload_bytes,
@@ -197,6 +264,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         },
         advertise: args.advertise.clone(),
         log_slow: args.log_slow.as_std(),
+        auth,
+        instrument: !args.no_instrumentation,
     };
     let (store, place): (std::sync::Arc<dyn kairos_store::Store>, String) =
         match &args.database.database_url {
@@ -230,7 +299,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     // Scripts and tests read this line as "ready" (and to find the port when --listen
     // asks for port 0): it comes only once the store is open and the port is bound.
-    println!("kairos listening on http://{addr} ({place})");
+    println!("kairos listening on http://{addr} ({place}; {auth_said})");
     kairos_server::Server::new(store)
         .config(config)
         .serve(listener, shutdown)

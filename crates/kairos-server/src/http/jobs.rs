@@ -1,14 +1,16 @@
 //! Handlers for `/v1/jobs`: enqueue (one and batch, with `Idempotency-Key`), read, list,
 //! cancel, retry, delete.
 
+use super::access::Access;
 use super::extract::{ApiJson, ApiQuery, PathId};
 use super::problem::ApiError;
 use super::reply::Json;
 use crate::engine::Engine;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kairos_core::api::{BatchRequest, EnqueueRequest, JobBatch, ListQuery};
+use kairos_core::api::{BatchRequest, DEFAULT_QUEUE, EnqueueRequest, JobBatch, ListQuery};
 use kairos_core::{Invalid, Job};
 use kairos_store::IdempotencyKey;
 
@@ -44,10 +46,15 @@ fn idempotency(
 /// same unique key.
 pub async fn enqueue(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
     body: ApiJson<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency(&headers, "jobs", body.fingerprint)?;
+    access.check(
+        "queue",
+        body.value.queue.as_deref().unwrap_or(DEFAULT_QUEUE),
+    )?;
+    let key = idempotency(&headers, &access.key_scope("jobs"), body.fingerprint)?;
     let mut out = engine.enqueue(body.value, key).await?;
     let (job, created) = out.jobs.remove(0);
     let status = if created {
@@ -61,50 +68,82 @@ pub async fn enqueue(
 /// `POST /v1/jobs/batch`: 201 with the jobs in request order, all or nothing.
 pub async fn enqueue_batch(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
     body: ApiJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency(&headers, "batch", body.fingerprint)?;
+    for (i, job) in body.value.jobs.iter().enumerate() {
+        let queue = job.queue.as_deref().unwrap_or(DEFAULT_QUEUE);
+        access.check(&format!("jobs[{i}].queue"), queue)?;
+    }
+    let key = idempotency(&headers, &access.key_scope("batch"), body.fingerprint)?;
     let out = engine.enqueue_batch(body.value, key).await?;
     let jobs = out.jobs.into_iter().map(|(j, _)| j).collect();
     Ok((StatusCode::CREATED, Json(JobBatch { jobs })).into_response())
 }
 
 /// `GET /v1/jobs/{id}`.
-pub async fn get(State(engine): State<Engine>, PathId(id): PathId) -> Result<Json<Job>, ApiError> {
-    Ok(Json(engine.job(id).await?))
+pub async fn get(
+    State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
+    PathId(id): PathId,
+) -> Result<Json<Job>, ApiError> {
+    let job = engine.job(id).await?;
+    Ok(Json(access.reveal(&job.queue.clone(), job)?))
 }
 
-/// `GET /v1/jobs?queue=&state=&kind=&limit=&cursor=`: newest first.
 pub async fn list(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
+    if access.is_limited() {
+        match &query.queue {
+            Some(q) => access.check("queue", q)?,
+            None => {
+                return Err(ApiError::Forbidden(
+                    "queue: this token is limited to some queues; name one".into(),
+                ));
+            }
+        }
+    }
     let filter = query.validate()?;
     Ok(Json(engine.list_jobs(filter).await?).into_response())
 }
 
-/// `POST /v1/jobs/{id}/cancel`.
+/// A job by id may be changed only by a caller who may see it (else it is absent).
+async fn visible(engine: &Engine, access: &Access, id: uuid::Uuid) -> Result<(), ApiError> {
+    if access.is_limited() {
+        let job = engine.job(id).await?;
+        access.reveal(&job.queue, ())?;
+    }
+    Ok(())
+}
+
 pub async fn cancel(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     PathId(id): PathId,
 ) -> Result<Json<Job>, ApiError> {
+    visible(&engine, &access, id).await?;
     Ok(Json(engine.cancel(id).await?))
 }
 
-/// `POST /v1/jobs/{id}/retry`.
 pub async fn retry(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     PathId(id): PathId,
 ) -> Result<Json<Job>, ApiError> {
+    visible(&engine, &access, id).await?;
     Ok(Json(engine.retry(id).await?))
 }
 
-/// `DELETE /v1/jobs/{id}`: 204.
 pub async fn delete(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
+    visible(&engine, &access, id).await?;
     engine.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@
 //! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`cluster`], [`health`],
 //!   [`metrics`]: the handlers, by resource.
 
+pub mod access;
 pub mod cluster;
 pub mod conn;
 pub mod extract;
@@ -27,8 +28,10 @@ use crate::engine::Engine;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
+use axum::routing::MethodRouter;
 use axum::routing::{get, post};
 use kairos_core::validate::MAX_WAIT;
+use layers::auth::{Guard, authorize};
 use layers::deadline::{Deadlines, deadline};
 use layers::observe::{Observe, observe};
 use problem::ApiError;
@@ -45,8 +48,31 @@ pub struct RouteLimits {
     pub request_timeout: Duration,
 }
 
-/// The whole API as a router, over a running engine, its requests observed by `observed`.
-pub fn app(engine: Engine, limits: RouteLimits, observed: Observe) -> Router {
+/// Routes that cannot exist without an access rule.
+trait Guarded {
+    /// [`Router::route`], refusing a path the access table has no rule for.
+    fn at(self, path: &'static str, methods: MethodRouter<Engine>) -> Self;
+}
+
+impl Guarded for Router<Engine> {
+    fn at(self, path: &'static str, methods: MethodRouter<Engine>) -> Self {
+        assert!(
+            !access::methods(path).is_empty(),
+            "route {path} has no rule in http::access::RULES"
+        );
+        self.route(path, methods)
+    }
+}
+
+/// The whole API as a router, over a running engine: its callers checked by `guard`,
+/// its requests observed by `observed` (unless `instrument` is off).
+pub fn app(
+    engine: Engine,
+    limits: RouteLimits,
+    guard: Guard,
+    observed: Observe,
+    instrument: bool,
+) -> Router {
     let normal = Deadlines {
         body: limits.body_timeout,
         request: limits.request_timeout,
@@ -56,43 +82,48 @@ pub fn app(engine: Engine, limits: RouteLimits, observed: Observe) -> Router {
         ..normal
     };
     let leasing = Router::new()
-        .route("/v1/lease", post(workers::lease))
+        .at("/v1/lease", post(workers::lease))
         .layer(from_fn_with_state(long_poll, deadline));
-    Router::new()
-        .route("/v1/jobs", post(jobs::enqueue).get(jobs::list))
-        .route("/v1/jobs/batch", post(jobs::enqueue_batch))
-        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/retry", post(jobs::retry))
-        .route("/v1/ack", post(workers::ack))
-        .route("/v1/heartbeat", post(workers::heartbeat))
-        .route("/v1/queues", get(queues::list))
-        .route("/v1/queues/{name}", get(queues::get).patch(queues::patch))
-        .route("/v1/queues/{name}/retry-dead", post(queues::retry_dead))
-        .route(
+    let app = Router::new()
+        .at("/v1/jobs", post(jobs::enqueue).get(jobs::list))
+        .at("/v1/jobs/batch", post(jobs::enqueue_batch))
+        .at("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
+        .at("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .at("/v1/jobs/{id}/retry", post(jobs::retry))
+        .at("/v1/ack", post(workers::ack))
+        .at("/v1/heartbeat", post(workers::heartbeat))
+        .at("/v1/queues", get(queues::list))
+        .at("/v1/queues/{name}", get(queues::get).patch(queues::patch))
+        .at("/v1/queues/{name}/retry-dead", post(queues::retry_dead))
+        .at(
             "/v1/schedules",
             post(schedules::create).get(schedules::list),
         )
-        .route("/v1/schedules/preview", post(schedules::preview))
-        .route(
+        .at("/v1/schedules/preview", post(schedules::preview))
+        .at(
             "/v1/schedules/{id}",
             get(schedules::get)
                 .patch(schedules::patch)
                 .delete(schedules::delete),
         )
-        .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
-        .route("/v1/cluster", get(cluster::get))
-        .route("/v1/workers", get(workers::list))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/health", get(health::ready))
-        .route("/metrics", get(metrics::get))
+        .at("/v1/schedules/{id}/trigger", post(schedules::trigger))
+        .at("/v1/cluster", get(cluster::get))
+        .at("/v1/workers", get(workers::list))
+        .at("/health/live", get(health::live))
+        .at("/health/ready", get(health::ready))
+        .at("/health", get(health::ready))
+        .at("/metrics", get(metrics::get))
         .layer(from_fn_with_state(normal, deadline))
         .merge(leasing)
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(axum::Extension(observed.metrics.clone()))
-        .layer(from_fn_with_state(observed, observe))
-        .with_state(engine)
+        .layer(from_fn_with_state(guard, authorize))
+        .layer(axum::Extension(observed.metrics.clone()));
+    let app = if instrument {
+        app.layer(from_fn_with_state(observed, observe))
+    } else {
+        app
+    };
+    app.with_state(engine)
 }

@@ -31,6 +31,10 @@ pub enum ApiError {
     BodyTimeout,
     /// The answer was not ready within the request timeout.
     Timeout,
+    /// No token, or one that does not verify (401).
+    Unauthorized(String),
+    /// The token's role or queues do not allow this (403).
+    Forbidden(String),
 }
 
 impl From<EngineError> for ApiError {
@@ -172,6 +176,8 @@ impl ApiError {
                 "this route does not take that method",
             ),
             ApiError::Unavailable(m) => problem(ProblemCode::Unavailable, m.clone()),
+            ApiError::Unauthorized(m) => problem(ProblemCode::Unauthorized, m.clone()),
+            ApiError::Forbidden(m) => problem(ProblemCode::Forbidden, m.clone()),
         }
     }
 }
@@ -190,7 +196,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut p = self.problem();
         p.request_id = crate::http::layers::observe::current_request_id();
-        problem_response(&p)
+        let mut resp = problem_response(&p);
+        if let ApiError::Unauthorized(_) = self {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"kairos\", error=\"invalid_token\""),
+            );
+        }
+        resp
     }
 }
 

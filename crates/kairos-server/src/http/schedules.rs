@@ -1,12 +1,15 @@
 //! Handlers for `/v1/schedules`: create, list, read, change, delete, trigger, preview.
 
+use super::access::Access;
 use super::extract::{ApiJson, PathId};
 use super::problem::ApiError;
 use super::reply::Json;
 use crate::engine::Engine;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use kairos_core::api::DEFAULT_QUEUE;
 use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest};
 use serde::Serialize;
 
@@ -19,55 +22,79 @@ pub struct ScheduleList {
 /// `POST /v1/schedules`: 201 with `next_run_at` filled; 409 for a taken name.
 pub async fn create(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     body: ApiJson<ScheduleRequest>,
 ) -> Result<Response, ApiError> {
+    access.check(
+        "job.queue",
+        body.value.job.queue.as_deref().unwrap_or(DEFAULT_QUEUE),
+    )?;
     let s = engine.create_schedule(body.value).await?;
     Ok((StatusCode::CREATED, Json(s)).into_response())
 }
 
-/// `GET /v1/schedules`.
-pub async fn list(State(engine): State<Engine>) -> Result<Json<ScheduleList>, ApiError> {
-    Ok(Json(ScheduleList {
-        schedules: engine.schedules().await?,
-    }))
+pub async fn list(
+    State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<ScheduleList>, ApiError> {
+    let mut schedules = engine.schedules().await?;
+    schedules.retain(|s| access.sees(&s.job.queue));
+    Ok(Json(ScheduleList { schedules }))
 }
 
-/// `GET /v1/schedules/{id}`.
+/// A schedule by id, absent unless the caller may see its runs' queue.
+async fn visible(engine: &Engine, access: &Access, id: uuid::Uuid) -> Result<Schedule, ApiError> {
+    let s = engine.schedule(id).await?;
+    access.reveal(&s.job.queue.clone(), s)
+}
+
 pub async fn get(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     PathId(id): PathId,
 ) -> Result<Json<Schedule>, ApiError> {
-    Ok(Json(engine.schedule(id).await?))
+    Ok(Json(visible(&engine, &access, id).await?))
 }
 
-/// `PATCH /v1/schedules/{id}`.
 pub async fn patch(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     PathId(id): PathId,
     body: ApiJson<SchedulePatch>,
 ) -> Result<Json<Schedule>, ApiError> {
+    if access.is_limited() {
+        visible(&engine, &access, id).await?;
+        if let Some(job) = &body.value.job {
+            access.check("job.queue", job.queue.as_deref().unwrap_or(DEFAULT_QUEUE))?;
+        }
+    }
     Ok(Json(engine.update_schedule(id, body.value).await?))
 }
 
-/// `DELETE /v1/schedules/{id}`: 204; the runs it made stay.
 pub async fn delete(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     PathId(id): PathId,
 ) -> Result<StatusCode, ApiError> {
+    if access.is_limited() {
+        visible(&engine, &access, id).await?;
+    }
     engine.delete_schedule(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/schedules/{id}/trigger`: 201 with the job of a run made now.
 pub async fn trigger(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
+    if access.is_limited() {
+        visible(&engine, &access, id).await?;
+    }
     let job = engine.trigger_schedule(id).await?;
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
 
-/// `POST /v1/schedules/preview`: the next fire times, creating nothing.
 pub async fn preview(
     State(engine): State<Engine>,
     body: ApiJson<PreviewRequest>,

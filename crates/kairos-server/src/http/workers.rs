@@ -1,10 +1,12 @@
 //! Handlers for the worker protocol: lease, ack, heartbeat. Ack and heartbeat answer per
 //! item; one refused item (stale token, unknown job) does not refuse the others.
 
+use super::access::Access;
 use super::extract::ApiJson;
 use super::problem::{ApiError, item_problem};
 use super::reply::Json;
 use crate::engine::{Caller, Engine};
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use kairos_core::api::{
@@ -27,9 +29,18 @@ fn caller(headers: &HeaderMap) -> Caller {
     }
 }
 
-/// `GET /v1/workers`: the workers this node heard from in the last day.
-pub async fn list(State(engine): State<Engine>) -> Result<Json<WorkerList>, ApiError> {
-    Ok(Json(engine.workers().await?))
+/// `GET /v1/workers`: the workers heard from in the last day (for a token limited to
+/// some queues, those working any of them).
+pub async fn list(
+    State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
+) -> Result<Json<WorkerList>, ApiError> {
+    let mut list = engine.workers().await?;
+    if access.is_limited() {
+        list.workers
+            .retain(|w| w.queues.iter().any(|q| access.sees(q)));
+    }
+    Ok(Json(list))
 }
 use serde::Serialize;
 
@@ -42,9 +53,13 @@ pub struct Leased {
 /// `POST /v1/lease`: up to `max` jobs, waiting up to `wait` for some.
 pub async fn lease(
     State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
     body: ApiJson<LeaseRequest>,
 ) -> Result<Json<Leased>, ApiError> {
+    for (i, q) in body.value.queues.iter().enumerate() {
+        access.check(&format!("queues[{i}]"), q)?;
+    }
     let jobs = engine.lease(body.value, &caller(&headers)).await?;
     Ok(Json(Leased { jobs }))
 }

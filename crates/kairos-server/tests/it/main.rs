@@ -5,6 +5,7 @@
 /// The store this target's servers run on.
 const BACKEND: support::Backend = support::Backend::Sqlite;
 
+mod auth;
 mod cluster;
 mod connections;
 mod engine;

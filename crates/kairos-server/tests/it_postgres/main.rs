@@ -5,6 +5,8 @@
 /// The store this target's servers run on.
 const BACKEND: support::Backend = support::Backend::Postgres;
 
+#[path = "../it/auth.rs"]
+mod auth;
 #[path = "../it/cluster.rs"]
 mod cluster;
 #[path = "../it/errors.rs"]

@@ -79,6 +79,9 @@ pub struct BenchArgs {
     /// Benchmark an already running server instead of starting one.
     #[arg(long)]
     pub server: Option<String>,
+    /// The bearer token for a server with auth on (an `admin` token).
+    #[arg(long, env = "KAIROS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Start the server on PostgreSQL at this URL, in a schema of its own (dropped after).
     #[arg(long)]
     pub database_url: Option<String>,
@@ -120,7 +123,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut records = Vec::new();
     for w in workloads {
         let target = server::Target::start(&args).await?;
-        let client = Client::new(&target.base)?;
+        let mut client = Client::new(&target.base)?;
+        if let Some(t) = &args.token {
+            client = client.with_token(t);
+        }
         client.ready().await.context("the server is not ready")?;
         // The workloads measure the server as it answers: a retry would hide a refusal,
         // and the key every retried enqueue carries would add a write to each.

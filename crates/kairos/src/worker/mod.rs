@@ -21,6 +21,9 @@ pub struct WorkerArgs {
     /// The server to work for.
     #[arg(long, env = "KAIROS_SERVER", default_value = "http://127.0.0.1:7676")]
     server: String,
+    /// The bearer token for a server with auth on (a `worker` token).
+    #[arg(long, env = "KAIROS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// A queue to lease from (repeat for several).
     #[arg(long = "queue", required = true)]
     queues: Vec<String>,
@@ -54,7 +57,11 @@ pub struct WorkerArgs {
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let name = args.name.clone().unwrap_or_else(default_name);
-    let client = Client::new(&args.server)?
+    let mut client = Client::new(&args.server)?;
+    if let Some(t) = &args.token {
+        client = client.with_token(t);
+    }
+    let client = client
         .identify(
             kairos_client::worker::hostname(),
             concat!("kairos ", env!("CARGO_PKG_VERSION")),

@@ -2,6 +2,7 @@
 //! damaged data files, a full disk, a three-node cluster on PostgreSQL, `kairos worker
 //! --exec`, workers and servers killed under each other, and `kairos bench`.
 
+mod auth;
 mod bench;
 mod chaos;
 mod cluster;

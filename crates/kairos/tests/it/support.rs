@@ -38,7 +38,7 @@ impl Kairos {
         Self::try_start_at(data_dir, "127.0.0.1:0", extra)
     }
 
-    fn try_start_at(data_dir: &Path, listen: &str, extra: &[&str]) -> Result<Kairos, Refused> {
+    pub fn try_start_at(data_dir: &Path, listen: &str, extra: &[&str]) -> Result<Kairos, Refused> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kairos"))
             .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)

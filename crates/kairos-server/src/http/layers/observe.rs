@@ -8,8 +8,9 @@
 //!   `kairos_http_request_duration_seconds{method,route}`, the route being the path
 //!   template the router matched (`unmatched` for none).
 //! - **Log**: quiet under load. One line for an answer of 500 or more (warn), of 400 or
-//!   more (info; 429s one in [`LOG_EVERY_429`]), or slower than the slow threshold
-//!   (info); every other request only at debug level.
+//!   more (info; 429s one in [`LOG_EVERY_429`]; 401/403 are logged by the auth layer,
+//!   with their reason), or slower than the slow threshold (info); every other request
+//!   only at debug level.
 
 use crate::metrics::Metrics;
 use axum::extract::{MatchedPath, Request, State};
@@ -96,6 +97,9 @@ pub async fn observe(State(o): State<Observe>, req: Request, next: Next) -> Resp
         if o.throttled.fetch_add(1, Ordering::Relaxed) % LOG_EVERY_429 == 0 {
             tracing::info!(%method, route, status, ms, "answered (429s are logged one in 100)");
         }
+    } else if status == 401 || status == 403 {
+        // The auth layer logged the denial with its reason.
+        tracing::debug!(%method, route, status, ms, "answered");
     } else if status >= 400 || took >= o.log_slow {
         tracing::info!(%method, route, status, ms, "answered");
     } else {
