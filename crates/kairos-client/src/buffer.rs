@@ -17,6 +17,7 @@
 //! worker it belongs to, and a worker replays only its own server's entries.
 
 use crate::{Client, ClientError, RetryPolicy};
+use kairos_core::Trace;
 use kairos_core::api::{AckItem, AckRequest, EnqueueRequest};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use tokio::sync::Notify;
 /// The buffer's file in its directory.
 const FILE: &str = "buffer.sqlite";
 /// The schema this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Entries the buffer holds at most; past it, reports are refused (logged) and their
 /// jobs run again after their leases.
 pub const MAX_ENTRIES: u64 = 100_000;
@@ -108,8 +109,8 @@ struct Inner {
     added: Notify,
 }
 
-/// An entry as written: `(worker, what, idempotency_key, body)`.
-type Row = (String, &'static str, Option<String>, String);
+/// An entry as written: `(worker, what, idempotency_key, body, trace)`.
+type Row = (String, &'static str, Option<String>, String, Option<String>);
 
 /// One buffered delivery.
 #[derive(Debug)]
@@ -121,6 +122,7 @@ enum Entry {
     Enqueue {
         key: String,
         request: EnqueueRequest,
+        trace: Option<Trace>,
     },
 }
 
@@ -164,8 +166,18 @@ impl Buffer {
         if found > SCHEMA_VERSION {
             return Err(BufferError::Newer { path, found });
         }
-        if found < SCHEMA_VERSION {
+        if found < 1 {
             Self::create(&conn).map_err(sqlite)?;
+        }
+        if found < 2 {
+            // Version 2: an enqueue keeps the trace context it was made in.
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 ALTER TABLE entries ADD COLUMN trace TEXT;
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )
+            .map_err(sqlite)?;
         }
         let (entries, bytes): (i64, i64) = conn
             .query_row(
@@ -244,7 +256,7 @@ impl Buffer {
     ) -> Result<(), BufferError> {
         let rows = items
             .iter()
-            .map(|item| (worker.to_string(), "ack", None, to_json(item)))
+            .map(|item| (worker.to_string(), "ack", None, to_json(item), None))
             .collect();
         self.push(server, rows).await
     }
@@ -255,17 +267,19 @@ impl Buffer {
         server: &str,
         key: &str,
         request: &EnqueueRequest,
+        trace: Option<&Trace>,
     ) -> Result<(), BufferError> {
         let row = (
             String::new(),
             "enqueue",
             Some(key.to_string()),
             to_json(request),
+            trace.map(to_json),
         );
         self.push(server, vec![row]).await
     }
 
-    /// Writes rows `(worker, what, idempotency_key, body)` in one transaction.
+    /// Writes rows in one transaction.
     async fn push(&self, server: &str, rows: Vec<Row>) -> Result<(), BufferError> {
         let inner = self.inner.clone();
         let server = server.to_string();
@@ -283,12 +297,13 @@ impl Buffer {
             let tx = conn.transaction()?;
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO entries (server, worker, what, idempotency_key, body, buffered_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO entries
+                       (server, worker, what, idempotency_key, body, buffered_at, trace)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 let now = now_ms();
-                for (worker, what, key, body) in &rows {
-                    insert.execute(params![server, worker, what, key, body, now])?;
+                for (worker, what, key, body, trace) in &rows {
+                    insert.execute(params![server, worker, what, key, body, now, trace])?;
                 }
             }
             tx.commit()?;
@@ -309,7 +324,7 @@ impl Buffer {
         let (entries, unreadable) = blocking(move || {
             let conn = inner.conn.lock().expect("the buffer's lock");
             let mut select = conn.prepare_cached(
-                "SELECT seq, worker, what, idempotency_key, body FROM entries
+                "SELECT seq, worker, what, idempotency_key, body, trace FROM entries
                  WHERE server = ?1 ORDER BY seq LIMIT ?2",
             )?;
             let rows = select.query_map(params![server, n as i64], |r| {
@@ -319,17 +334,25 @@ impl Buffer {
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             })?;
             let (mut entries, mut unreadable) = (Vec::new(), Vec::new());
             for row in rows {
-                let (seq, worker, what, key, body) = row?;
+                let (seq, worker, what, key, body, trace) = row?;
                 let entry = match (what.as_str(), key) {
                     ("ack", _) => serde_json::from_str(&body)
                         .map(|item| Entry::Ack { worker, item })
                         .map_err(|e| e.to_string()),
                     ("enqueue", Some(key)) => serde_json::from_str(&body)
-                        .map(|request| Entry::Enqueue { key, request })
+                        .and_then(|request| {
+                            let trace = trace.map(|t| serde_json::from_str(&t)).transpose()?;
+                            Ok(Entry::Enqueue {
+                                key,
+                                request,
+                                trace,
+                            })
+                        })
                         .map_err(|e| e.to_string()),
                     _ => Err(format!("an entry of kind {what:?} without what it needs")),
                 };
@@ -489,17 +512,21 @@ impl Delivery {
 
     /// Enqueues `request` under a fresh `Idempotency-Key`, or keeps it while the server is
     /// away.
-    pub(crate) async fn enqueue(&self, request: &EnqueueRequest) -> Result<Submitted, ClientError> {
+    pub(crate) async fn enqueue(
+        &self,
+        request: &EnqueueRequest,
+        trace: Option<&Trace>,
+    ) -> Result<Submitted, ClientError> {
         let key = crate::fresh_key();
         let Some(buffer) = &self.buffer else {
             return self
                 .client
-                .enqueue_with_key(request, Some(&key))
+                .enqueue_traced(request, Some(&key), trace)
                 .await
                 .map(|sent| Submitted::Sent(Box::new(sent)));
         };
         if !self.away.load(Ordering::Acquire) {
-            match self.client.enqueue_with_key(request, Some(&key)).await {
+            match self.client.enqueue_traced(request, Some(&key), trace).await {
                 Ok(sent) => return Ok(Submitted::Sent(Box::new(sent))),
                 Err(e) if e.is_unavailable() => {
                     self.away.store(true, Ordering::Release);
@@ -507,7 +534,10 @@ impl Delivery {
                 Err(e) => return Err(e),
             }
         }
-        match buffer.push_enqueue(self.client.base(), &key, request).await {
+        match buffer
+            .push_enqueue(self.client.base(), &key, request, trace)
+            .await
+        {
             Ok(()) => Ok(Submitted::Buffered {
                 idempotency_key: key,
             }),
@@ -597,9 +627,13 @@ impl Delivery {
                         }
                     })
                 }
-                Entry::Enqueue { key, request } => self
+                Entry::Enqueue {
+                    key,
+                    request,
+                    trace,
+                } => self
                     .client
-                    .enqueue_with_key(&request, Some(&key))
+                    .enqueue_traced(&request, Some(&key), trace.as_ref())
                     .await
                     .map(|_| ()),
             };
@@ -654,8 +688,12 @@ mod tests {
             kind: "follow-up".into(),
             ..Default::default()
         };
+        let trace = Trace::from_headers(
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            None,
+        );
         buffer
-            .push_enqueue("http://one", "k-1", &request)
+            .push_enqueue("http://one", "k-1", &request, trace.as_ref())
             .await
             .unwrap();
         buffer.push_acks("http://two", "w2", &[b]).await.unwrap();
@@ -669,7 +707,8 @@ mod tests {
             matches!(&one[0].1, Entry::Ack { worker, item } if worker == "w1" && item.id == a.id)
         );
         assert!(
-            matches!(&one[1].1, Entry::Enqueue { key, request } if key == "k-1" && request.kind == "follow-up")
+            matches!(&one[1].1, Entry::Enqueue { key, request, trace: t }
+                if key == "k-1" && request.kind == "follow-up" && *t == trace)
         );
         buffer
             .remove(one.iter().map(|e| e.0).collect())

@@ -26,6 +26,7 @@
 use kairos_core::Job;
 use kairos_core::ProblemCode;
 use kairos_core::Queue;
+use kairos_core::Trace;
 use kairos_core::api::{
     AckRequest, AckResult, EnqueueRequest, HeartbeatRequest, HeartbeatResult, JobBatch, JobPage,
     LeaseRequest, LeasedJob, ListQuery, Problem, QueueList, QueuePatch,
@@ -50,6 +51,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a long-poll's answer may take beyond its `wait`.
 const LONG_POLL_MARGIN: Duration = Duration::from_secs(10);
+
+/// Headers some calls carry.
+#[derive(Clone, Copy, Default)]
+struct Extra<'a> {
+    idempotency_key: Option<&'a str>,
+    trace: Option<&'a Trace>,
+}
 
 /// Whether a call may be sent again when its first try's fate is unknown.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -219,13 +227,30 @@ impl Client {
         body: Option<&B>,
         idempotency_key: Option<&str>,
     ) -> Result<(StatusCode, bytes_body::Body), ClientError> {
+        self.call_traced(method, path, body, idempotency_key, None)
+            .await
+    }
+
+    /// [`Client::call`], sending a W3C trace context with the request.
+    async fn call_traced<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        idempotency_key: Option<&str>,
+        trace: Option<&Trace>,
+    ) -> Result<(StatusCode, bytes_body::Body), ClientError> {
         let repeat =
             if idempotency_key.is_some() || method == Method::GET || method == Method::DELETE {
                 Repeat::Safe
             } else {
                 Repeat::IfNotApplied
             };
-        self.send(method, path, body, idempotency_key, repeat, REQUEST_TIMEOUT)
+        let headers = Extra {
+            idempotency_key,
+            trace,
+        };
+        self.send(method, path, body, headers, repeat, REQUEST_TIMEOUT)
             .await
     }
 
@@ -236,7 +261,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&B>,
-        idempotency_key: Option<&str>,
+        extra: Extra<'_>,
         repeat: Repeat,
         timeout: Duration,
     ) -> Result<(StatusCode, bytes_body::Body), ClientError> {
@@ -256,8 +281,14 @@ impl Client {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(b.clone());
             }
-            if let Some(k) = idempotency_key {
+            if let Some(k) = extra.idempotency_key {
                 req = req.header("Idempotency-Key", k);
+            }
+            if let Some(t) = extra.trace {
+                req = req.header("traceparent", &t.traceparent);
+                if let Some(state) = &t.tracestate {
+                    req = req.header("tracestate", state);
+                }
             }
             if let Some(t) = &self.token {
                 req = req.bearer_auth(&t.0);
@@ -330,9 +361,22 @@ impl Client {
         req: &EnqueueRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Enqueued, ClientError> {
+        self.enqueue_traced(req, idempotency_key, None).await
+    }
+
+    /// `POST /v1/jobs` carrying a W3C trace context (`traceparent`, `tracestate`): the
+    /// job keeps it and hands it to the worker that runs it.
+    pub async fn enqueue_traced(
+        &self,
+        req: &EnqueueRequest,
+        idempotency_key: Option<&str>,
+        trace: Option<&Trace>,
+    ) -> Result<Enqueued, ClientError> {
         let made = self.key_for_retries(idempotency_key);
         let key = idempotency_key.or(made.as_deref());
-        let (status, body) = self.call(Method::POST, "/v1/jobs", Some(req), key).await?;
+        let (status, body) = self
+            .call_traced(Method::POST, "/v1/jobs", Some(req), key, trace)
+            .await?;
         Ok(Enqueued {
             job: body.decode(status)?,
             created: status == StatusCode::CREATED,
@@ -444,7 +488,14 @@ impl Client {
         timeout: Duration,
     ) -> Result<T, ClientError> {
         let (status, answer) = self
-            .send(Method::POST, path, Some(body), None, Repeat::Safe, timeout)
+            .send(
+                Method::POST,
+                path,
+                Some(body),
+                Extra::default(),
+                Repeat::Safe,
+                timeout,
+            )
             .await?;
         answer.decode(status)
     }

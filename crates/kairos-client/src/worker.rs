@@ -44,7 +44,7 @@ use crate::{Client, ClientError};
 use kairos_core::api::LeaseRequest;
 use kairos_core::api::{AckItem, AckRequest, EnqueueRequest, HeartbeatItem, HeartbeatRequest};
 use kairos_core::api::{LeasedJob, OutcomeKind};
-use kairos_core::{Job, RawValue};
+use kairos_core::{Job, RawValue, Trace};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
@@ -128,6 +128,7 @@ pub struct JobContext {
     cancel: watch::Receiver<bool>,
     client: Client,
     delivery: Delivery,
+    trace: Option<Trace>,
 }
 
 impl JobContext {
@@ -167,7 +168,15 @@ impl JobContext {
     /// and the worker has a [`Buffer`], the job waits there and is sent (once) when the
     /// server is back; without a buffer, the error is the caller's.
     pub async fn enqueue(&self, request: &EnqueueRequest) -> Result<Submitted, ClientError> {
-        self.delivery.enqueue(request).await
+        self.delivery.enqueue(request, self.trace.as_ref()).await
+    }
+
+    /// The trace context this run works in: the producer's trace (from the job's
+    /// `trace`), with a span id of this run's own; `None` when the producer sent none.
+    /// Send it on outgoing calls (`traceparent`/`tracestate`) to continue the trace;
+    /// [`JobContext::enqueue`] does so for follow-up jobs.
+    pub fn trace(&self) -> Option<&Trace> {
+        self.trace.as_ref()
     }
 }
 
@@ -530,6 +539,16 @@ impl Running {
         let (cancel, cancelled) = watch::channel(false);
         let handler = self.handlers.get(&leased.job.kind);
         let kind = leased.job.kind.clone();
+        let trace = leased.job.trace.as_ref().map(|t| Trace {
+            traceparent: t.child(&format!("{:016x}", fastrand::u64(1..))),
+            tracestate: t.tracestate.clone(),
+        });
+        let span = tracing::info_span!(
+            "job",
+            id = %id,
+            kind = %kind,
+            trace_id = trace.as_ref().map(|t| t.trace_id()).unwrap_or(""),
+        );
         let ctx = JobContext {
             job: leased.job,
             lease_token: token,
@@ -537,6 +556,7 @@ impl Running {
             cancel: cancelled,
             client: self.client.clone(),
             delivery: self.delivery.clone(),
+            trace,
         };
         let Some(handler) = handler else {
             let error = format!("this worker has no handler for kind {kind:?}");
@@ -572,7 +592,10 @@ impl Running {
             return;
         };
         // In this task (a task per job is enough), a panic caught as the attempt's error.
-        let mut work = CatchPanic(handler.run(ctx));
+        let mut work = CatchPanic(Box::pin(tracing::Instrument::instrument(
+            handler.run(ctx),
+            span,
+        )));
         let outcome = tokio::select! {
             biased;
             ran = &mut work => Some(ran),

@@ -532,3 +532,55 @@ async fn the_rust_example_works_its_jobs() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("completed: 1, failed: 1"), "{report}");
 }
+
+#[tokio::test]
+async fn the_producers_trace_runs_into_the_handler_and_its_follow_ups() {
+    let (c, _dir, _stop) = server().await;
+    let trace = kairos_core::Trace::from_headers(
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        Some("vendor=x1"),
+    )
+    .unwrap();
+    let traced = c
+        .enqueue_traced(&job("traced"), None, Some(&trace))
+        .await
+        .unwrap()
+        .job;
+    let (seen, mut sees) = mpsc::unbounded_channel();
+    let handler = move |ctx: JobContext| {
+        let seen = seen.clone();
+        async move {
+            let _ = seen.send(ctx.trace().cloned());
+            ctx.enqueue(&job("follow-up")).await?;
+            Ok(None)
+        }
+    };
+    let (stop, run) = start(
+        Worker::new(c.clone(), "tracer")
+            .queue("q")
+            .handle("traced", handler),
+    );
+    let inside = sees
+        .recv()
+        .await
+        .unwrap()
+        .expect("the handler has the trace");
+    assert_eq!(inside.trace_id(), trace.trace_id());
+    assert_ne!(inside.traceparent, trace.traceparent, "a span of its own");
+    assert_eq!(inside.tracestate, trace.tracestate);
+    until(&c, traced.id, |j| j.state == JobState::Completed).await;
+    let follow = c
+        .list(&kairos_core::api::ListQuery {
+            kind: Some("follow-up".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let follow_trace = follow.jobs[0]
+        .trace
+        .as_ref()
+        .expect("the follow-up joins the trace");
+    assert_eq!(follow_trace.traceparent, inside.traceparent);
+    stop.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}

@@ -150,6 +150,7 @@ impl EnqueueRequest {
             tags,
             schedule_id: None,
             scheduled_for: None,
+            trace: None,
         })
     }
 }

@@ -223,6 +223,9 @@ pub struct Job {
     pub schedule_id: Option<Uuid>,
     /// The fire time this run was made for (with `schedule_id`).
     pub scheduled_for: Option<Timestamp>,
+    /// The producer's trace context (W3C `traceparent`/`tracestate`), when it sent one.
+    #[serde(default)]
+    pub trace: Option<crate::Trace>,
     /// The current or last lease; never shown by the API except to its worker.
     #[serde(skip)]
     pub lease: Option<Lease>,
@@ -257,6 +260,8 @@ pub struct NewJob {
     pub schedule_id: Option<Uuid>,
     /// The fire time this run is for (set by the scheduler only).
     pub scheduled_for: Option<Timestamp>,
+    /// The producer's trace context (from its request's headers).
+    pub trace: Option<crate::Trace>,
 }
 
 impl Job {
@@ -307,6 +312,7 @@ impl Job {
             cancel_requested: false,
             schedule_id: spec.schedule_id,
             scheduled_for: spec.scheduled_for,
+            trace: spec.trace,
             lease: None,
         }
     }

@@ -32,6 +32,7 @@ pub mod queue;
 pub mod retention;
 pub mod schedule;
 pub mod timetable;
+pub mod trace;
 pub mod validate;
 pub mod worker;
 
@@ -43,6 +44,7 @@ pub use machine::{AckEffect, Outcome, TransitionError};
 pub use problem::ProblemCode;
 pub use queue::{Queue, StateCounts};
 pub use retention::{Cutoffs, Retention};
+pub use trace::Trace;
 pub use validate::{FieldError, FieldErrorKind, Invalid, Limits};
 
 /// Timestamps everywhere in Kairos: UTC instants with microsecond storage precision.

@@ -516,6 +516,7 @@ impl Schedule {
             tags: t.tags.clone(),
             schedule_id: Some(self.id),
             scheduled_for: Some(scheduled_for),
+            trace: None,
         }
     }
 

@@ -22,7 +22,7 @@ macro_rules! job_columns {
             ", priority, state, attempt, max_attempts, run_at, created_at, started_at, \
              finished_at, unique_key, tags, errors, result, timeout_ms, backoff, \
              cancel_requested, lease_token, lease_worker, lease_expires_at, lease_reported, \
-             schedule_id, scheduled_for, failures"
+             schedule_id, scheduled_for, failures, trace"
         )
     };
 }

@@ -24,6 +24,7 @@ fn job(max_attempts: u32) -> Job {
         tags: vec![],
         schedule_id: None,
         scheduled_for: None,
+        trace: None,
     };
     Job::new(spec, Uuid::now_v7(), t(0))
 }

@@ -103,23 +103,29 @@ impl Engine {
         }
     }
 
-    /// Enqueues one job.
+    /// Enqueues one job, carrying the producer's trace context.
     pub async fn enqueue(
         &self,
         req: EnqueueRequest,
         idempotency: Option<IdempotencyKey>,
+        trace: Option<kairos_core::Trace>,
     ) -> Result<Enqueued, EngineError> {
-        let job = req.validate("", &self.inner.limits)?;
+        let mut job = req.validate("", &self.inner.limits)?;
+        job.trace = trace;
         Ok(self.inner.store.enqueue(vec![job], idempotency).await?)
     }
 
-    /// Enqueues a batch, all or nothing.
+    /// Enqueues a batch, all or nothing, every job carrying the producer's trace context.
     pub async fn enqueue_batch(
         &self,
         req: BatchRequest,
         idempotency: Option<IdempotencyKey>,
+        trace: Option<kairos_core::Trace>,
     ) -> Result<Enqueued, EngineError> {
-        let jobs = req.validate(&self.inner.limits)?;
+        let mut jobs = req.validate(&self.inner.limits)?;
+        for j in &mut jobs {
+            j.trace = trace.clone();
+        }
         Ok(self.inner.store.enqueue(jobs, idempotency).await?)
     }
 

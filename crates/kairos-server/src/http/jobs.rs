@@ -44,6 +44,12 @@ fn idempotency(
 
 /// `POST /v1/jobs`: 201 with the new job, or 200 with the unfinished job holding the
 /// same unique key.
+/// The producer's W3C trace context (a malformed `traceparent` is ignored).
+fn trace(headers: &HeaderMap) -> Option<kairos_core::Trace> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    kairos_core::Trace::from_headers(text("traceparent"), text("tracestate"))
+}
+
 pub async fn enqueue(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -55,7 +61,7 @@ pub async fn enqueue(
         body.value.queue.as_deref().unwrap_or(DEFAULT_QUEUE),
     )?;
     let key = idempotency(&headers, &access.key_scope("jobs"), body.fingerprint)?;
-    let mut out = engine.enqueue(body.value, key).await?;
+    let mut out = engine.enqueue(body.value, key, trace(&headers)).await?;
     let (job, created) = out.jobs.remove(0);
     let status = if created {
         StatusCode::CREATED
@@ -77,7 +83,9 @@ pub async fn enqueue_batch(
         access.check(&format!("jobs[{i}].queue"), queue)?;
     }
     let key = idempotency(&headers, &access.key_scope("batch"), body.fingerprint)?;
-    let out = engine.enqueue_batch(body.value, key).await?;
+    let out = engine
+        .enqueue_batch(body.value, key, trace(&headers))
+        .await?;
     let jobs = out.jobs.into_iter().map(|(j, _)| j).collect();
     Ok((StatusCode::CREATED, Json(JobBatch { jobs })).into_response())
 }

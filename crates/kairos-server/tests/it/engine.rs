@@ -235,13 +235,19 @@ async fn a_long_poll_sleeps_until_a_commit_wakes_it() {
         kind: "k".into(),
         ..Default::default()
     };
-    engine.enqueue(other, None).await.unwrap();
+    engine.enqueue(other, None, None).await.unwrap();
     let mail = EnqueueRequest {
         queue: Some("mail".into()),
         kind: "k".into(),
         ..Default::default()
     };
-    let job = engine.enqueue(mail, None).await.unwrap().jobs.remove(0).0;
+    let job = engine
+        .enqueue(mail, None, None)
+        .await
+        .unwrap()
+        .jobs
+        .remove(0)
+        .0;
     let leased = tokio::time::timeout(GUARD, waiting)
         .await
         .expect("the commit wakes the long-poll long before its 60 s")

@@ -341,3 +341,79 @@ async fn cancel_retry_and_delete_follow_the_state_rules() {
     assert_eq!(r.body["state"], "available", "a scheduled job runs now");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_producers_trace_context_goes_with_its_jobs_to_the_worker() {
+    let Some(s) = crate::support::TestServer::start().await else {
+        return;
+    };
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let post = |body: serde_json::Value, path: &str, traceparent: Option<&str>| {
+        let mut req = s.client.post(format!("{}{}", s.base, path)).json(&body);
+        if let Some(t) = traceparent {
+            req = req
+                .header("traceparent", t)
+                .header("tracestate", "vendor=x1");
+        }
+        req.send()
+    };
+    let traced: serde_json::Value = post(
+        serde_json::json!({"queue": "t", "kind": "k"}),
+        "/v1/jobs",
+        Some(parent),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let want = serde_json::json!({"traceparent": parent, "tracestate": "vendor=x1"});
+    assert_eq!(traced["trace"], want);
+    let batch: serde_json::Value = post(
+        serde_json::json!({"jobs": [{"queue": "b", "kind": "k"}, {"queue": "b", "kind": "k"}]}),
+        "/v1/jobs/batch",
+        Some(parent),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        batch["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["trace"] == want)
+    );
+    let malformed: serde_json::Value = post(
+        serde_json::json!({"queue": "t", "kind": "k"}),
+        "/v1/jobs",
+        Some("00-nope-01"),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        malformed["trace"],
+        serde_json::Value::Null,
+        "a malformed traceparent is ignored"
+    );
+    let plain = s
+        .enqueue(serde_json::json!({"queue": "t", "kind": "k"}))
+        .await;
+    assert_eq!(plain["trace"], serde_json::Value::Null);
+    let leased = s.lease("t", 3).await;
+    let traced_lease = leased.iter().find(|j| j["id"] == traced["id"]).unwrap();
+    assert_eq!(
+        traced_lease["trace"], want,
+        "the worker gets it with the lease"
+    );
+    let got = s
+        .get(&format!("/v1/jobs/{}", traced["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(got.body["trace"], want, "and it is kept");
+    s.stop().await;
+}

@@ -80,6 +80,10 @@ pub(crate) fn job_from_row(r: &Row) -> Result<StoredJob, StoreError> {
         schedule_id: r.try_get(24)?,
         scheduled_for: r.try_get(25)?,
         failures: failures.max(0) as u32,
+        trace: r
+            .try_get::<_, Option<String>>(27)?
+            .map(|t| serde_json::from_str(&t).map_err(|e| bad("trace", e)))
+            .transpose()?,
         lease,
     };
     Ok(StoredJob {
@@ -94,14 +98,14 @@ pub(crate) fn job_from_row(r: &Row) -> Result<StoredJob, StoreError> {
 /// has its run, is not inserted (the partial unique indexes decide, for every node).
 pub(crate) const INSERT_JOBS: &str = "INSERT INTO jobs (id, queue, kind, payload, priority, state, \
      attempt, max_attempts, run_at, created_at, unique_key, tags, errors, timeout_ms, backoff, \
-     cancel_requested, schedule_id, scheduled_for) \
+     cancel_requested, schedule_id, scheduled_for, trace) \
      SELECT id, queue, kind, payload, priority, state, 0, max_attempts, run_at, created_at, \
-     unique_key, tags, '[]', timeout_ms, backoff, false, schedule_id, scheduled_for \
+     unique_key, tags, '[]', timeout_ms, backoff, false, schedule_id, scheduled_for, trace \
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::smallint[], \
      $7::int[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[], $12::bigint[], \
-     $13::text[], $14::uuid[], $15::timestamptz[]) WITH ORDINALITY AS u(id, queue, kind, payload, \
-     priority, state, max_attempts, run_at, created_at, unique_key, tags, timeout_ms, backoff, \
-     schedule_id, scheduled_for, ord) ORDER BY ord \
+     $13::text[], $14::uuid[], $15::timestamptz[], $16::text[]) WITH ORDINALITY AS u(id, queue, \
+     kind, payload, priority, state, max_attempts, run_at, created_at, unique_key, tags, \
+     timeout_ms, backoff, schedule_id, scheduled_for, trace, ord) ORDER BY ord \
      ON CONFLICT DO NOTHING RETURNING seq, id";
 
 /// The columns of new jobs, one array each, for [`INSERT_JOBS`].
@@ -122,6 +126,7 @@ pub(crate) struct NewRows {
     backoff: Vec<String>,
     schedule_id: Vec<Option<Uuid>>,
     scheduled_for: Vec<Option<Timestamp>>,
+    trace: Vec<Option<String>>,
 }
 
 impl NewRows {
@@ -143,6 +148,8 @@ impl NewRows {
         self.backoff.push(stored::backoff_text(&j.backoff)?);
         self.schedule_id.push(j.schedule_id);
         self.scheduled_for.push(j.scheduled_for);
+        self.trace
+            .push(j.trace.as_ref().map(serde_json::to_string).transpose()?);
         Ok(())
     }
 
@@ -150,7 +157,7 @@ impl NewRows {
         self.id.is_empty()
     }
 
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 15] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 16] {
         [
             &self.id,
             &self.queue,
@@ -167,6 +174,7 @@ impl NewRows {
             &self.backoff,
             &self.schedule_id,
             &self.scheduled_for,
+            &self.trace,
         ]
     }
 }

@@ -136,6 +136,10 @@ CREATE TABLE workers (
 );
 CREATE INDEX workers_seen ON workers (last_seen_at);
 "#,
+    r#"
+-- The producer's W3C trace context, as JSON ({"traceparent", "tracestate"}); set once.
+ALTER TABLE jobs ADD COLUMN trace text;
+"#,
 ];
 
 /// The advisory lock key under which migrations run ("kairos" in ASCII).

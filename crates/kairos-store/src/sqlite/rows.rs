@@ -145,6 +145,10 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
             .transpose()?,
         scheduled_for: r.get::<_, Option<i64>>(25)?.map(ts).transpose()?,
         failures: r.get(26)?,
+        trace: r
+            .get::<_, Option<String>>(27)?
+            .map(|t| serde_json::from_str(&t).map_err(|e| bad(27, e)))
+            .transpose()?,
         lease,
     };
     Ok(StoredJob {
@@ -159,9 +163,9 @@ pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, Stor
     let mut stmt = tx.prepare_cached(
         "INSERT INTO jobs (id, queue, kind, payload, priority, state, attempt, max_attempts, \
          run_at, created_at, started_at, finished_at, unique_key, tags, errors, result, \
-         timeout_ms, backoff, cancel_requested, schedule_id, scheduled_for) \
+         timeout_ms, backoff, cancel_requested, schedule_id, scheduled_for, trace) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, ?11, ?12, '[]', NULL, \
-         ?13, ?14, 0, ?15, ?16)",
+         ?13, ?14, 0, ?15, ?16, ?17)",
     )?;
     stmt.execute(params![
         j.id.as_bytes(),
@@ -180,6 +184,7 @@ pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, Stor
         stored::backoff_text(&j.backoff)?,
         j.schedule_id.map(|id| id.as_bytes().to_vec()),
         j.scheduled_for.map(us),
+        j.trace.as_ref().map(serde_json::to_string).transpose()?,
     ])?;
     Ok(tx.last_insert_rowid())
 }

@@ -124,6 +124,10 @@ CREATE TABLE workers (
 ) WITHOUT ROWID;
 CREATE INDEX workers_seen ON workers (last_seen_at);
 "#,
+    r#"
+-- The producer's W3C trace context, as JSON ({"traceparent", "tracestate"}); set once.
+ALTER TABLE jobs ADD COLUMN trace TEXT;
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and

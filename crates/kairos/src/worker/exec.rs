@@ -3,7 +3,8 @@
 //! - stdin: the leased job as `POST /v1/lease` answers it (payload included), written
 //!   while stdout and stderr are read, so a 1 MiB payload never deadlocks on a pipe;
 //! - environment: `KAIROS_JOB_ID`, `KAIROS_JOB_KIND`, `KAIROS_JOB_QUEUE`,
-//!   `KAIROS_JOB_ATTEMPT`, `KAIROS_JOB_MAX_ATTEMPTS`;
+//!   `KAIROS_JOB_ATTEMPT`, `KAIROS_JOB_MAX_ATTEMPTS`, and `TRACEPARENT`/`TRACESTATE`
+//!   when the producer sent a trace context;
 //! - exit 0 completes the job (stdout, if JSON, is the result, else kept as a string;
 //!   over 64 KiB fails the attempt instead); exit 65 (`EX_DATAERR`) fails it for good;
 //!   any other exit fails the attempt (the last 4 KiB of stderr as its error), retried
@@ -71,13 +72,24 @@ pub(super) async fn execute(command: &Command, job: JobContext) -> JobResult {
     let input = serde_json::to_vec(&job.leased())
         .map_err(|e| JobError::retry(format!("the job does not serialise: {e}")))?;
     let j = &job.job;
-    let mut child = tokio::process::Command::new(&command.program)
+    let mut process = tokio::process::Command::new(&command.program);
+    process
         .args(&command.args)
         .env("KAIROS_JOB_ID", j.id.to_string())
         .env("KAIROS_JOB_KIND", &j.kind)
         .env("KAIROS_JOB_QUEUE", &j.queue)
         .env("KAIROS_JOB_ATTEMPT", j.attempt.to_string())
         .env("KAIROS_JOB_MAX_ATTEMPTS", j.max_attempts.to_string())
+        .env_remove("TRACEPARENT")
+        .env_remove("TRACESTATE");
+    // The producer's trace continues in the command (W3C names for environment carriers).
+    if let Some(t) = job.trace() {
+        process.env("TRACEPARENT", &t.traceparent);
+        if let Some(state) = &t.tracestate {
+            process.env("TRACESTATE", state);
+        }
+    }
+    let mut child = process
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -37,14 +37,20 @@ impl Target {
     pub(super) async fn deliver(&self, job: JobContext) -> JobResult {
         let body = serde_json::to_vec(&job.leased())
             .map_err(|e| JobError::retry(format!("the job does not serialise: {e}")))?;
-        let call = self
+        let mut call = self
             .http
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-Kairos-Job-Id", job.job.id.to_string())
-            .timeout(job.job.timeout.as_std())
-            .body(body)
-            .send();
+            .timeout(job.job.timeout.as_std());
+        // The producer's trace continues at the endpoint.
+        if let Some(t) = job.trace() {
+            call = call.header("traceparent", &t.traceparent);
+            if let Some(state) = &t.tracestate {
+                call = call.header("tracestate", state);
+            }
+        }
+        let call = call.body(body).send();
         let resp = tokio::select! {
             r = call => r.map_err(|e| JobError::retry(format!("{}: {e}", self.url)))?,
             _ = job.cancelled() => return Err(JobError::retry(super::STOPPED)),

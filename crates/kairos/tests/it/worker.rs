@@ -17,6 +17,7 @@ case "$KAIROS_JOB_KIND" in
       "$KAIROS_JOB_ID" "$KAIROS_JOB_KIND" "$KAIROS_JOB_QUEUE" "$KAIROS_JOB_ATTEMPT" \
       "$KAIROS_JOB_MAX_ATTEMPTS" ;;
   text) cat > /dev/null; echo "plain words" ;;
+  traced) cat > /dev/null; printf '{"traceparent":"%s","tracestate":"%s"}\n' "$TRACEPARENT" "$TRACESTATE" ;;
   fail) cat > /dev/null; echo "it broke on attempt $KAIROS_JOB_ATTEMPT" >&2; exit 3 ;;
   data) cat > /dev/null; echo "the payload is wrong" >&2; exit 65 ;;
   big) head -c 100000 /dev/zero >&2; wc -c | tr -d ' ' ;;
@@ -118,6 +119,16 @@ async fn exec_runs_a_command_per_job_and_reads_its_exit() {
 
     let ok = c.enqueue(&job("ok", 3)).await.unwrap();
     let text = c.enqueue(&job("text", 3)).await.unwrap();
+    let producer_trace = kairos_core::Trace::from_headers(
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        Some("vendor=x1"),
+    )
+    .unwrap();
+    let traced = c
+        .enqueue_traced(&job("traced", 1), None, Some(&producer_trace))
+        .await
+        .unwrap()
+        .job;
     let fail = c.enqueue(&job("fail", 2)).await.unwrap();
     let data_err = c.enqueue(&job("data", 5)).await.unwrap();
     let huge = c.enqueue(&job("huge", 1)).await.unwrap();
@@ -129,6 +140,16 @@ async fn exec_runs_a_command_per_job_and_reads_its_exit() {
         })
         .await
         .unwrap();
+
+    // The producer's trace continues in the command's environment.
+    let done = finished(&c, &traced).await;
+    let seen: serde_json::Value = serde_json::from_str(done.result.unwrap().get()).unwrap();
+    let traceparent = seen["traceparent"].as_str().unwrap();
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
+    assert_eq!(seen["tracestate"], "vendor=x1");
 
     // Exit 0: stdout's JSON is the result; the job came on stdin, its facts in the env.
     let done = finished(&c, &ok).await;
