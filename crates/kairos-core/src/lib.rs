@@ -29,6 +29,7 @@ pub mod job;
 pub mod machine;
 pub mod problem;
 pub mod queue;
+pub mod rate;
 pub mod retention;
 pub mod schedule;
 pub mod timetable;

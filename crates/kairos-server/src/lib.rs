@@ -74,6 +74,8 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Requests slower than this are logged (faster ones only at debug level).
     pub log_slow: Duration,
+    /// The per-client rate limit; `None`: unlimited.
+    pub rate_limit: Option<http::layers::limit::RateLimitConfig>,
     /// Metrics, request ids and the request log (off only to measure what they cost).
     pub instrument: bool,
     /// Bearer tokens and how they are checked; `None`: everything is allowed (refuse
@@ -98,6 +100,7 @@ impl Default for Config {
             advertise: None,
             log_slow: Duration::from_secs(1),
             auth: None,
+            rate_limit: None,
             instrument: true,
         }
     }
@@ -194,6 +197,7 @@ impl Server {
                 verifier,
                 metrics: metrics.clone(),
             },
+            c.rate_limit.as_ref().map(http::layers::limit::Limiter::new),
             http::layers::observe::Observe {
                 metrics,
                 log_slow: c.log_slow,

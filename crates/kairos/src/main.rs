@@ -167,6 +167,20 @@ struct ServerArgs {
     /// Serve `/metrics` without a token.
     #[arg(long, env = "KAIROS_METRICS_PUBLIC")]
     metrics_public: bool,
+    /// Limit each client (a token's subject, or an address without auth) to this rate,
+    /// e.g. `1000/s`, `100/m`; past it: 429 with Retry-After.
+    #[arg(long, env = "KAIROS_RATE_LIMIT")]
+    rate_limit: Option<kairos_core::rate::Rate>,
+    /// Requests a client may send at once (default: one second's worth of the rate).
+    #[arg(long, env = "KAIROS_RATE_LIMIT_BURST", requires = "rate_limit")]
+    rate_limit_burst: Option<u32>,
+    /// A proxy whose X-Forwarded-For names the client (repeat, or separate with commas).
+    #[arg(
+        long = "trusted-proxy",
+        env = "KAIROS_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Turn off metrics, request ids and the request log (only to measure their cost).
     #[arg(long, hide = true)]
     no_instrumentation: bool,
@@ -265,6 +279,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         advertise: args.advertise.clone(),
         log_slow: args.log_slow.as_std(),
         auth,
+        rate_limit: args.rate_limit.map(|rate| {
+            kairos_server::http::layers::limit::RateLimitConfig {
+                rate,
+                burst: args.rate_limit_burst,
+                trusted_proxies: args.trusted_proxies.clone(),
+            }
+        }),
         instrument: !args.no_instrumentation,
     };
     let (store, place): (std::sync::Arc<dyn kairos_store::Store>, String) =

@@ -152,6 +152,7 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok().map(Peer);
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -167,6 +168,7 @@ pub(super) async fn serve(
         Dispatch {
             app,
             activity: activity.clone(),
+            peer,
         },
     );
     let mut conn = pin!(conn);
@@ -210,7 +212,12 @@ pub(super) async fn serve(
 struct Dispatch {
     app: Router,
     activity: Arc<Activity>,
+    peer: Option<Peer>,
 }
+
+/// The address a request came from (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Dispatch {
     type Response = hyper::Response<Tracked>;
@@ -218,8 +225,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Dispatch {
     type Future =
         Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
 
-    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
         self.activity.request_started();
+        if let Some(p) = self.peer {
+            req.extensions_mut().insert(p);
+        }
         let busy = Busy(self.activity.clone());
         let answer = self.app.clone().oneshot(req.map(Body::new));
         Box::pin(async move {

@@ -70,6 +70,7 @@ pub fn app(
     engine: Engine,
     limits: RouteLimits,
     guard: Guard,
+    limiter: Option<layers::limit::Limiter>,
     observed: Observe,
     instrument: bool,
 ) -> Router {
@@ -118,6 +119,7 @@ pub fn app(
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(from_fn_with_state(limiter, layers::limit::limit))
         .layer(from_fn_with_state(guard, authorize))
         .layer(axum::Extension(observed.metrics.clone()));
     let app = if instrument {

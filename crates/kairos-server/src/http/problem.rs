@@ -35,6 +35,8 @@ pub enum ApiError {
     Unauthorized(String),
     /// The token's role or queues do not allow this (403).
     Forbidden(String),
+    /// The client is over its rate limit (429).
+    RateLimited,
 }
 
 impl From<EngineError> for ApiError {
@@ -178,6 +180,10 @@ impl ApiError {
             ApiError::Unavailable(m) => problem(ProblemCode::Unavailable, m.clone()),
             ApiError::Unauthorized(m) => problem(ProblemCode::Unauthorized, m.clone()),
             ApiError::Forbidden(m) => problem(ProblemCode::Forbidden, m.clone()),
+            ApiError::RateLimited => problem(
+                ProblemCode::RateLimited,
+                "this client is over its rate limit; retry after Retry-After seconds",
+            ),
         }
     }
 }

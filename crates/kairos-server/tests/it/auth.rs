@@ -515,3 +515,84 @@ fn short_secrets_are_refused() {
     let e = kairos_server::http::layers::auth::Verifier::new(&config).unwrap_err();
     assert!(e.to_string().contains("at least 32"), "{e}");
 }
+
+/// Sends `n` requests as fast as it can; answers the statuses, the `Retry-After`s of the
+/// 429s, and how long it took.
+async fn burst(
+    s: &TestServer,
+    token: Option<&str>,
+    path: &str,
+    n: usize,
+) -> (Vec<u16>, Vec<u64>, f64) {
+    let start = std::time::Instant::now();
+    let (mut statuses, mut waits) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let mut req = s.client.get(format!("{}{}", s.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        if resp.status() == 429 {
+            waits.push(
+                resp.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            );
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["type"], "urn:kairos:problem:rate-limited");
+            statuses.push(429);
+        } else {
+            statuses.push(resp.status().as_u16());
+        }
+    }
+    (statuses, waits, start.elapsed().as_secs_f64())
+}
+
+#[tokio::test]
+async fn each_client_is_held_to_its_rate() {
+    use kairos_server::http::layers::limit::RateLimitConfig;
+    let auth = AuthConfig {
+        key: TokenKey::Secret(SECRET.as_bytes().to_vec()),
+        issuer: None,
+        audience: None,
+        metrics_public: false,
+    };
+    let Some(s) = TestServer::start_with(move |c| {
+        c.auth = Some(auth);
+        c.rate_limit = Some(RateLimitConfig {
+            rate: "5/s".parse().unwrap(),
+            burst: None,
+            trusted_proxies: Vec::new(),
+        });
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = hs256(&Claims {
+        sub: "alice".into(),
+        ..claims("reader", None)
+    });
+    let (statuses, waits, took) = burst(&s, Some(&alice), "/v1/queues", 30).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    // A burst of one second's worth (5), then 5 a second for as long as the test ran.
+    let most = 5 + (took * 5.0).ceil() as usize + 1;
+    assert!(
+        ok >= 5 && ok <= most,
+        "{ok} allowed in {took:.3} s (at most {most}): {statuses:?}"
+    );
+    assert_eq!(ok + waits.len(), 30, "everything else is 429: {statuses:?}");
+    assert!(waits.iter().all(|w| *w >= 1), "{waits:?}");
+    // Another subject has a budget of its own; probes are never limited.
+    let bob = hs256(&Claims {
+        sub: "bob".into(),
+        ..claims("reader", None)
+    });
+    let (statuses, _, _) = burst(&s, Some(&bob), "/v1/queues", 3).await;
+    assert_eq!(statuses, [200, 200, 200]);
+    let (statuses, _, _) = burst(&s, None, "/health/live", 20).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    s.stop().await;
+}
