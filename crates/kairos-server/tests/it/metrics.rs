@@ -246,3 +246,205 @@ async fn schedule_runs_show_their_lag() {
     }
     s.stop().await;
 }
+
+/// The metric names in `text`: runs of `[a-z0-9_:]` starting with `kairos_` or `kairos:`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("kairos") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] == b':')
+        {
+            end += 1;
+        }
+        let word = &text[start..end];
+        let boundary =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        if boundary && (word.starts_with("kairos_") || word.starts_with("kairos:")) {
+            names.insert(word.to_string());
+        }
+        i = end.max(start + 1);
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_dashboard_and_rules_query_only_what_the_server_exports() {
+    use kairos_server::http::layers::auth::{AuthConfig, TokenKey};
+    let secret = b"a-test-secret-of-at-least-32-bytes!!".to_vec();
+    let Some(s) = TestServer::start_with(|c| {
+        c.auth = Some(AuthConfig {
+            key: TokenKey::Secret(secret),
+            issuer: None,
+            audience: None,
+            metrics_public: true,
+        })
+    })
+    .await
+    else {
+        return;
+    };
+    // A denied request for the denial counter; `scripted_run` touches every other family
+    // (an empty family is not exported at all).
+    let denied = s
+        .client
+        .get(format!("{}/v1/queues", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let admin = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &kairos_server::http::layers::auth::Claims {
+            sub: "t".into(),
+            role: "admin".into(),
+            queues: None,
+            exp: 4_102_444_800,
+            nbf: None,
+            iat: None,
+            iss: None,
+            aud: None,
+        },
+        &jsonwebtoken::EncodingKey::from_secret(b"a-test-secret-of-at-least-32-bytes!!"),
+    )
+    .unwrap();
+    scripted_run(&s, &admin).await;
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Every family the server exports, with the sample names its type gives it.
+    let mut exported = std::collections::BTreeSet::new();
+    for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = line.split_once(' ').unwrap();
+        match kind {
+            "counter" => exported.insert(format!("{name}_total")),
+            "histogram" => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    exported.insert(format!("{name}{suffix}"));
+                }
+                true
+            }
+            _ => exported.insert(name.to_string()),
+        };
+    }
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let rules = std::fs::read_to_string(deploy.join("prometheus/rules.yml")).unwrap();
+    let recorded: std::collections::BTreeSet<String> = rules
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("- record: ")
+                .or(l.trim().strip_prefix("record: "))
+        })
+        .map(|n| n.trim().to_string())
+        .collect();
+    assert!(recorded.len() >= 5, "{recorded:?}");
+    let alerts = rules
+        .lines()
+        .filter(|l| l.trim().starts_with("- alert: "))
+        .count();
+    assert!(alerts >= 11, "at least 11 alerts, found {alerts}");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy.join("grafana/kairos.json")).unwrap())
+            .unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(queries.len() >= 10, "{queries:?}");
+    for (what, text) in [
+        ("rules.yml", rules.clone()),
+        ("kairos.json", queries.join("\n")),
+    ] {
+        let names = metric_names(&text);
+        assert!(!names.is_empty(), "{what} names metrics");
+        for name in names {
+            if name.starts_with("kairos:") {
+                assert!(
+                    recorded.contains(&name),
+                    "{what}: {name} is no recording rule"
+                );
+            } else {
+                assert!(
+                    exported.contains(&name),
+                    "{what}: {name} is not exported: {exported:?}"
+                );
+            }
+        }
+    }
+    s.stop().await;
+}
+
+/// Touches every metric family: jobs enqueued, leased, completed, failed, dead and
+/// expired, a schedule's run, workers, commits and HTTP answers.
+async fn scripted_run(s: &TestServer, token: &str) {
+    let post = |path: &str, body: serde_json::Value| {
+        s.client
+            .post(format!("{}{}", s.base, path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    for kind in ["done", "fatal", "lost"] {
+        let r = post("/v1/jobs", json!({"queue": "m", "kind": kind}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let leased: serde_json::Value = post(
+        "/v1/lease",
+        json!({"queues": ["m"], "worker": "w", "max": 3, "lease": "200ms"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let jobs = leased["jobs"].as_array().unwrap();
+    let item = |k: &str, outcome: serde_json::Value| {
+        let j = jobs.iter().find(|j| j["kind"] == k).unwrap();
+        let mut o = outcome;
+        o["id"] = j["id"].clone();
+        o["lease_token"] = j["lease_token"].clone();
+        o
+    };
+    let ack = json!({"worker": "w", "results": [
+        item("done", json!({"outcome": "completed"})),
+        item("fatal", json!({"outcome": "failed", "error": "x", "retry": false})),
+    ]});
+    assert_eq!(post("/v1/ack", ack).await.unwrap().status(), 200);
+    let cron =
+        json!({"name": "every", "cron": "* * * * * *", "job": {"queue": "cron", "kind": "k"}});
+    assert_eq!(post("/v1/schedules", cron).await.unwrap().status(), 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = metrics(s).await;
+        let expired = m
+            .get("kairos_leases_expired_total{queue=\"m\"}")
+            .copied()
+            .unwrap_or(0.0);
+        let lag = m
+            .get("kairos_schedule_lag_seconds_count")
+            .copied()
+            .unwrap_or(0.0);
+        if expired >= 1.0 && lag >= 1.0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scripted run did not finish"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
