@@ -3,7 +3,8 @@
 //!
 //! - **Request id**: the request's `X-Request-Id` when it is sane (1 to 128 visible
 //!   ASCII characters), else a fresh one; echoed in the answer's `X-Request-Id`, in a
-//!   problem body's `request_id`, and on every log line of the request (its span).
+//!   problem body's `request_id`, and on every log line of the request (its span, which
+//!   also carries the trace id of a W3C `traceparent` the request sent).
 //! - **Metrics**: `kairos_http_requests_total{method,route,status}` and
 //!   `kairos_http_request_duration_seconds{method,route}`, the route being the path
 //!   template the router matched (`unmatched` for none).
@@ -73,7 +74,15 @@ pub async fn observe(State(o): State<Observe>, req: Request, next: Next) -> Resp
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
-    let span = tracing::info_span!("request", request_id = %id);
+    // The caller's trace id, when it sent a W3C traceparent, goes on every line too.
+    let trace = kairos_core::Trace::from_headers(
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok()),
+        None,
+    );
+    let trace_id = trace.as_ref().map_or("", |t| t.trace_id());
+    let span = tracing::info_span!("request", request_id = %id, trace_id);
     let mut resp = REQUEST_ID
         .scope(id.clone(), next.run(req).instrument(span.clone()))
         .await;
