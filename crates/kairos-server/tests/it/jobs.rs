@@ -355,18 +355,21 @@ async fn a_producers_trace_context_goes_with_its_jobs_to_the_worker() {
                 .header("traceparent", t)
                 .header("tracestate", "vendor=x1");
         }
-        req.send()
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
     };
     let traced: serde_json::Value = post(
         serde_json::json!({"queue": "t", "kind": "k"}),
         "/v1/jobs",
         Some(parent),
     )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     let want = serde_json::json!({"traceparent": parent, "tracestate": "vendor=x1"});
     assert_eq!(traced["trace"], want);
     let batch: serde_json::Value = post(
@@ -374,11 +377,7 @@ async fn a_producers_trace_context_goes_with_its_jobs_to_the_worker() {
         "/v1/jobs/batch",
         Some(parent),
     )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert!(
         batch["jobs"]
             .as_array()
@@ -391,11 +390,7 @@ async fn a_producers_trace_context_goes_with_its_jobs_to_the_worker() {
         "/v1/jobs",
         Some("00-nope-01"),
     )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         malformed["trace"],
         serde_json::Value::Null,
