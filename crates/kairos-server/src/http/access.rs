@@ -169,10 +169,11 @@ impl Access {
         }
     }
 
-    /// A resource of `queue` found by id: absent unless the caller may see it.
-    pub fn reveal<T>(&self, queue: &str, found: T) -> Result<T, ApiError> {
+    /// A resource of `queue` found by id reads as absent (404) unless the caller may
+    /// see it.
+    pub fn reveal(&self, queue: &str) -> Result<(), ApiError> {
         if self.sees(queue) {
-            Ok(found)
+            Ok(())
         } else {
             Err(ApiError::NotFound)
         }

@@ -97,7 +97,8 @@ pub async fn get(
     PathId(id): PathId,
 ) -> Result<Json<Job>, ApiError> {
     let job = engine.job(id).await?;
-    Ok(Json(access.reveal(&job.queue.clone(), job)?))
+    access.reveal(&job.queue)?;
+    Ok(Json(job))
 }
 
 pub async fn list(
@@ -123,7 +124,7 @@ pub async fn list(
 async fn visible(engine: &Engine, access: &Access, id: uuid::Uuid) -> Result<(), ApiError> {
     if access.is_limited() {
         let job = engine.job(id).await?;
-        access.reveal(&job.queue, ())?;
+        access.reveal(&job.queue)?;
     }
     Ok(())
 }

@@ -45,7 +45,8 @@ pub async fn list(
 /// A schedule by id, absent unless the caller may see its runs' queue.
 async fn visible(engine: &Engine, access: &Access, id: uuid::Uuid) -> Result<Schedule, ApiError> {
     let s = engine.schedule(id).await?;
-    access.reveal(&s.job.queue.clone(), s)
+    access.reveal(&s.job.queue)?;
+    Ok(s)
 }
 
 pub async fn get(

@@ -440,16 +440,7 @@ async fn bad_tokens_are_refused() {
 
     // Every denial is counted by reason.
     let admin = hs256(&good);
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::metrics::exposition(&s, Some(&admin)).await;
     for reason in [
         "expired",
         "signature",

@@ -73,17 +73,21 @@ fn histogram(m: &HashMap<String, f64>, name: &str, labels: &str) -> f64 {
     count
 }
 
-async fn metrics(s: &TestServer) -> HashMap<String, f64> {
-    let resp = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap();
+/// `GET /metrics` (with `token`, for a server with auth on): the exposition's text.
+pub async fn exposition(s: &TestServer, token: Option<&str>) -> String {
+    let mut req = s.client.get(format!("{}/metrics", s.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
-    parse(&resp.text().await.unwrap())
+    resp.text().await.unwrap()
+}
+
+async fn metrics(s: &TestServer) -> HashMap<String, f64> {
+    parse(&exposition(s, None).await)
 }
 
 #[tokio::test]
@@ -312,15 +316,7 @@ async fn the_dashboard_and_rules_query_only_what_the_server_exports() {
     )
     .unwrap();
     scripted_run(&s, &admin).await;
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = exposition(&s, None).await;
     // Every family the server exports, with the sample names its type gives it.
     let mut exported = std::collections::BTreeSet::new();
     for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {

@@ -217,28 +217,28 @@ impl Guard {
 
 /// The middleware (inside routing, so the matched route is known).
 pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
-    let Some(path) = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-    else {
+    // A cheap clone (the template is shared), so the request stays free to change.
+    let Some(matched) = req.extensions().get::<MatchedPath>().cloned() else {
         return next.run(req).await; // no route: answered 404 by the fallback
     };
-    let Some(allowed) = access::rule(req.method().as_str(), &path) else {
+    let path = matched.as_str();
+    let Some(allowed) = access::rule(req.method().as_str(), path) else {
         let mut resp = ApiError::MethodNotAllowed.into_response();
-        if let Ok(v) = HeaderValue::from_str(&access::methods(&path).join(", ")) {
+        if let Ok(v) = HeaderValue::from_str(&access::methods(path).join(", ")) {
             resp.headers_mut().insert(header::ALLOW, v);
         }
         return resp;
     };
+    // Open routes carry no `Access`: the rate limit passes them by.
+    if allowed == Allowed::Open {
+        return next.run(req).await;
+    }
     let Some(verifier) = &guard.verifier else {
         req.extensions_mut().insert(Access::everything());
         return next.run(req).await;
     };
-    match allowed {
-        Allowed::Open => return next.run(req).await,
-        Allowed::Metrics if verifier.metrics_public => return next.run(req).await,
-        _ => {}
+    if allowed == Allowed::Metrics && verifier.metrics_public {
+        return next.run(req).await;
     }
     let in_query = req.uri().query().is_some_and(|q| {
         q.split('&')

@@ -2,14 +2,15 @@
 //! client (governor), the client being the token's subject, or without auth the peer's
 //! IP address. `X-Forwarded-For` counts only when the peer is a trusted proxy: then the
 //! client is the right-most address in it that is not a trusted proxy. Over the limit:
-//! 429 `rate-limited` with `Retry-After` (whole seconds, at least 1). Health probes are
-//! never limited. At most [`MAX_CLIENTS`] clients are tracked; past that, those idle
+//! 429 `rate-limited` with `Retry-After` (whole seconds, at least 1). Only requests the
+//! auth layer admitted as a caller's (it puts an `Access` on them) are counted: health
+//! probes and public metrics never are. At most [`MAX_CLIENTS`] clients are tracked; past that, those idle
 //! long enough to be back at a full burst are forgotten.
 
-use crate::http::access::{self, Access, Allowed};
+use crate::http::access::Access;
 use crate::http::conn::Peer;
 use crate::http::problem::ApiError;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -69,12 +70,9 @@ impl Limiter {
         }
     }
 
-    /// The client a request counts against.
+    /// The client a request counts against; `None` for a request without a caller.
     fn client(&self, req: &Request) -> Option<Client> {
-        if let Some(Access {
-            subject: Some(s), ..
-        }) = req.extensions().get::<Access>()
-        {
+        if let Some(s) = &req.extensions().get::<Access>()?.subject {
             return Some(Client::Subject(s.clone()));
         }
         let peer = req.extensions().get::<Peer>()?.0.ip();
@@ -103,14 +101,6 @@ pub async fn limit(State(limiter): State<Option<Limiter>>, req: Request, next: N
     let Some(limiter) = limiter else {
         return next.run(req).await;
     };
-    let open = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|p| access::rule(req.method().as_str(), p.as_str()))
-        == Some(Allowed::Open);
-    if open {
-        return next.run(req).await;
-    }
     let Some(client) = limiter.client(&req) else {
         return next.run(req).await;
     };
@@ -140,6 +130,7 @@ mod tests {
         let mut req = Request::new(axum::body::Body::empty());
         req.extensions_mut()
             .insert(Peer(format!("{peer}:4000").parse().unwrap()));
+        req.extensions_mut().insert(Access::everything());
         if let Some(f) = forwarded {
             req.headers_mut()
                 .insert("x-forwarded-for", HeaderValue::from_str(f).unwrap());
