@@ -559,10 +559,20 @@ impl Client {
 
     /// `PATCH /v1/queues/{name}`: pause or resume leasing.
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, ClientError> {
+        let patch = QueuePatch {
+            paused: Some(paused),
+            ..QueuePatch::default()
+        };
+        self.change_queue(name, &patch).await
+    }
+
+    /// `PATCH /v1/queues/{name}`: pause or resume, set limits (`Some(Some(..))`) or remove
+    /// them (`Some(None)`).
+    pub async fn change_queue(&self, name: &str, patch: &QueuePatch) -> Result<Queue, ClientError> {
         self.json(
             Method::PATCH,
             &format!("/v1/queues/{}", encode(name)),
-            Some(&QueuePatch { paused }),
+            Some(patch),
         )
         .await
     }

@@ -7,7 +7,8 @@ use crate::duration::Duration;
 use crate::job::{Job, JobState, NewJob};
 use crate::machine::Outcome;
 use crate::problem::ProblemCode;
-use crate::queue::Queue;
+use crate::queue::{Queue, QueueChange};
+use crate::rate::Rate;
 use crate::validate::{self, Checker, Invalid, Limits};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -616,12 +617,69 @@ pub struct HeartbeatResult {
     pub error: Option<Problem>,
 }
 
-/// `PATCH /v1/queues/{name}` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `PATCH /v1/queues/{name}` body: any of the fields; a limit given as `null` is removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueuePatch {
     /// Pause or resume leasing.
-    pub paused: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// Most unfinished jobs; past it enqueues answer 503 with `Retry-After`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_depth: Option<Option<u64>>,
+    /// Most running jobs at once, across all workers.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub concurrency: Option<Option<u32>>,
+    /// Most jobs leased per second, minute or hour: `"100/s"`, `"10/m"`, `"500/h"`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rate: Option<Option<String>>,
+}
+
+/// A field that is there, `null` or not: `Some(None)` for `null`.
+fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl QueuePatch {
+    /// Checks every field.
+    pub fn validate(self) -> Result<QueueChange, Invalid> {
+        let mut c = Checker::new("");
+        let rate = match self.rate {
+            Some(Some(text)) => match text.parse::<Rate>() {
+                Ok(r) => Some(Some(r)),
+                Err(m) => {
+                    c.invalid("rate", m);
+                    None
+                }
+            },
+            Some(None) => Some(None),
+            None => None,
+        };
+        c.finish()?;
+        QueueChange {
+            paused: self.paused,
+            max_depth: self.max_depth,
+            concurrency: self.concurrency,
+            rate,
+        }
+        .checked()
+    }
 }
 
 /// A Kairos server process sharing the store (`GET /v1/cluster`).

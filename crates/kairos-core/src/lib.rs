@@ -43,7 +43,7 @@ pub use duration::Duration;
 pub use job::{AttemptError, Job, JobState, Lease, NewJob, Reported};
 pub use machine::{AckEffect, Outcome, TransitionError};
 pub use problem::ProblemCode;
-pub use queue::{Queue, StateCounts};
+pub use queue::{Held, Queue, QueueChange, QueueFull, QueueLimits, StateCounts};
 pub use retention::{Cutoffs, Retention};
 pub use trace::Trace;
 pub use validate::{FieldError, FieldErrorKind, Invalid, Limits};

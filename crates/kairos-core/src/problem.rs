@@ -60,11 +60,13 @@ pub enum ProblemCode {
     StorageFull,
     /// 500: the store failed (I/O, corruption, a bug).
     StorageFailure,
+    /// 503: the queue holds its `max_depth` of unfinished jobs (backpressure).
+    QueueFull,
 }
 
 impl ProblemCode {
     /// Every code, in the order the documentation lists them.
-    pub const ALL: [ProblemCode; 24] = [
+    pub const ALL: [ProblemCode; 25] = [
         ProblemCode::MalformedJson,
         ProblemCode::BadRequest,
         ProblemCode::RequestTimeout,
@@ -85,6 +87,7 @@ impl ProblemCode {
         ProblemCode::WrongState,
         ProblemCode::Duplicate,
         ProblemCode::Overloaded,
+        ProblemCode::QueueFull,
         ProblemCode::Timeout,
         ProblemCode::Unavailable,
         ProblemCode::StorageFull,
@@ -118,6 +121,7 @@ impl ProblemCode {
             ProblemCode::WrongState => ("wrong-state", 409, "Conflict with the job's state"),
             ProblemCode::Duplicate => ("duplicate", 409, "Already exists"),
             ProblemCode::Overloaded => ("overloaded", 503, "Overloaded"),
+            ProblemCode::QueueFull => ("queue-full", 503, "Queue full"),
             ProblemCode::Timeout => ("timeout", 503, "Request timed out"),
             ProblemCode::Unavailable => ("unavailable", 503, "Service unavailable"),
             ProblemCode::StorageFull => ("storage-full", 507, "Storage full"),
@@ -156,6 +160,7 @@ impl ProblemCode {
         matches!(
             self,
             ProblemCode::Overloaded
+                | ProblemCode::QueueFull
                 | ProblemCode::RateLimited
                 | ProblemCode::Timeout
                 | ProblemCode::Unavailable

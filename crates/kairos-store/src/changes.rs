@@ -15,6 +15,8 @@ pub(crate) struct Changes {
     pub counts: HashMap<(String, JobState), i64>,
     /// Jobs that became available, per queue.
     pub available: HashMap<String, u64>,
+    /// Running jobs that ended (or were released), per queue: room under a concurrency limit.
+    pub freed: HashMap<String, u64>,
     /// The earliest run_at or lease expiry among the changed jobs.
     pub due: Option<Timestamp>,
     /// What the changes were, for the store's observer.
@@ -38,6 +40,9 @@ impl Changes {
         }
         if let Some(f) = from {
             *self.counts.entry((queue.to_string(), f)).or_default() -= 1;
+            if f == JobState::Running {
+                *self.freed.entry(queue.to_string()).or_default() += 1;
+            }
         }
         if let Some(j) = to {
             *self.counts.entry((queue.to_string(), j.state)).or_default() += 1;
@@ -72,6 +77,9 @@ impl Changes {
         }
         for (k, v) in other.available {
             *self.available.entry(k).or_default() += v;
+        }
+        for (k, v) in other.freed {
+            *self.freed.entry(k).or_default() += v;
         }
         if let Some(d) = other.due {
             self.due_at(d);
@@ -108,6 +116,9 @@ impl Changes {
         }
         for (queue, n) in self.available {
             signals.jobs_available(&queue, n);
+        }
+        for (queue, n) in self.freed {
+            signals.slot_freed(&queue, n);
         }
     }
 }

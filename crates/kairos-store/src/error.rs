@@ -17,6 +17,9 @@ pub enum StoreError {
     /// The request is invalid (validated against the store's clock, e.g. schedules).
     #[error("invalid request: {0}")]
     Invalid(#[from] kairos_core::Invalid),
+    /// The queue holds its `max_depth` of unfinished jobs: nothing of this write was kept.
+    #[error(transparent)]
+    QueueFull(#[from] kairos_core::QueueFull),
     /// Something with this name already exists.
     #[error("{0}")]
     Duplicate(String),

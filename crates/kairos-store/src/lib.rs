@@ -33,6 +33,7 @@ mod changes;
 pub mod conformance;
 pub mod error;
 mod ids;
+mod limits;
 mod listing;
 pub mod postgres;
 pub mod signal;
@@ -50,7 +51,7 @@ use kairos_core::api::{
     AckReport, ClusterNode, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob,
 };
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use kairos_core::{Cutoffs, Job, JobState, Limits, NewJob, Queue, QueueChange, Timestamp};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -213,7 +214,8 @@ pub struct Node {
 pub trait Store: Send + Sync + 'static {
     /// Creates jobs, all or none. A job whose unique key matches an unfinished job of its
     /// queue is not created; that job is answered instead. With an idempotency key,
-    /// a repeat of the same request answers the first answer again.
+    /// a repeat of the same request answers the first answer again. A batch that would
+    /// take a queue past its `max_depth` is refused whole ([`StoreError::QueueFull`]).
     async fn enqueue(
         &self,
         jobs: Vec<NewJob>,
@@ -236,7 +238,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, id: Uuid) -> Result<(), StoreError>;
 
     /// Leases up to `spec.max` available jobs from unpaused queues, in lease order
-    /// (priority high to low, then run_at, then id). Never waits.
+    /// (priority high to low, then run_at, then id), taking no more from a queue than its
+    /// `concurrency` and `rate` allow, across every node sharing the store; a queue held
+    /// back is told to [`Signals::hold`]. Never waits.
     async fn lease(&self, spec: LeaseSpec) -> Result<Vec<LeasedJob>, StoreError>;
 
     /// Applies workers' reports; each item succeeds or fails on its own.
@@ -257,8 +261,14 @@ pub trait Store: Send + Sync + 'static {
     /// One queue, if it ever held a job or was patched.
     async fn queue(&self, name: &str) -> Result<Option<Queue>, StoreError>;
 
+    /// Changes a queue's pause flag and limits (creating it if new); answers the queue
+    /// as changed. A changed rate starts its bucket again, full.
+    async fn change_queue(&self, name: &str, change: QueueChange) -> Result<Queue, StoreError>;
+
     /// Pauses or resumes leasing from a queue (creating it if new).
-    async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, StoreError>;
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, StoreError> {
+        self.change_queue(name, QueueChange::pause(paused)).await
+    }
 
     /// Moves every dead job of a queue back to available with attempt 0.
     async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError>;

@@ -4,12 +4,19 @@
 //!
 //! A queue's notifier exists only while someone watches it ([`Signals::watch`]): every
 //! queue name a lease mentions costs memory only for as long as that lease waits.
+//!
+//! A lease a queue's limits held back ([`Signals::hold`]) is no job becoming available:
+//! it waits for a running job of the queue to end ([`Signals::slot_freed`], from this
+//! node's commits; [`CONCURRENCY_RECHECK`] covers other nodes' acks) or for the rate's
+//! next token ([`Signals::recheck_in`]).
 
 use crate::activity::Observer;
 use jiff::Timestamp;
+use kairos_core::Held;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Post-commit announcements.
@@ -57,6 +64,7 @@ impl Signals {
         let entry = map.entry(name.to_string()).or_insert_with(|| Watched {
             notify: Arc::new(Notify::new()),
             watchers: 0,
+            held: None,
         });
         entry.watchers += 1;
         QueueWatch {
@@ -96,6 +104,55 @@ impl Signals {
                 notify.notify_one();
             }
         }
+    }
+
+    /// A lease of `queue` was held back by its limits (`Some`), or took what it asked
+    /// for (`None`). Kept only while the queue is watched.
+    pub fn hold(&self, queue: &str, held: Option<Held>) {
+        let mut map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = map.get_mut(queue) {
+            w.held = held;
+        }
+    }
+
+    /// `n` running jobs of `queue` ended: one waiter per job looks again, if leases of
+    /// the queue are held back by its concurrency.
+    pub fn slot_freed(&self, queue: &str, n: u64) {
+        let map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = map.get(queue)
+            && w.held == Some(Held::Concurrency)
+        {
+            for _ in 0..n.min(64) {
+                w.notify.notify_one();
+            }
+        }
+    }
+
+    /// How long a lease of `queues` that found nothing should wait at most before it
+    /// looks again, because a limit held one of them back: until the rate's next token
+    /// (spread over the queue's waiters, so they do not all wake for one token), or
+    /// [`CONCURRENCY_RECHECK`]. `None`: nothing held, wait for commits only.
+    pub fn recheck_in(&self, queues: &[String], now: Timestamp) -> Option<Duration> {
+        let map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut soonest: Option<Duration> = None;
+        for q in queues {
+            let Some(w) = map.get(q) else { continue };
+            let wait = match w.held {
+                None => continue,
+                Some(Held::Concurrency) => CONCURRENCY_RECHECK,
+                Some(Held::Rate(at)) => {
+                    let until = at.duration_since(now).max(jiff::SignedDuration::ZERO);
+                    let until = Duration::try_from(until).unwrap_or_default();
+                    // One waiter in `watchers` wakes per token, on average; tokens pile
+                    // up meanwhile, so the late ones take several.
+                    let spread = RATE_SPREAD.min(until.max(MIN_RECHECK) * w.watchers as u32);
+                    until + spread.mul_f64(fastrand::f64())
+                }
+            };
+            let wait = wait.max(MIN_RECHECK);
+            soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+        }
+        soonest
     }
 
     /// Every waiter of `queue` should look again (e.g. it was resumed).
@@ -174,11 +231,23 @@ impl Signals {
     }
 }
 
-/// A queue's notifier and how many watch it.
+/// How soon a lease held back by a queue's concurrency looks again without hearing of
+/// a job's end: acks on other nodes are not announced here.
+pub const CONCURRENCY_RECHECK: Duration = Duration::from_millis(200);
+
+/// Longest a rate-held waiter adds to the next token's time (under the burst of one
+/// second, so tokens never overflow while waiters sleep).
+const RATE_SPREAD: Duration = Duration::from_millis(500);
+
+/// Shortest wait between two looks of one held lease.
+const MIN_RECHECK: Duration = Duration::from_millis(1);
+
+/// A queue's notifier, how many watch it, and whether its limits hold leases back.
 #[derive(Debug)]
 struct Watched {
     notify: Arc<Notify>,
     watchers: usize,
+    held: Option<Held>,
 }
 
 /// One watcher of a queue; dropping it forgets the queue's notifier once nobody else
@@ -253,6 +322,43 @@ mod tests {
             }
         }
         assert_eq!(woken, 2);
+    }
+
+    #[test]
+    fn held_leases_look_again_at_the_next_token_or_on_a_freed_slot() {
+        let signals = Arc::new(Signals::default());
+        let now: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        let queues = vec!["q".to_string()];
+        signals.hold("q", Some(Held::Concurrency));
+        assert_eq!(signals.recheck_in(&queues, now), None, "nobody watches q");
+        let watch = signals.watch("q");
+        assert_eq!(signals.recheck_in(&queues, now), None);
+        signals.hold(
+            "q",
+            Some(Held::Rate(now + jiff::SignedDuration::from_millis(40))),
+        );
+        let wait = signals.recheck_in(&queues, now).unwrap();
+        assert!(
+            wait >= Duration::from_millis(40) && wait <= Duration::from_millis(80),
+            "{wait:?}"
+        );
+        signals.hold("q", Some(Held::Concurrency));
+        assert_eq!(signals.recheck_in(&queues, now), Some(CONCURRENCY_RECHECK));
+        let mut woken = Box::pin(watch.notify().notified());
+        woken.as_mut().enable();
+        signals.slot_freed("q", 1);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(woken.as_mut().poll(&mut cx).is_ready());
+        signals.hold("q", None);
+        let mut not_woken = Box::pin(watch.notify().notified());
+        not_woken.as_mut().enable();
+        signals.slot_freed("q", 1);
+        assert!(
+            not_woken.as_mut().poll(&mut cx).is_pending(),
+            "nothing held: an ack wakes nobody"
+        );
+        assert_eq!(signals.recheck_in(&queues, now), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub use registry::Caller;
 
 use kairos_core::api::{
     AckRequest, BatchRequest, Cluster, ClusterNode, EnqueueRequest, HeartbeatRequest, JobFilter,
-    JobPage, LeaseRequest, LeasedJob, WorkerList,
+    JobPage, LeaseRequest, LeasedJob, QueuePatch, WorkerList,
 };
 use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Invalid, Job, JobState, Limits, Queue, Retention};
@@ -203,9 +203,14 @@ impl Engine {
                 }
                 Poll::Pending
             });
+            // A queue's limits may have held this lease back: look again when they may
+            // let it through (a commit that frees room also wakes it).
+            let wake_by = signals
+                .recheck_in(&spec.queues, self.inner.store.now())
+                .map_or(deadline, |d| deadline.min(tokio::time::Instant::now() + d));
             tokio::select! {
                 _ = any_wake => {}
-                _ = tokio::time::sleep_until(deadline) => {}
+                _ = tokio::time::sleep_until(wake_by) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -267,10 +272,11 @@ impl Engine {
             .ok_or(EngineError::Store(StoreError::NotFound))
     }
 
-    /// Pauses or resumes a queue.
-    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, EngineError> {
+    /// Pauses or resumes a queue, and sets or removes its limits.
+    pub async fn change_queue(&self, name: &str, patch: QueuePatch) -> Result<Queue, EngineError> {
         kairos_core::validate::check_name(name).map_err(|m| Invalid::field("name", m))?;
-        Ok(self.inner.store.set_paused(name, paused).await?)
+        let change = patch.validate()?;
+        Ok(self.inner.store.change_queue(name, change).await?)
     }
 
     /// Moves a queue's dead jobs back to available.

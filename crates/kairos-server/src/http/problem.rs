@@ -82,6 +82,17 @@ fn store_problem(e: &StoreError) -> Problem {
         }
         StoreError::Invalid(i) => validation(i),
         StoreError::Duplicate(m) => problem(ProblemCode::Duplicate, m.clone()),
+        StoreError::QueueFull(full) => {
+            let mut p = problem(
+                ProblemCode::QueueFull,
+                format!("{full}; nothing was enqueued; retry after Retry-After seconds"),
+            );
+            p.errors.push(ProblemField {
+                field: "queue".into(),
+                message: format!("{:?} is full (max_depth {})", full.queue, full.max_depth),
+            });
+            p
+        }
         StoreError::InvalidCursor => {
             validation(&Invalid::field("cursor", "not a cursor this server made"))
         }

@@ -1,4 +1,4 @@
-//! Handlers for `/v1/queues`: list, read, pause/resume, and redrive of dead jobs.
+//! Handlers for `/v1/queues`: list, read, pause/resume and limits, and redrive of dead jobs.
 
 use super::access::Access;
 use super::extract::{ApiJson, PathName};
@@ -31,7 +31,7 @@ pub async fn get(
     Ok(Json(engine.queue(&name).await?))
 }
 
-/// `PATCH /v1/queues/{name}` with `{"paused": bool}`.
+/// `PATCH /v1/queues/{name}` with any of `paused`, `max_depth`, `concurrency`, `rate`.
 pub async fn patch(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -39,7 +39,7 @@ pub async fn patch(
     body: ApiJson<QueuePatch>,
 ) -> Result<Json<Queue>, ApiError> {
     access.check("name", &name)?;
-    Ok(Json(engine.set_paused(&name, body.value.paused).await?))
+    Ok(Json(engine.change_queue(&name, body.value).await?))
 }
 
 /// `POST /v1/queues/{name}/retry-dead` answer.

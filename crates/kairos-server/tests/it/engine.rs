@@ -6,7 +6,7 @@ use kairos_core::api::{
     AckReport, EnqueueRequest, Extension, JobFilter, JobPage, LeaseRequest, LeaseSpec, LeasedJob,
 };
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{Job, JobState, Limits, NewJob, Queue, Timestamp};
+use kairos_core::{Job, JobState, Limits, NewJob, Queue, QueueChange, Timestamp};
 use kairos_server::engine::Engine;
 use kairos_store::{
     Enqueued, Extended, IdempotencyKey, ItemError, Signals, SqliteStore, Store, StoreError, Tick,
@@ -102,8 +102,8 @@ impl Store for Counting {
     async fn queue(&self, name: &str) -> Result<Option<Queue>, StoreError> {
         self.inner.queue(name).await
     }
-    async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, StoreError> {
-        self.inner.set_paused(name, paused).await
+    async fn change_queue(&self, name: &str, change: QueueChange) -> Result<Queue, StoreError> {
+        self.inner.change_queue(name, change).await
     }
     async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError> {
         self.inner.retry_dead(queue).await

@@ -26,7 +26,8 @@ async fn queues_show_counts_per_state() {
     assert_eq!(q.status, StatusCode::OK);
     assert_eq!(
         q.body,
-        json!({"name": "mail", "paused": false, "counts": {
+        json!({"name": "mail", "paused": false,
+            "max_depth": null, "concurrency": null, "rate": null, "counts": {
             "scheduled": 1, "available": 1, "running": 0, "retryable": 0,
             "completed": 0, "dead": 1, "cancelled": 0}})
     );
@@ -150,6 +151,255 @@ async fn health_probes() {
         assert_eq!(
             (a.status, a.body.clone()),
             (StatusCode::OK, json!({"status": "ok"}))
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn queue_limits_are_set_shown_and_removed() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let set = s
+        .call(
+            Method::PATCH,
+            "/v1/queues/mail",
+            Some(json!({"max_depth": 1000, "concurrency": 8, "rate": "100/s"})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(
+        (
+            &set.body["max_depth"],
+            &set.body["concurrency"],
+            &set.body["rate"]
+        ),
+        (&json!(1000), &json!(8), &json!("100/s"))
+    );
+    assert_eq!(
+        set.body["paused"], false,
+        "a patch of limits leaves paused alone"
+    );
+    let read = s.get("/v1/queues/mail").await.body;
+    assert_eq!(
+        (&read["concurrency"], &read["rate"]),
+        (&json!(8), &json!("100/s"))
+    );
+    let removed = s
+        .call(
+            Method::PATCH,
+            "/v1/queues/mail",
+            Some(json!({"rate": null, "paused": true})),
+        )
+        .await
+        .body;
+    assert_eq!(
+        (
+            &removed["rate"],
+            &removed["concurrency"],
+            &removed["paused"]
+        ),
+        (&json!(null), &json!(8), &json!(true))
+    );
+    for (body, field) in [
+        (json!({"max_depth": 0}), "max_depth"),
+        (json!({"max_depth": -1}), "max_depth"),
+        (json!({"concurrency": 0}), "concurrency"),
+        (json!({"concurrency": "many"}), "concurrency"),
+        (json!({"rate": "fast"}), "rate"),
+        (json!({"rate": "0/s"}), "rate"),
+        (json!({"rate": "5000000/s"}), "rate"),
+    ] {
+        let a = s
+            .call(Method::PATCH, "/v1/queues/mail", Some(body.clone()))
+            .await;
+        assert_problem(&a, 422, Some(field));
+    }
+    assert_eq!(
+        s.get("/v1/queues/mail").await.body["concurrency"],
+        8,
+        "refused changes change nothing"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_queue_full_with_retry_after() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let p = s
+        .call(
+            Method::PATCH,
+            "/v1/queues/mail",
+            Some(json!({"max_depth": 2})),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK);
+    s.enqueue(json!({"queue": "mail", "kind": "k"})).await;
+    s.enqueue(json!({"queue": "mail", "kind": "k"})).await;
+    let full = s
+        .post("/v1/jobs", json!({"queue": "mail", "kind": "k"}))
+        .await;
+    assert_problem(&full, 503, Some("queue"));
+    assert_eq!(full.body["type"], "urn:kairos:problem:queue-full");
+    assert_eq!(full.retry_after.as_deref(), Some("1"));
+    let batch = s
+        .post(
+            "/v1/jobs/batch",
+            json!({"jobs": [{"queue": "sms", "kind": "k"}, {"queue": "mail", "kind": "k"}]}),
+        )
+        .await;
+    assert_problem(&batch, 503, Some("queue"));
+    assert_problem(&s.get("/v1/queues/sms").await, 404, None); // none of the batch stored
+
+    let l = s.lease("mail", 1).await.remove(0);
+    s.ack(&l, json!({"outcome": "completed"})).await;
+    s.enqueue(json!({"queue": "mail", "kind": "k"})).await;
+    s.stop().await;
+}
+
+/// What 32 workers saw: when each lease answered, and the most jobs held at once.
+struct Run {
+    leased_at: Vec<std::time::Instant>,
+    most_at_once: usize,
+}
+
+/// 32 workers long-poll `queue` one job at a time, hold each job for `hold`, and ack it,
+/// until `n` jobs are done.
+async fn run_32_workers(s: &TestServer, queue: &str, n: usize, hold: std::time::Duration) -> Run {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let holding = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let leased_at = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for w in 0..32 {
+        let (client, base, queue) = (s.client.clone(), s.base.clone(), queue.to_string());
+        let (holding, most, done, leased_at) = (
+            holding.clone(),
+            most.clone(),
+            done.clone(),
+            leased_at.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let worker = format!("w{w}");
+            while done.load(Ordering::SeqCst) < n {
+                let body = json!({"queues": [queue], "worker": worker, "max": 1, "wait": "1s"});
+                let a = TestServer::answer(
+                    client
+                        .post(format!("{base}/v1/lease"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+                let Some(job) = a.body["jobs"].as_array().unwrap().first().cloned() else {
+                    continue;
+                };
+                leased_at.lock().unwrap().push(std::time::Instant::now());
+                let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(hold).await; // the job's work
+                holding.fetch_sub(1, Ordering::SeqCst);
+                let ack = json!({"worker": worker, "results": [{"id": job["id"],
+                    "lease_token": job["lease_token"], "outcome": "completed"}]});
+                let a = TestServer::answer(
+                    client
+                        .post(format!("{base}/v1/ack"))
+                        .json(&ack)
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    let mut leased_at = std::mem::take(&mut *leased_at.lock().unwrap());
+    leased_at.sort();
+    Run {
+        leased_at,
+        most_at_once: most.load(Ordering::SeqCst),
+    }
+}
+
+#[tokio::test]
+async fn concurrency_is_never_exceeded_by_32_workers() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let n = 120;
+    let jobs: Vec<_> = (0..n)
+        .map(|_| json!({"queue": "io", "kind": "k"}))
+        .collect();
+    assert_eq!(
+        s.post("/v1/jobs/batch", json!({"jobs": jobs})).await.status,
+        StatusCode::CREATED
+    );
+    s.call(
+        Method::PATCH,
+        "/v1/queues/io",
+        Some(json!({"concurrency": 4})),
+    )
+    .await;
+    let run = run_32_workers(&s, "io", n, std::time::Duration::from_millis(5)).await;
+    assert_eq!(run.leased_at.len(), n, "every job ran once");
+    assert!(
+        run.most_at_once <= 4,
+        "{} jobs ran at once",
+        run.most_at_once
+    );
+    assert!(run.most_at_once >= 1);
+    let q = s.get("/v1/queues/io").await.body;
+    assert_eq!(
+        (&q["counts"]["completed"], &q["counts"]["running"]),
+        (&json!(n), &json!(0))
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rate_is_held_with_32_workers() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let n = 90;
+    let jobs: Vec<_> = (0..n)
+        .map(|_| json!({"queue": "api", "kind": "k"}))
+        .collect();
+    assert_eq!(
+        s.post("/v1/jobs/batch", json!({"jobs": jobs})).await.status,
+        StatusCode::CREATED
+    );
+    s.call(
+        Method::PATCH,
+        "/v1/queues/api",
+        Some(json!({"rate": "30/s"})),
+    )
+    .await;
+    // The bucket starts (full: a burst of 30) at the first lease, after this.
+    let start = std::time::Instant::now();
+    let run = run_32_workers(&s, "api", n, std::time::Duration::ZERO).await;
+    assert_eq!(run.leased_at.len(), n);
+    // By any time t into the run, at most the burst plus 30 a second were leased (a few
+    // ms of slack for the store's clock against this one).
+    for (i, at) in run.leased_at.iter().enumerate() {
+        let elapsed = at.duration_since(start).as_secs_f64() + 0.05;
+        let allowed = 30.0 + 30.0 * elapsed;
+        assert!(
+            (i + 1) as f64 <= allowed,
+            "{} jobs leased {elapsed:.3} s in: over 30/s with a burst of 30",
+            i + 1
         );
     }
     s.stop().await;

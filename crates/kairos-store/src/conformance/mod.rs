@@ -10,8 +10,8 @@ use crate::{Extended, IdempotencyKey, ItemError, Store, StoreError};
 use kairos_core::api::{AckReport, EnqueueRequest, Extension, JobFilter, LeaseSpec};
 use kairos_core::schedule::{JobTemplateRequest, SchedulePatch, ScheduleRequest};
 use kairos_core::{
-    Duration, Job, JobState, Limits, ManualClock, NewJob, Outcome, Reported, Timestamp,
-    TransitionError,
+    Duration, Job, JobState, Limits, ManualClock, NewJob, Outcome, QueueChange, Reported,
+    Timestamp, TransitionError,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -71,6 +71,12 @@ macro_rules! conformance_suite {
             finished_jobs_go_after_their_retention,
             running_jobs_are_counted_per_worker,
             workers_are_saved_merged_and_forgotten,
+            queue_limits_are_kept_and_removed,
+            max_depth_refuses_what_would_pass_it,
+            concurrency_caps_running_jobs,
+            rate_spends_tokens_that_refill_on_the_clock,
+            concurrent_leasers_never_pass_a_queues_concurrency,
+            concurrent_enqueues_never_pass_a_queues_max_depth,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1585,4 +1591,306 @@ pub async fn workers_are_saved_merged_and_forgotten(env: Env) {
         .map(|w| w.name)
         .collect();
     assert_eq!(names, ["w4", "w3", "w2"]);
+}
+
+fn limit(max_depth: Option<u64>, concurrency: Option<u32>, rate: Option<&str>) -> QueueChange {
+    QueueChange {
+        paused: None,
+        max_depth: max_depth.map(Some),
+        concurrency: concurrency.map(Some),
+        rate: rate.map(|r| Some(r.parse().unwrap())),
+    }
+}
+
+async fn ack_all(env: &Env, leased: &[kairos_core::api::LeasedJob]) {
+    let reports = leased
+        .iter()
+        .map(|l| completed(l.job.id, l.lease_token))
+        .collect();
+    for r in env.store.ack(reports).await.unwrap() {
+        r.unwrap();
+    }
+}
+
+/// Limits are shown on the queue, changed one at a time, and removed by `null`.
+pub async fn queue_limits_are_kept_and_removed(env: Env) {
+    let q = env
+        .store
+        .change_queue("limited", limit(Some(100), Some(4), Some("10/m")))
+        .await
+        .unwrap();
+    assert_eq!(q.limits.max_depth, Some(100));
+    assert_eq!(q.limits.concurrency, Some(4));
+    assert_eq!(q.limits.rate.unwrap().to_string(), "10/m");
+    assert!(!q.paused);
+    let paused = env.store.set_paused("limited", true).await.unwrap();
+    assert_eq!(paused.limits, q.limits, "pausing keeps the limits");
+    let removed = env
+        .store
+        .change_queue(
+            "limited",
+            QueueChange {
+                concurrency: Some(None),
+                ..QueueChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            removed.limits.concurrency,
+            removed.limits.max_depth,
+            removed.paused
+        ),
+        (None, Some(100), true)
+    );
+    let read = env.store.queue("limited").await.unwrap().unwrap();
+    assert_eq!(read, removed);
+    assert_eq!(env.store.queues().await.unwrap(), vec![removed]);
+}
+
+/// A queue at its max_depth of unfinished jobs refuses new ones, a batch that would pass
+/// it whole; finished jobs make room, and a job its unique key dedupes is no new job.
+pub async fn max_depth_refuses_what_would_pass_it(env: Env) {
+    env.store
+        .change_queue("default", limit(Some(3), None, None))
+        .await
+        .unwrap();
+    let mut keyed = spec("k");
+    keyed.unique_key = Some("one".into());
+    env.store
+        .enqueue(vec![keyed.clone(), spec("k")], None)
+        .await
+        .unwrap();
+    match env.store.enqueue(vec![spec("k"), spec("k")], None).await {
+        Err(StoreError::QueueFull(full)) => {
+            assert_eq!((full.max_depth, full.queue.as_str()), (3, "default"));
+        }
+        other => panic!("expected queue full, got {other:?}"),
+    }
+    let q = env.store.queue("default").await.unwrap().unwrap();
+    assert_eq!(q.counts.available, 2, "nothing of the refused batch");
+    enqueue_one(&env, spec("k")).await;
+    let dup = env.store.enqueue(vec![keyed], None).await.unwrap();
+    assert!(!dup.jobs[0].1, "answered with the holder of its unique key");
+    assert!(matches!(
+        env.store.enqueue(vec![spec("k")], None).await,
+        Err(StoreError::QueueFull(_))
+    ));
+    // Another queue is not affected.
+    enqueue_one(&env, spec_in("other", "k")).await;
+    let leased = env.store.lease(lease_spec(&["default"], 1)).await.unwrap();
+    assert!(
+        env.store.enqueue(vec![spec("k")], None).await.is_err(),
+        "a running job is unfinished"
+    );
+    ack_all(&env, &leased).await;
+    enqueue_one(&env, spec("k")).await;
+    env.store
+        .change_queue(
+            "default",
+            QueueChange {
+                max_depth: Some(None),
+                ..QueueChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    env.store
+        .enqueue((0..5).map(|_| spec("k")).collect(), None)
+        .await
+        .unwrap();
+}
+
+/// A queue's concurrency bounds its running jobs; an ended job makes room.
+pub async fn concurrency_caps_running_jobs(env: Env) {
+    env.store
+        .enqueue((0..5).map(|_| spec("k")).collect(), None)
+        .await
+        .unwrap();
+    env.store
+        .change_queue("default", limit(None, Some(2), None))
+        .await
+        .unwrap();
+    let first = env.store.lease(lease_spec(&["default"], 5)).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(
+        env.store
+            .lease(lease_spec(&["default"], 5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    ack_all(&env, &first[..1]).await;
+    let second = env.store.lease(lease_spec(&["default"], 5)).await.unwrap();
+    assert_eq!(second.len(), 1, "one ended, one more runs");
+    // A lease over two queues takes the limited one's room only.
+    enqueue_one(&env, spec_in("open", "k")).await;
+    let both = env
+        .store
+        .lease(lease_spec(&["default", "open"], 5))
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 1);
+    assert_eq!(both[0].job.queue, "open");
+    env.store
+        .change_queue(
+            "default",
+            QueueChange {
+                concurrency: Some(None),
+                ..QueueChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        env.store
+            .lease(lease_spec(&["default"], 5))
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "no limit: the rest"
+    );
+}
+
+/// A queue's rate: a burst of one second's worth, then one job per interval as the
+/// store's clock moves; a changed rate starts full again.
+pub async fn rate_spends_tokens_that_refill_on_the_clock(env: Env) {
+    env.store
+        .enqueue((0..20).map(|_| spec("k")).collect(), None)
+        .await
+        .unwrap();
+    env.store
+        .change_queue("default", limit(None, None, Some("2/s")))
+        .await
+        .unwrap();
+    let burst = env.store.lease(lease_spec(&["default"], 10)).await.unwrap();
+    assert_eq!(burst.len(), 2, "one second's worth");
+    assert!(
+        env.store
+            .lease(lease_spec(&["default"], 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    env.clock.advance(std::time::Duration::from_millis(500));
+    assert_eq!(
+        env.store
+            .lease(lease_spec(&["default"], 10))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "one token in half a second"
+    );
+    advance(&env, 60);
+    assert_eq!(
+        env.store
+            .lease(lease_spec(&["default"], 10))
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "an idle minute piles up no more than the burst"
+    );
+    env.store
+        .change_queue("default", limit(None, None, Some("5/s")))
+        .await
+        .unwrap();
+    assert_eq!(
+        env.store
+            .lease(lease_spec(&["default"], 10))
+            .await
+            .unwrap()
+            .len(),
+        5,
+        "a new rate starts full"
+    );
+}
+
+/// Many leasers at once (on their own connections, where the backend has them), each
+/// holding what it leased for a moment, never hold more than the queue's concurrency
+/// between them, and between them run every job.
+pub async fn concurrent_leasers_never_pass_a_queues_concurrency(env: Env) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let n = 120;
+    env.store
+        .enqueue((0..n).map(|_| spec("k")).collect(), None)
+        .await
+        .unwrap();
+    env.store
+        .change_queue("default", limit(None, Some(3), None))
+        .await
+        .unwrap();
+    let holding = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut leasers = Vec::new();
+    for _ in 0..8 {
+        let (store, holding, most, done) = (
+            env.store.clone(),
+            holding.clone(),
+            most.clone(),
+            done.clone(),
+        );
+        leasers.push(tokio::spawn(async move {
+            while done.load(Ordering::SeqCst) < n {
+                let got = store.lease(lease_spec(&["default"], 2)).await.unwrap();
+                if got.is_empty() {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                // Between the lease's answer and the ack's request, these jobs run.
+                let now = holding.fetch_add(got.len(), Ordering::SeqCst) + got.len();
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                holding.fetch_sub(got.len(), Ordering::SeqCst);
+                let reports = got
+                    .iter()
+                    .map(|l| completed(l.job.id, l.lease_token))
+                    .collect();
+                for r in store.ack(reports).await.unwrap() {
+                    r.unwrap();
+                }
+                done.fetch_add(got.len(), Ordering::SeqCst);
+            }
+        }));
+    }
+    for l in leasers {
+        l.await.unwrap();
+    }
+    assert!(
+        most.load(Ordering::SeqCst) <= 3,
+        "held {} at once",
+        most.load(Ordering::SeqCst)
+    );
+    let q = env.store.queue("default").await.unwrap().unwrap();
+    assert_eq!((q.counts.completed, q.counts.running), (n as u64, 0));
+}
+
+/// Many enqueues into a queue with a max_depth at once: exactly that many get in.
+pub async fn concurrent_enqueues_never_pass_a_queues_max_depth(env: Env) {
+    env.store
+        .change_queue("default", limit(Some(5), None, None))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = env.store.clone();
+        tasks.push(tokio::spawn(async move {
+            match store.enqueue(vec![spec("k")], None).await {
+                Ok(_) => true,
+                Err(StoreError::QueueFull(_)) => false,
+                Err(e) => panic!("{e}"),
+            }
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += t.await.unwrap() as usize;
+    }
+    assert_eq!(admitted, 5);
+    let q = env.store.queue("default").await.unwrap().unwrap();
+    assert_eq!(q.counts.available, 5);
 }

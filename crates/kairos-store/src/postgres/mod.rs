@@ -30,7 +30,7 @@ use kairos_core::api::{
     AckReport, ClusterNode, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob,
 };
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use kairos_core::{Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, QueueChange, Timestamp};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -405,9 +405,9 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, StoreError> {
+    async fn change_queue(&self, name: &str, change: QueueChange) -> Result<Queue, StoreError> {
         let name = name.to_string();
-        self.run(move |i| Box::pin(ops::set_paused(i, name.clone(), paused)))
+        self.run(move |i| Box::pin(ops::change_queue(i, name.clone(), change.clone())))
             .await
     }
 

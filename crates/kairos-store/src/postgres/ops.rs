@@ -12,18 +12,57 @@ use super::read;
 use super::rows::{self, NewRows, StoredJob};
 use super::tx::{BEGIN, BEGIN_INDEX_ORDER, Tx};
 use crate::ids::lease_token;
+use crate::limits::LimitColumns;
 use crate::states::statement;
 use crate::{
     Enqueued, Extended, FIRE_CHUNK, IdempotencyKey, ItemError, MAINTENANCE_CHUNK, RETRY_DEAD_CHUNK,
     RetriedChunk, StoreError, StoredAnswer, Tick, visible,
 };
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
+use kairos_core::rate::Bucket;
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{AckEffect, Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use kairos_core::{
+    AckEffect, Cutoffs, Held, Job, JobState, Limits, NewJob, Queue, QueueChange, QueueLimits,
+    Timestamp,
+};
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+/// The leased queues whose leasing is limited, locked in name order: the nodes take
+/// turns leasing from such a queue (unlimited queues are not locked). The row read after
+/// the lock is the latest: a limit removed meanwhile drops it.
+const LOCK_LIMITED: &str = "SELECT name, concurrency, rate, rate_tokens, rate_at FROM queues \
+     WHERE name = ANY($1) AND NOT paused AND (concurrency IS NOT NULL OR rate IS NOT NULL) \
+     ORDER BY name FOR UPDATE";
+statement!(
+    /// Running jobs of the leased queues that have a `concurrency`, read after their
+    /// lock (a statement of its own, so its snapshot holds every lease committed before).
+    RUNNING_LIMITED = "SELECT queue, sum(n)::bigint FROM \
+     (SELECT queue, n FROM queue_counts WHERE state = {running} AND queue = ANY($1) \
+      UNION ALL SELECT queue, n FROM queue_count_deltas WHERE state = {running} \
+      AND queue = ANY($1)) AS c \
+     WHERE queue IN (SELECT name FROM queues WHERE name = ANY($1) AND concurrency IS NOT NULL) \
+     GROUP BY queue"
+);
+/// The rate buckets as spent by a lease.
+const SAVE_BUCKETS: &str = "UPDATE queues SET rate_tokens = b.tokens, rate_at = b.at \
+     FROM unnest($1::text[], $2::float8[], $3::timestamptz[]) AS b(name, tokens, at) \
+     WHERE queues.name = b.name";
+/// The enqueued-to queues that have a `max_depth`, locked in name order: enqueues to
+/// such a queue take turns, so none passes it.
+const LOCK_DEPTH: &str = "SELECT name, max_depth FROM queues \
+     WHERE name = ANY($1) AND max_depth IS NOT NULL ORDER BY name FOR UPDATE";
+statement!(
+    /// Unfinished jobs of the enqueued-to queues that have a `max_depth`, read after
+    /// their lock.
+    UNFINISHED_LIMITED = "SELECT queue, sum(n)::bigint FROM \
+     (SELECT queue, n FROM queue_counts WHERE state IN {unfinished} AND queue = ANY($1) \
+      UNION ALL SELECT queue, n FROM queue_count_deltas WHERE state IN {unfinished} \
+      AND queue = ANY($1)) AS c \
+     WHERE queue IN (SELECT name FROM queues WHERE name = ANY($1) AND max_depth IS NOT NULL) \
+     GROUP BY queue"
+);
 statement!(
     LEASE_CANDIDATES = concat!(
         "SELECT j.* FROM (SELECT q FROM unnest($1::text[]) AS q \
@@ -117,12 +156,20 @@ fn stored(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredJob>, StoreError> {
     rows.iter().map(rows::job_from_row).collect()
 }
 
-/// Runs `body` in a transaction opened with `first`; commits when it succeeds, then
-/// announces what changed.
+/// Runs `body` in a transaction opened with `first` (an optional query, its rows in
+/// `rows`), or with `begin` and a list of queries (their rows in `rows`, one list each);
+/// commits when it succeeds, then announces what changed.
 macro_rules! in_tx {
-    ($inner:expr, $first:expr, |$tx:ident, $rows:ident| $body:block) => {{ in_tx!($inner, BEGIN, $first, None, |$tx, $rows, _second| $body) }};
-    ($inner:expr, $begin:expr, $first:expr, $second:expr, |$tx:ident, $rows:ident, $rows2:ident| $body:block) => {{
-        let (mut $tx, $rows, $rows2) = Tx::open($inner, $begin, $first, $second).await?;
+    ($inner:expr, $first:expr, |$tx:ident, $rows:ident| $body:block) => {{
+        let first: Option<super::tx::Query<'_>> = $first;
+        let opening: Vec<super::tx::Query<'_>> = first.into_iter().collect();
+        in_tx!($inner, BEGIN, &opening, |$tx, opened| {
+            let $rows = opened.into_iter().next().unwrap_or_default();
+            $body
+        })
+    }};
+    ($inner:expr, $begin:expr, $queries:expr, |$tx:ident, $rows:ident| $body:block) => {{
+        let (mut $tx, $rows) = Tx::open($inner, $begin, $queries).await?;
         let result: Result<_, StoreError> = async { $body }.await;
         match result {
             Ok(value) => {
@@ -190,7 +237,27 @@ pub(crate) async fn enqueue(
     jobs: Vec<NewJob>,
     idempotency: Option<IdempotencyKey>,
 ) -> Result<Enqueued, StoreError> {
-    in_tx!(inner, None, |tx, _rows| {
+    let mut queues: Vec<String> = jobs.iter().map(|j| j.queue.clone()).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    let args: [&(dyn ToSql + Sync); 1] = [&queues];
+    let opening = [
+        (LOCK_DEPTH, &args[..]),
+        (UNFINISHED_LIMITED.as_str(), &args[..]),
+    ];
+    in_tx!(inner, BEGIN, &opening, |tx, opened| {
+        // Queues with a max_depth, and how many unfinished jobs each holds.
+        let mut depth: HashMap<String, (u64, u64)> = HashMap::new();
+        for r in &opened[0] {
+            let max: i64 = r.try_get(1)?;
+            depth.insert(r.try_get(0)?, (max.max(0) as u64, 0));
+        }
+        for r in &opened[1] {
+            let n: Option<i64> = r.try_get(1)?;
+            if let Some(d) = depth.get_mut(&r.try_get::<_, String>(0)?) {
+                d.1 = n.unwrap_or(0).max(0) as u64;
+            }
+        }
         if let Some(key) = &idempotency {
             // Requests with the same key take turns, so the second finds the first's answer.
             tx.execute(
@@ -222,6 +289,21 @@ pub(crate) async fn enqueue(
             .map(|spec| Job::new(spec, inner.next_id(now), now))
             .collect();
         let inserted = insert(inner, &mut tx, &made).await?;
+        if !depth.is_empty() {
+            let mut adding: HashMap<&str, u64> = HashMap::new();
+            for j in made.iter().filter(|j| inserted.contains_key(&j.id)) {
+                *adding.entry(j.queue.as_str()).or_default() += 1;
+            }
+            for (queue, n) in adding {
+                if let Some(&(max, unfinished)) = depth.get(queue) {
+                    let limits = QueueLimits {
+                        max_depth: Some(max),
+                        ..QueueLimits::default()
+                    };
+                    limits.admit(queue, unfinished, n)?;
+                }
+            }
+        }
         // Jobs not inserted lost to an unfinished job holding their unique key (one of
         // this batch, or one committed by anyone): that job is the answer.
         let (lost_queues, lost_keys): (Vec<String>, Vec<String>) = made
@@ -290,55 +372,140 @@ fn promote(tx: &mut Tx, due: Vec<StoredJob>) -> u64 {
 pub(crate) async fn lease(inner: &Inner, spec: LeaseSpec) -> Result<Vec<LeasedJob>, StoreError> {
     let max = spec.max as i64;
     let queues = spec.queues.clone();
-    let first: [&(dyn ToSql + Sync); 2] = [&queues, &MAINTENANCE_CHUNK];
-    let second: [&(dyn ToSql + Sync); 2] = [&queues, &max];
-    // The candidates come in the opening round trip too; they are looked for again only
-    // when due jobs were promoted first (the common case needs no second look).
-    let opening = (
-        Some((DUE_IN_QUEUES.as_str(), &first[..])),
-        Some((LEASE_CANDIDATES.as_str(), &second[..])),
-    );
-    in_tx!(
-        inner,
-        BEGIN_INDEX_ORDER,
-        opening.0,
-        opening.1,
-        |tx, due, found| {
-            // Waiting jobs of these queues whose time has come are leasable now, not only
-            // after the next maintenance pass.
-            let promoted = promote(&mut tx, stored(&due)?);
-            let found = if promoted > 0 {
-                tx.flush().await?;
-                tx.query(&LEASE_CANDIDATES, &second).await?
-            } else {
-                found
-            };
-            let mut candidates = stored(&found)?;
-            // Each queue answered its best; merged in lease order. Rows locked beyond `max`
-            // are released at commit, untouched.
-            candidates.sort_by(|a, b| {
-                b.job
-                    .priority
-                    .cmp(&a.job.priority)
-                    .then(a.job.run_at.cmp(&b.job.run_at))
-                    .then(a.seq.cmp(&b.seq))
-            });
-            candidates.truncate(spec.max as usize);
-            let mut out = Vec::with_capacity(candidates.len());
-            for mut s in candidates {
-                let token = lease_token();
-                s.job.lease(&spec.worker, token, spec.lease, tx.now)?;
-                let expires = s.job.lease.as_ref().map_or(tx.now, |l| l.expires_at);
-                out.push(LeasedJob {
-                    job: s.job.clone(),
-                    lease_token: token,
-                    lease_expires_at: expires,
-                });
-                tx.save(s);
+    let one: [&(dyn ToSql + Sync); 1] = [&queues];
+    let due_args: [&(dyn ToSql + Sync); 2] = [&queues, &MAINTENANCE_CHUNK];
+    let candidate_args: [&(dyn ToSql + Sync); 2] = [&queues, &max];
+    // One round trip: the limited queues' locks first (so every transaction that locks a
+    // queue and its jobs does so in that order), then what they need, the due jobs to
+    // promote and the candidates. The common case needs no second look.
+    let opening = [
+        (LOCK_LIMITED, &one[..]),
+        (RUNNING_LIMITED.as_str(), &one[..]),
+        (DUE_IN_QUEUES.as_str(), &due_args[..]),
+        (LEASE_CANDIDATES.as_str(), &candidate_args[..]),
+    ];
+    in_tx!(inner, BEGIN_INDEX_ORDER, &opening, |tx, opened| {
+        let mut opened = opened.into_iter();
+        let (locked, running, due, found) = (
+            opened.next().unwrap_or_default(),
+            opened.next().unwrap_or_default(),
+            opened.next().unwrap_or_default(),
+            opened.next().unwrap_or_default(),
+        );
+        // Waiting jobs of these queues whose time has come are leasable now, not only
+        // after the next maintenance pass.
+        let promoted = promote(&mut tx, stored(&due)?);
+        let found = if promoted > 0 {
+            tx.flush().await?;
+            tx.query(&LEASE_CANDIDATES, &candidate_args).await?
+        } else {
+            found
+        };
+        let rooms = lease_rooms(&tx, &locked, &running)?;
+        let mut candidates = stored(&found)?;
+        // Each queue answered its best, a limited one no more than its room; merged in
+        // lease order. Rows locked beyond are released at commit, untouched.
+        let mut kept: HashMap<&str, u32> = HashMap::new();
+        candidates.retain(|s| match rooms.get(s.job.queue.as_str()) {
+            None => true,
+            Some(room) => {
+                let n = kept.entry(room.queue.as_str()).or_default();
+                *n += 1;
+                *n <= room.room
             }
-            Ok(out)
+        });
+        candidates.sort_by(|a, b| {
+            b.job
+                .priority
+                .cmp(&a.job.priority)
+                .then(a.job.run_at.cmp(&b.job.run_at))
+                .then(a.seq.cmp(&b.seq))
+        });
+        candidates.truncate(spec.max as usize);
+        let mut out = Vec::with_capacity(candidates.len());
+        for mut s in candidates {
+            let token = lease_token();
+            s.job.lease(&spec.worker, token, spec.lease, tx.now)?;
+            let expires = s.job.lease.as_ref().map_or(tx.now, |l| l.expires_at);
+            out.push(LeasedJob {
+                job: s.job.clone(),
+                lease_token: token,
+                lease_expires_at: expires,
+            });
+            tx.save(s);
         }
-    )
+        let mut buckets: (Vec<String>, Vec<f64>, Vec<Timestamp>) = Default::default();
+        for room in rooms.values() {
+            inner.signals.hold(&room.queue, room.held);
+            if let Some(mut bucket) = room.bucket {
+                let taken = out.iter().filter(|l| l.job.queue == room.queue).count();
+                bucket.spend(taken as u32);
+                buckets.0.push(room.queue.clone());
+                buckets.1.push(bucket.tokens);
+                buckets.2.push(bucket.at);
+            }
+        }
+        if !buckets.0.is_empty() {
+            tx.execute(SAVE_BUCKETS, &[&buckets.0, &buckets.1, &buckets.2])
+                .await?;
+        }
+        Ok(out)
+    })
+}
+
+/// A limited queue's share of one lease.
+struct Room {
+    queue: String,
+    /// Most jobs this lease may take from it.
+    room: u32,
+    /// Why none, when none.
+    held: Option<Held>,
+    /// Its rate bucket refilled to now, to spend what is taken.
+    bucket: Option<Bucket>,
+}
+
+/// The room of each limited queue a lease locked (`locked`: their rows; `running`: their
+/// running jobs), by the rules of [`QueueLimits::lease_room`].
+fn lease_rooms(
+    tx: &Tx,
+    locked: &[tokio_postgres::Row],
+    running: &[tokio_postgres::Row],
+) -> Result<HashMap<String, Room>, StoreError> {
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for r in running {
+        let n: Option<i64> = r.try_get(1)?;
+        counts.insert(r.try_get(0)?, n.unwrap_or(0).max(0) as u64);
+    }
+    let mut rooms = HashMap::new();
+    for r in locked {
+        let queue: String = r.try_get(0)?;
+        let limits = LimitColumns {
+            max_depth: None,
+            concurrency: r.try_get(1)?,
+            rate: r.try_get(2)?,
+        }
+        .limits()?;
+        let kept = match (r.try_get::<_, Option<f64>>(3)?, r.try_get(4)?) {
+            (Some(tokens), Some(at)) => Some(Bucket { tokens, at }),
+            _ => None,
+        };
+        let bucket = limits.rate.map(|rate| Bucket::refilled(kept, rate, tx.now));
+        let running = counts.get(&queue).copied().unwrap_or(0);
+        let (room, held) = match limits.lease_room(running, bucket.as_ref()) {
+            Ok(room) => (room, None),
+            Err(held) => (0, Some(held)),
+        };
+        rooms.insert(
+            queue.clone(),
+            Room {
+                queue,
+                room,
+                held,
+                bucket,
+            },
+        );
+    }
+    Ok(rooms)
 }
 
 /// The jobs of `ids`, locked, by id.
@@ -476,32 +643,47 @@ pub(crate) async fn delete(inner: &Inner, id: Uuid) -> Result<(), StoreError> {
     })
 }
 
-pub(crate) async fn set_paused(
+pub(crate) async fn change_queue(
     inner: &Inner,
     name: String,
-    paused: bool,
+    change: QueueChange,
 ) -> Result<Queue, StoreError> {
     in_tx!(inner, None, |tx, _rows| {
         let now = tx.now;
+        // The row, locked: two changes of one queue take turns, neither undoing the other.
         tx.execute(
-            "INSERT INTO queues (name, paused, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
-            &[&name, &paused, &now],
+            "INSERT INTO queues (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &now],
         )
         .await?;
-        if !paused {
-            tx.effects.resumed.push(name.clone());
-        }
-        tx.effects.new_queues.push(name.clone());
+        tx.execute("SELECT 1 FROM queues WHERE name = $1 FOR UPDATE", &[&name])
+            .await?;
         let mut queue = read::queues_in(&tx, Some(&name))
             .await?
             .pop()
-            .unwrap_or(Queue {
-                name: name.clone(),
-                paused,
-                counts: Default::default(),
-            });
-        queue.paused = paused;
+            .unwrap_or_else(|| Queue::new(&name));
+        change.apply(&mut queue);
+        let limits = LimitColumns::of(&queue.limits);
+        tx.execute(
+            "UPDATE queues SET paused = $2, max_depth = $3, concurrency = $4, rate = $5, \
+             rate_tokens = CASE WHEN $6 THEN NULL ELSE rate_tokens END, \
+             rate_at = CASE WHEN $6 THEN NULL ELSE rate_at END WHERE name = $1",
+            &[
+                &name,
+                &queue.paused,
+                &limits.max_depth,
+                &limits.concurrency,
+                &limits.rate,
+                &change.changes_rate(),
+            ],
+        )
+        .await?;
+        // Waiting leases, on every node, look again: it may have been resumed, or a
+        // limit raised or removed.
+        if !queue.paused {
+            tx.effects.resumed.push(name.clone());
+        }
+        tx.effects.new_queues.push(name.clone());
         Ok(queue)
     })
 }
@@ -535,8 +717,9 @@ pub(crate) async fn tick(inner: &Inner) -> Result<Tick, StoreError> {
     inner.signals.mark_due();
     let first: [&(dyn ToSql + Sync); 1] = [&MAINTENANCE_CHUNK];
     let opening = Some((DUE_WAITING.as_str(), &first[..]));
-    let (promoted, expired) = in_tx!(inner, BEGIN_INDEX_ORDER, opening, None, |tx, due, _none| {
-        let promoted = promote(&mut tx, stored(&due)?);
+    let opening: Vec<super::tx::Query<'_>> = opening.into_iter().collect();
+    let (promoted, expired) = in_tx!(inner, BEGIN_INDEX_ORDER, &opening, |tx, opened| {
+        let promoted = promote(&mut tx, stored(&opened[0])?);
         let lapsed = stored(&tx.query(&LAPSED_LEASES, &[&MAINTENANCE_CHUNK]).await?)?;
         let mut expired = 0;
         for mut s in lapsed {

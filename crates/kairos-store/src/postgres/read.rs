@@ -4,6 +4,7 @@
 use super::Inner;
 use super::rows::{self, JOB_COLUMNS};
 use super::tx::Tx;
+use crate::limits::LimitColumns;
 use crate::states::statement;
 use crate::{StoreError, visible};
 use deadpool_postgres::Object;
@@ -17,7 +18,8 @@ statement!(LAST_DEAD = "SELECT max(seq) FROM jobs WHERE queue = $1 AND state = {
 
 /// Counts and pause flags of every queue (or one), from the folded counts plus the
 /// deltas not folded yet: exact, and no row every writer updates.
-const QUEUES: &str = "SELECT q.name, q.paused, c.state, c.n FROM queues q \
+const QUEUES: &str = "SELECT q.name, q.paused, q.max_depth, q.concurrency, q.rate, \
+     c.state, c.n FROM queues q \
      LEFT JOIN (SELECT queue, state, sum(n)::bigint AS n FROM \
        (SELECT queue, state, n FROM queue_counts \
         UNION ALL SELECT queue, state, n FROM queue_count_deltas) AS all_counts \
@@ -123,15 +125,21 @@ fn queues_from(rows: &[tokio_postgres::Row]) -> Result<Vec<Queue>, StoreError> {
     for r in rows {
         let name: String = r.try_get(0)?;
         if out.last().is_none_or(|q| q.name != name) {
+            let limits = LimitColumns {
+                max_depth: r.try_get(2)?,
+                concurrency: r.try_get(3)?,
+                rate: r.try_get(4)?,
+            };
             out.push(Queue {
                 name: name.clone(),
                 paused: r.try_get(1)?,
+                limits: limits.limits()?,
                 counts: StateCounts::default(),
             });
         }
         let queue = out.last_mut().expect("pushed above");
-        let state: Option<i16> = r.try_get(2)?;
-        let n: Option<i64> = r.try_get(3)?;
+        let state: Option<i16> = r.try_get(5)?;
+        let n: Option<i64> = r.try_get(6)?;
         if let (Some(state), Some(n)) = (state, n)
             && let Some(s) = u8::try_from(state).ok().and_then(JobState::from_code)
         {

@@ -13,6 +13,10 @@
 //! - Queue counts never become one hot row: every transaction appends its deltas to
 //!   `queue_count_deltas` (insert-only, no row is updated by two writers), the maintenance
 //!   pass folds them into `queue_counts`, and a read sums both, so counts are exact.
+//! - A queue whose leasing is limited (`concurrency`, `rate`) is leased under its row's
+//!   lock, so the nodes take turns counting its running jobs and spending its tokens;
+//!   a queue with a `max_depth` is enqueued to under the same lock. Unlimited queues
+//!   take no lock.
 //! - Times are `timestamptz` and are compared with `kairos_now()`: the database's clock
 //!   (`now()`), unless a test pinned `kairos.clock` for its transaction.
 
@@ -139,6 +143,16 @@ CREATE INDEX workers_seen ON workers (last_seen_at);
     r#"
 -- The producer's W3C trace context, as JSON ({"traceparent", "tracestate"}); set once.
 ALTER TABLE jobs ADD COLUMN trace text;
+"#,
+    r#"
+-- A queue's limits (NULL: none; see kairos_core::QueueLimits), and its rate's token
+-- bucket as last spent (NULL: full), shared by every node under the row's lock.
+ALTER TABLE queues
+    ADD COLUMN max_depth   bigint,
+    ADD COLUMN concurrency bigint,
+    ADD COLUMN rate        text,
+    ADD COLUMN rate_tokens double precision,
+    ADD COLUMN rate_at     timestamptz;
 "#,
 ];
 

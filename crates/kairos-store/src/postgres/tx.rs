@@ -56,28 +56,24 @@ impl Tx {
         inner: &Inner,
         first: Option<Query<'_>>,
     ) -> Result<(Tx, Vec<Row>), StoreError> {
-        let (tx, rows, _) = Tx::open(inner, BEGIN, first, None).await?;
-        Ok((tx, rows))
+        let queries: Vec<Query<'_>> = first.into_iter().collect();
+        let (tx, mut rows) = Tx::open(inner, BEGIN, &queries).await?;
+        Ok((tx, rows.pop().unwrap_or_default()))
     }
 
     /// Opens a transaction (with `begin`: [`BEGIN`] or [`BEGIN_INDEX_ORDER`]) and runs
-    /// `first`, then `second`, in the same round trip.
+    /// `queries` in order, all in the same round trip; answers each one's rows.
     pub(crate) async fn open(
         inner: &Inner,
         begin: &'static str,
-        first: Option<Query<'_>>,
-        second: Option<Query<'_>>,
-    ) -> Result<(Tx, Vec<Row>, Vec<Row>), StoreError> {
+        queries: &[Query<'_>],
+    ) -> Result<(Tx, Vec<Vec<Row>>), StoreError> {
         let client = inner.connection().await?;
         let now_stmt = client.prepare_cached("SELECT kairos_now()").await?;
-        let first_stmt = match first {
-            Some((sql, _)) => Some(client.prepare_cached(sql).await?),
-            None => None,
-        };
-        let second_stmt = match second {
-            Some((sql, _)) => Some(client.prepare_cached(sql).await?),
-            None => None,
-        };
+        let mut stmts = Vec::with_capacity(queries.len());
+        for (sql, _) in queries {
+            stmts.push(client.prepare_cached(sql).await?);
+        }
         // As the text `kairos.clock` takes.
         let pinned = inner.pinned_clock().map(|t| t.to_string());
         let pin = match &pinned {
@@ -100,19 +96,14 @@ impl Tx {
                 }
             };
             let now_f = c.query_one(&now_stmt, &[]);
-            let first_f = async {
-                match (&first_stmt, first) {
-                    (Some(stmt), Some((_, params))) => c.query(stmt, params).await,
-                    _ => Ok(Vec::new()),
-                }
-            };
-            let second_f = async {
-                match (&second_stmt, second) {
-                    (Some(stmt), Some((_, params))) => c.query(stmt, params).await,
-                    _ => Ok(Vec::new()),
-                }
-            };
-            tokio::try_join!(begin_f, pin_f, now_f, first_f, second_f)
+            // Each query is sent when first polled, in order: one round trip for all.
+            let queries_f = futures_util::future::try_join_all(
+                stmts
+                    .iter()
+                    .zip(queries)
+                    .map(|(stmt, (_, params))| c.query(stmt, params)),
+            );
+            tokio::try_join!(begin_f, pin_f, now_f, queries_f)
         };
         let mut tx = Tx {
             client: Some(client),
@@ -120,8 +111,8 @@ impl Tx {
             changed: BTreeMap::new(),
             effects: Effects::default(),
         };
-        let (now_row, rows, rows2) = match opened {
-            Ok((_, _, now_row, rows, rows2)) => (now_row, rows, rows2),
+        let (now_row, rows) = match opened {
+            Ok((_, _, now_row, rows)) => (now_row, rows),
             Err(e) => {
                 // BEGIN went through: the connection must not go back to the pool with its
                 // (failed) transaction open.
@@ -138,7 +129,7 @@ impl Tx {
         };
         tx.now = now;
         inner.observe_clock(now, sent);
-        Ok((tx, rows, rows2))
+        Ok((tx, rows))
     }
 
     fn client(&self) -> &Object {

@@ -22,7 +22,9 @@ use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, Store
 use async_trait::async_trait;
 use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, SystemClock, Timestamp};
+use kairos_core::{
+    Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, QueueChange, SystemClock, Timestamp,
+};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -372,9 +374,10 @@ impl Store for SqliteStore {
         self.read(move |c, _| read::queue(c, &name)).await
     }
 
-    async fn set_paused(&self, name: &str, paused: bool) -> Result<Queue, StoreError> {
+    async fn change_queue(&self, name: &str, change: QueueChange) -> Result<Queue, StoreError> {
         let name = name.to_string();
-        self.write(move |b| ops::set_paused(b, &name, paused)).await
+        self.write(move |b| ops::change_queue(b, &name, change))
+            .await
     }
 
     async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError> {

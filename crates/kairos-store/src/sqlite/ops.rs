@@ -6,15 +6,20 @@ use super::read;
 use super::rows::{self, Read, StoredJob};
 use super::writer::Batch;
 use crate::ids::lease_token;
+use crate::limits::LimitColumns;
 use crate::states::statement;
 use crate::{
     Enqueued, Extended, IdempotencyKey, ItemError, RetriedChunk, StoreError, Tick, visible,
 };
 use crate::{FIRE_CHUNK, MAINTENANCE_CHUNK, StoredAnswer};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
+use kairos_core::rate::Bucket;
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{AckEffect, Cutoffs, Job, JobState, Limits, NewJob, Queue, Timestamp};
+use kairos_core::{
+    AckEffect, Cutoffs, Job, JobState, Limits, NewJob, Queue, QueueChange, Timestamp,
+};
 use rusqlite::{OptionalExtension, params};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 statement!(
@@ -72,6 +77,8 @@ pub(crate) fn enqueue(
         }
     }
     let mut out = Vec::with_capacity(jobs.len());
+    // Unfinished jobs of each queue with a max_depth, this batch's included.
+    let mut depth: HashMap<String, u64> = HashMap::new();
     for spec in jobs {
         if let Some(unique_key) = &spec.unique_key {
             let existing: Option<i64> = b
@@ -83,6 +90,15 @@ pub(crate) fn enqueue(
                 out.push((visible(b.load_seq(seq, Read::Full)?.job, b.now), false));
                 continue;
             }
+        }
+        let limits = b.limits(&spec.queue);
+        if limits.max_depth.is_some() {
+            let held = match depth.get(&spec.queue) {
+                Some(n) => *n,
+                None => b.count(&spec.queue, &JobState::UNFINISHED)?,
+            };
+            limits.admit(&spec.queue, held, 1)?;
+            depth.insert(spec.queue.clone(), held + 1);
         }
         let id = b.next_id();
         let job = Job::new(spec, id, b.now);
@@ -114,18 +130,36 @@ pub(crate) fn lease(b: &mut Batch<'_>, spec: LeaseSpec) -> Result<Vec<LeasedJob>
     b.promote_due()?;
     // (priority, run_at, seq) of the best candidates of each queue, merged in lease order.
     let mut candidates: Vec<(i32, i64, i64)> = Vec::new();
-    {
+    // Queues whose limits bound this lease, with their rate buckets refilled to now.
+    let mut limited: Vec<(&str, Option<Bucket>)> = Vec::new();
+    for queue in &spec.queues {
+        if b.is_paused(queue) {
+            continue;
+        }
+        let limits = b.limits(queue);
+        let mut take = spec.max;
+        if limits.limits_leasing() {
+            let running = match limits.concurrency {
+                Some(_) => b.count(queue, &[JobState::Running])?,
+                None => 0,
+            };
+            let bucket = limits.rate.map(|r| b.bucket(queue, r));
+            match limits.lease_room(running, bucket.as_ref()) {
+                Ok(room) => take = take.min(room),
+                Err(held) => {
+                    b.held(queue, Some(held));
+                    continue;
+                }
+            }
+            b.held(queue, None);
+            limited.push((queue, bucket));
+        }
         let mut stmt = b.conn.prepare_cached(&LEASE_CANDIDATES)?;
-        for queue in &spec.queues {
-            if b.is_paused(queue) {
-                continue;
-            }
-            let rows = stmt.query_map(params![queue, spec.max], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-            for row in rows {
-                candidates.push(row?);
-            }
+        let rows = stmt.query_map(params![queue, take], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        for row in rows {
+            candidates.push(row?);
         }
     }
     if spec.queues.len() > 1 {
@@ -144,6 +178,13 @@ pub(crate) fn lease(b: &mut Batch<'_>, spec: LeaseSpec) -> Result<Vec<LeasedJob>
             lease_token: token,
             lease_expires_at: expires,
         });
+    }
+    for (queue, bucket) in limited {
+        if let Some(mut bucket) = bucket {
+            let taken = out.iter().filter(|l| l.job.queue == queue).count();
+            bucket.spend(taken as u32);
+            b.set_bucket(queue, bucket);
+        }
     }
     Ok(out)
 }
@@ -238,14 +279,30 @@ pub(crate) fn delete(b: &mut Batch<'_>, id: Uuid) -> Result<(), StoreError> {
     b.remove(&stored)
 }
 
-pub(crate) fn set_paused(b: &mut Batch<'_>, name: &str, paused: bool) -> Result<Queue, StoreError> {
-    b.set_paused(name, paused);
-    let mut queue = read::queue(b.conn, name)?.unwrap_or(Queue {
-        name: name.to_string(),
-        paused,
-        counts: Default::default(),
-    });
-    queue.paused = paused;
+pub(crate) fn change_queue(
+    b: &mut Batch<'_>,
+    name: &str,
+    change: QueueChange,
+) -> Result<Queue, StoreError> {
+    let mut queue = read::queue(b.conn, name)?.unwrap_or_else(|| Queue::new(name));
+    change.apply(&mut queue);
+    let limits = LimitColumns::of(&queue.limits);
+    b.conn
+        .prepare_cached(
+            "INSERT INTO queues (name, paused, created_at, max_depth, concurrency, rate) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO UPDATE SET \
+             paused = excluded.paused, max_depth = excluded.max_depth, \
+             concurrency = excluded.concurrency, rate = excluded.rate",
+        )?
+        .execute(params![
+            name,
+            queue.paused,
+            rows::us(b.now),
+            limits.max_depth,
+            limits.concurrency,
+            limits.rate
+        ])?;
+    b.queue_changed(name, queue.paused, queue.limits, change.changes_rate());
     Ok(queue)
 }
 

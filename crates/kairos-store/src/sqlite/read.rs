@@ -2,11 +2,12 @@
 //! needs to answer with current data). Readers see only committed data.
 
 use super::rows::{self, JOB_COLUMNS};
+use crate::limits::LimitColumns;
 use crate::states::statement;
 use crate::{StoreError, visible};
 use kairos_core::api::{JobFilter, JobPage};
 use kairos_core::schedule::Schedule;
-use kairos_core::{Job, JobState, Queue, StateCounts, Timestamp};
+use kairos_core::{Job, JobState, Queue, QueueLimits, StateCounts, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
@@ -85,33 +86,51 @@ fn counts(conn: &Connection, name: &str) -> Result<StateCounts, StoreError> {
     Ok(c)
 }
 
-pub(crate) fn queue(conn: &Connection, name: &str) -> Result<Option<Queue>, StoreError> {
-    let paused: Option<bool> = conn
-        .prepare_cached("SELECT paused FROM queues WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
-        .optional()?;
-    match paused {
-        Some(paused) => Ok(Some(Queue {
-            name: name.to_string(),
-            paused,
-            counts: counts(conn, name)?,
-        })),
-        None => Ok(None),
+/// The stored settings of every queue (or the one named): name, paused, limits.
+pub(crate) fn settings(
+    conn: &Connection,
+    name: Option<&str>,
+) -> Result<Vec<(String, bool, QueueLimits)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, paused, max_depth, concurrency, rate FROM queues \
+         WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
+    )?;
+    let rows = stmt.query_map([name], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, bool>(1)?,
+            LimitColumns {
+                max_depth: r.get(2)?,
+                concurrency: r.get(3)?,
+                rate: r.get(4)?,
+            },
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, paused, columns) = row?;
+        out.push((name, paused, columns.limits()?));
     }
+    Ok(out)
+}
+
+pub(crate) fn queue(conn: &Connection, name: &str) -> Result<Option<Queue>, StoreError> {
+    Ok(queues_named(conn, Some(name))?.pop())
 }
 
 pub(crate) fn queues(conn: &Connection) -> Result<Vec<Queue>, StoreError> {
-    let names: Vec<(String, bool)> = conn
-        .prepare_cached("SELECT name, paused FROM queues ORDER BY name")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    names
+    queues_named(conn, None)
+}
+
+fn queues_named(conn: &Connection, name: Option<&str>) -> Result<Vec<Queue>, StoreError> {
+    settings(conn, name)?
         .into_iter()
-        .map(|(name, paused)| {
+        .map(|(name, paused, limits)| {
             let counts = counts(conn, &name)?;
             Ok(Queue {
                 name,
                 paused,
+                limits,
                 counts,
             })
         })

@@ -128,6 +128,12 @@ CREATE INDEX workers_seen ON workers (last_seen_at);
 -- The producer's W3C trace context, as JSON ({"traceparent", "tracestate"}); set once.
 ALTER TABLE jobs ADD COLUMN trace TEXT;
 "#,
+    r#"
+-- A queue's limits (NULL: none); see kairos_core::QueueLimits.
+ALTER TABLE queues ADD COLUMN max_depth INTEGER;
+ALTER TABLE queues ADD COLUMN concurrency INTEGER;
+ALTER TABLE queues ADD COLUMN rate TEXT;
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and

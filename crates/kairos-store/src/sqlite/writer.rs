@@ -5,8 +5,9 @@
 //! under a savepoint so one failing does not undo the others; per-row operations (lease,
 //! ack, heartbeat) need none, see [`Atomicity`].
 //!
-//! In-memory caches (paused queues, known queues) and signals change only after a commit
-//! succeeds, so a failed commit leaves nothing half-applied.
+//! In-memory caches (paused queues, queue limits, rate buckets, known queues) and signals
+//! change only after a commit succeeds, so a failed commit leaves nothing half-applied.
+//! Rate buckets live only here: a restart starts them full, which is one second's burst.
 
 use super::files;
 use super::rows::{self, Read, StoredJob};
@@ -14,8 +15,9 @@ use crate::changes::Changes;
 use crate::ids::IdGen;
 use crate::states::statement;
 use crate::{MAINTENANCE_CHUNK, Signals, StoreError};
-use kairos_core::{Clock, Job, JobState, Timestamp};
-use rusqlite::{Connection, params};
+use kairos_core::rate::{Bucket, Rate};
+use kairos_core::{Clock, Held, Job, JobState, QueueLimits, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -147,6 +149,11 @@ pub(crate) enum Msg {
 struct Effects {
     changes: Changes,
     paused: HashMap<String, bool>,
+    limits: HashMap<String, QueueLimits>,
+    /// A queue's rate bucket as spent (`None`: forgotten, its rate changed).
+    buckets: HashMap<String, Option<Bucket>>,
+    /// Leases of these queues were held back by their limits, or were not.
+    held: HashMap<String, Option<Held>>,
     new_queues: HashSet<String>,
     next_due_exact: Option<Option<Timestamp>>,
 }
@@ -155,6 +162,9 @@ impl Effects {
     fn merge(&mut self, other: Effects) {
         self.changes.merge(other.changes);
         self.paused.extend(other.paused);
+        self.limits.extend(other.limits);
+        self.buckets.extend(other.buckets);
+        self.held.extend(other.held);
         self.new_queues.extend(other.new_queues);
         if other.next_due_exact.is_some() {
             self.next_due_exact = other.next_due_exact;
@@ -166,6 +176,9 @@ impl Effects {
 #[derive(Default)]
 struct Caches {
     paused: HashSet<String>,
+    /// Queues with any limit set.
+    limits: HashMap<String, QueueLimits>,
+    buckets: HashMap<String, Bucket>,
     known_queues: HashSet<String>,
 }
 
@@ -273,10 +286,74 @@ impl Batch<'_> {
         self.caches.paused.contains(queue)
     }
 
-    /// Records a pause change, applied to the cache after commit.
-    pub fn set_paused(&mut self, queue: &str, paused: bool) {
+    /// A queue's limits, counting changes earlier in this batch.
+    pub fn limits(&self, queue: &str) -> QueueLimits {
+        self.op
+            .limits
+            .get(queue)
+            .or_else(|| self.all.limits.get(queue))
+            .or_else(|| self.caches.limits.get(queue))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Records a queue's new settings (its row is written by the caller), applied to the
+    /// caches after commit; `rate_changed` starts its bucket again.
+    pub fn queue_changed(
+        &mut self,
+        queue: &str,
+        paused: bool,
+        limits: QueueLimits,
+        rate_changed: bool,
+    ) {
         self.op.paused.insert(queue.to_string(), paused);
+        self.op.limits.insert(queue.to_string(), limits);
+        if rate_changed {
+            self.op.buckets.insert(queue.to_string(), None);
+        }
         self.op.new_queues.insert(queue.to_string());
+    }
+
+    /// A queue's rate bucket, refilled to now (spent earlier in this batch counts).
+    pub fn bucket(&self, queue: &str, rate: Rate) -> Bucket {
+        let kept = match self
+            .op
+            .buckets
+            .get(queue)
+            .or_else(|| self.all.buckets.get(queue))
+        {
+            Some(b) => *b,
+            None => self.caches.buckets.get(queue).copied(),
+        };
+        Bucket::refilled(kept, rate, self.now)
+    }
+
+    /// Keeps a queue's bucket as spent.
+    pub fn set_bucket(&mut self, queue: &str, bucket: Bucket) {
+        self.op.buckets.insert(queue.to_string(), Some(bucket));
+    }
+
+    /// Leases of `queue` were held back by its limits (`Some`), or were not.
+    pub fn held(&mut self, queue: &str, held: Option<Held>) {
+        self.op.held.insert(queue.to_string(), held);
+    }
+
+    /// Jobs of `queue` in `states` now, counting this batch's changes so far.
+    pub fn count(&self, queue: &str, states: &[JobState]) -> Result<u64, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT n FROM queue_counts WHERE queue = ?1 AND state = ?2")?;
+        let mut n: i64 = 0;
+        for &state in states {
+            let kept: Option<i64> = stmt
+                .query_row(params![queue, state.code()], |r| r.get(0))
+                .optional()?;
+            n += kept.unwrap_or(0);
+            let key = (queue.to_string(), state);
+            n += self.op.changes.counts.get(&key).copied().unwrap_or(0);
+            n += self.all.changes.counts.get(&key).copied().unwrap_or(0);
+        }
+        Ok(n.max(0) as u64)
     }
 
     /// Records the exact next due time found by a maintenance pass.
@@ -332,16 +409,14 @@ impl Writer {
         dir: PathBuf,
     ) -> Result<Writer, StoreError> {
         let mut caches = Caches::default();
-        {
-            let mut stmt = conn.prepare("SELECT name, paused FROM queues")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let name: String = r.get(0)?;
-                if r.get::<_, bool>(1)? {
-                    caches.paused.insert(name.clone());
-                }
-                caches.known_queues.insert(name);
+        for (name, paused, limits) in super::read::settings(&conn, None)? {
+            if paused {
+                caches.paused.insert(name.clone());
             }
+            if limits != QueueLimits::default() {
+                caches.limits.insert(name.clone(), limits);
+            }
+            caches.known_queues.insert(name);
         }
         let up_since = clock.now();
         Ok(Writer {
@@ -473,14 +548,6 @@ impl Writer {
             for ((queue, state), delta) in queues.iter().zip(states).zip(deltas) {
                 upsert.execute(params![queue, state, delta])?;
             }
-            for (queue, paused) in &effects.paused {
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO queues (name, paused, created_at) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
-                    )?
-                    .execute(params![queue, paused, rows::us(now)])?;
-            }
             self.conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(effects)
         })();
@@ -531,6 +598,24 @@ impl Writer {
                 self.caches.paused.remove(&queue);
                 self.signals.queue_changed(&queue);
             }
+        }
+        for (queue, limits) in e.limits {
+            // Waiting leases look again: a limit may have been raised or removed.
+            self.signals.queue_changed(&queue);
+            if limits == QueueLimits::default() {
+                self.caches.limits.remove(&queue);
+            } else {
+                self.caches.limits.insert(queue, limits);
+            }
+        }
+        for (queue, bucket) in e.buckets {
+            match bucket {
+                Some(b) => self.caches.buckets.insert(queue, b),
+                None => self.caches.buckets.remove(&queue),
+            };
+        }
+        for (queue, held) in e.held {
+            self.signals.hold(&queue, held);
         }
         if let Some(exact) = e.next_due_exact {
             self.signals.set_next_due(exact);

@@ -1,7 +1,7 @@
 //! The SQLite backend: the conformance suite on a real file, plus durability across reopen.
 
-use kairos_core::api::EnqueueRequest;
-use kairos_core::{Limits, ManualClock};
+use kairos_core::api::{EnqueueRequest, LeaseSpec};
+use kairos_core::{Limits, ManualClock, QueueChange};
 use kairos_store::conformance::{Env, start};
 use kairos_store::{SqliteStore, Store};
 use std::sync::Arc;
@@ -35,6 +35,12 @@ async fn committed_jobs_survive_reopen() {
         .collect();
     let out = store.enqueue(jobs, None).await.unwrap();
     store.set_paused("default", true).await.unwrap();
+    let limits = QueueChange {
+        max_depth: Some(Some(100)),
+        concurrency: Some(Some(3)),
+        ..QueueChange::default()
+    };
+    store.change_queue("default", limits).await.unwrap();
     // No close: dropping the store is as close to a crash as a test process can get here;
     // the kill -9 test in the kairos crate covers the real thing.
     drop(store);
@@ -44,6 +50,30 @@ async fn committed_jobs_survive_reopen() {
     }
     let q = store.queue("default").await.unwrap().unwrap();
     assert_eq!((q.paused, q.counts.available), (true, 100));
+    assert_eq!(
+        (q.limits.max_depth, q.limits.concurrency),
+        (Some(100), Some(3))
+    );
+    // The reopened writer enforces them too.
+    store.set_paused("default", false).await.unwrap();
+    let spec = LeaseSpec {
+        queues: vec!["default".into()],
+        worker: "w".into(),
+        max: 10,
+        wait: kairos_core::Duration::ZERO,
+        lease: None,
+    };
+    assert_eq!(store.lease(spec).await.unwrap().len(), 3);
+    let one = EnqueueRequest {
+        kind: "k".into(),
+        ..Default::default()
+    }
+    .validate("", &Limits::default())
+    .unwrap();
+    assert!(matches!(
+        store.enqueue(vec![one], None).await,
+        Err(kairos_store::StoreError::QueueFull(_))
+    ));
     store.close().await;
     assert!(
         store.job(out.jobs[0].0.id).await.is_err(),
