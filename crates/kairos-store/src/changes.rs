@@ -41,7 +41,13 @@ impl Changes {
         if let Some(f) = from {
             *self.counts.entry((queue.to_string(), f)).or_default() -= 1;
             if f == JobState::Running {
-                *self.freed.entry(queue.to_string()).or_default() += 1;
+                // Looked up before inserting: most changes of a commit share a queue.
+                match self.freed.get_mut(queue) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.freed.insert(queue.to_string(), 1);
+                    }
+                }
             }
         }
         if let Some(j) = to {

@@ -54,14 +54,11 @@ const SAVE_BUCKETS: &str = "UPDATE queues SET rate_tokens = b.tokens, rate_at = 
 const LOCK_DEPTH: &str = "SELECT name, max_depth FROM queues \
      WHERE name = ANY($1) AND max_depth IS NOT NULL ORDER BY name FOR UPDATE";
 statement!(
-    /// Unfinished jobs of the enqueued-to queues that have a `max_depth`, read after
-    /// their lock.
-    UNFINISHED_LIMITED = "SELECT queue, sum(n)::bigint FROM \
+    /// Unfinished jobs of these queues (those with a `max_depth`, read after their lock).
+    UNFINISHED_IN = "SELECT queue, sum(n)::bigint FROM \
      (SELECT queue, n FROM queue_counts WHERE state IN {unfinished} AND queue = ANY($1) \
       UNION ALL SELECT queue, n FROM queue_count_deltas WHERE state IN {unfinished} \
-      AND queue = ANY($1)) AS c \
-     WHERE queue IN (SELECT name FROM queues WHERE name = ANY($1) AND max_depth IS NOT NULL) \
-     GROUP BY queue"
+      AND queue = ANY($1)) AS c GROUP BY queue"
 );
 statement!(
     LEASE_CANDIDATES = concat!(
@@ -241,21 +238,23 @@ pub(crate) async fn enqueue(
     queues.sort_unstable();
     queues.dedup();
     let args: [&(dyn ToSql + Sync); 1] = [&queues];
-    let opening = [
-        (LOCK_DEPTH, &args[..]),
-        (UNFINISHED_LIMITED.as_str(), &args[..]),
-    ];
+    let opening = [(LOCK_DEPTH, &args[..])];
     in_tx!(inner, BEGIN, &opening, |tx, opened| {
-        // Queues with a max_depth, and how many unfinished jobs each holds.
+        // Queues with a max_depth, and how many unfinished jobs each holds: counted only
+        // when there are some (a round trip more then; none for unlimited queues).
         let mut depth: HashMap<String, (u64, u64)> = HashMap::new();
-        for r in &opened[0] {
+        for r in opened.first().map_or(&[][..], |rows| &rows[..]) {
             let max: i64 = r.try_get(1)?;
             depth.insert(r.try_get(0)?, (max.max(0) as u64, 0));
         }
-        for r in &opened[1] {
-            let n: Option<i64> = r.try_get(1)?;
-            if let Some(d) = depth.get_mut(&r.try_get::<_, String>(0)?) {
-                d.1 = n.unwrap_or(0).max(0) as u64;
+        if !depth.is_empty() {
+            let limited: Vec<&String> = depth.keys().collect();
+            let counted = tx.query(&UNFINISHED_IN, &[&limited]).await?;
+            for r in &counted {
+                let n: Option<i64> = r.try_get(1)?;
+                if let Some(d) = depth.get_mut(&r.try_get::<_, String>(0)?) {
+                    d.1 = n.unwrap_or(0).max(0) as u64;
+                }
             }
         }
         if let Some(key) = &idempotency {
