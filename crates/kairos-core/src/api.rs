@@ -18,14 +18,32 @@ use uuid::Uuid;
 /// `POST /v1/jobs` body (and one element of a batch).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnqueueRequest {
     /// Queue name, default `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[A-Za-z0-9_.:-]{1,128}$",
+            max_length = 128,
+            example = "email"
+        )
+    )]
     pub queue: Option<String>,
     /// Required.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[A-Za-z0-9_.:-]{1,128}$",
+            max_length = 128,
+            example = "send_welcome"
+        )
+    )]
     pub kind: String,
     /// Any JSON value, default `{}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub payload: Option<Box<RawValue>>,
     /// -100..=100, default 0.
     #[serde(
@@ -33,6 +51,7 @@ pub struct EnqueueRequest {
         deserialize_with = "crate::int::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(minimum = -100, maximum = 100))]
     pub priority: Option<i32>,
     /// Absolute time to run (not with `delay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,6 +65,7 @@ pub struct EnqueueRequest {
         deserialize_with = "crate::int::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000))]
     pub max_attempts: Option<u32>,
     /// Default exponential 2s ×2 up to 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,9 +75,11 @@ pub struct EnqueueRequest {
     pub timeout: Option<Duration>,
     /// De-duplication key among unfinished jobs of the queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))]
     pub unique_key: Option<String>,
     /// Labels, default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     pub tags: Option<Vec<String>>,
 }
 
@@ -159,8 +181,10 @@ impl EnqueueRequest {
 /// `POST /v1/jobs/batch` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchRequest {
     /// 1 to 1000 jobs, created all or none.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub jobs: Vec<EnqueueRequest>,
 }
 
@@ -191,6 +215,7 @@ impl BatchRequest {
 
 /// Answer of `POST /v1/jobs/batch`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobBatch {
     /// The jobs, in request order.
     pub jobs: Vec<Job>,
@@ -198,6 +223,7 @@ pub struct JobBatch {
 
 /// Answer of `GET /v1/jobs`: one page, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobPage {
     /// The jobs.
     pub jobs: Vec<Job>,
@@ -208,10 +234,16 @@ pub struct JobPage {
 /// `POST /v1/lease` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseRequest {
     /// Queues to take from (at least one).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100, example = json!(["email"])))]
     pub queues: Vec<String>,
     /// The worker's name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, example = "worker-1")
+    )]
     pub worker: String,
     /// Most jobs to take, default 1, up to 1000.
     #[serde(
@@ -219,6 +251,7 @@ pub struct LeaseRequest {
         deserialize_with = "crate::int::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub max: Option<u32>,
     /// Long-poll up to this long for jobs, default 0s, up to 60s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -291,6 +324,7 @@ impl LeaseRequest {
 
 /// A job handed to a worker: the job's fields plus `lease_token` and `lease_expires_at`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeasedJob {
     /// The job, as leased.
     #[serde(flatten)]
@@ -325,6 +359,7 @@ impl<'de> Deserialize<'de> for LeasedJob {
 /// What a worker reports in an ack item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum OutcomeKind {
     /// Done.
     Completed,
@@ -335,6 +370,7 @@ pub enum OutcomeKind {
 /// `POST /v1/ack` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AckRequest {
     /// The worker's name.
     pub worker: String,
@@ -345,6 +381,7 @@ pub struct AckRequest {
 /// One lease's report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AckItem {
     /// The job.
     pub id: Uuid,
@@ -354,6 +391,7 @@ pub struct AckItem {
     pub outcome: OutcomeKind,
     /// With `completed`: a result to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<Box<RawValue>>,
     /// With `failed`: what went wrong (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,6 +516,7 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// An RFC 9457 problem, as answered for a request or for one item of an ack or heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// A URI naming the problem kind.
     #[serde(rename = "type")]
@@ -517,6 +556,7 @@ impl Problem {
 
 /// One field's problem in a [`Problem`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProblemField {
     /// The field's path, like `jobs[3].kind`.
     pub field: String,
@@ -526,6 +566,7 @@ pub struct ProblemField {
 
 /// One item of an ack answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AckResult {
     /// The job.
     pub id: Uuid,
@@ -542,6 +583,7 @@ pub struct AckResult {
 /// `POST /v1/heartbeat` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatRequest {
     /// The worker's name.
     pub worker: String,
@@ -552,6 +594,7 @@ pub struct HeartbeatRequest {
 /// One lease to extend.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatItem {
     /// The job.
     pub id: Uuid,
@@ -603,6 +646,7 @@ impl HeartbeatRequest {
 
 /// One item of a heartbeat answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResult {
     /// The job.
     pub id: Uuid,
@@ -620,6 +664,7 @@ pub struct HeartbeatResult {
 /// `PATCH /v1/queues/{name}` body: any of the fields; a limit given as `null` is removed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueuePatch {
     /// Pause or resume leasing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -630,6 +675,7 @@ pub struct QueuePatch {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, nullable, minimum = 1, maximum = 1_000_000_000))]
     pub max_depth: Option<Option<u64>>,
     /// Most running jobs at once, across all workers.
     #[serde(
@@ -637,6 +683,7 @@ pub struct QueuePatch {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>, nullable, minimum = 1, maximum = 1_000_000))]
     pub concurrency: Option<Option<u32>>,
     /// Most jobs leased per second, minute or hour: `"100/s"`, `"10/m"`, `"500/h"`.
     #[serde(
@@ -644,6 +691,7 @@ pub struct QueuePatch {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable, pattern = r"^[0-9]+/[smh]$", example = "100/s"))]
     pub rate: Option<Option<String>>,
 }
 
@@ -684,6 +732,7 @@ impl QueuePatch {
 
 /// A Kairos server process sharing the store (`GET /v1/cluster`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterNode {
     /// Chosen by the process at start.
     pub id: Uuid,
@@ -699,6 +748,7 @@ pub struct ClusterNode {
 
 /// `GET /v1/cluster`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cluster {
     /// Every node seen in the last hour, oldest first.
     pub nodes: Vec<ClusterNode>,
@@ -708,6 +758,7 @@ pub use crate::worker::{WORKER_FORGOTTEN_AFTER, WORKER_OFFLINE_AFTER, WorkerStat
 
 /// A worker the server has heard from (`GET /v1/workers`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     /// The name it leases, acks and heartbeats with.
     pub name: String,
@@ -729,6 +780,7 @@ pub struct WorkerInfo {
 
 /// `GET /v1/workers`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerList {
     /// Every worker heard from in the last 24 hours, most recently seen first.
     pub workers: Vec<WorkerInfo>,
@@ -736,6 +788,7 @@ pub struct WorkerList {
 
 /// `GET /v1/queues` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueList {
     /// Every known queue, by name.
     pub queues: Vec<Queue>,
@@ -743,6 +796,7 @@ pub struct QueueList {
 
 /// `GET /v1/jobs` query string. An empty parameter (`?queue=&state=`) means "not given".
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this queue.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The shape of the delay curve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BackoffKind {
     /// `base * factor^(attempt-1)`.
     Exponential,
@@ -20,6 +21,7 @@ pub enum BackoffKind {
 /// (`exponential`, `2s`, factor `2`, max `1h`, no jitter).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Backoff {
     /// The curve.
     #[serde(rename = "type")]

@@ -16,6 +16,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[repr(u8)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobState {
     /// Waiting for its `run_at` in the future.
     Scheduled = 0,
@@ -115,6 +116,7 @@ impl FromStr for JobState {
 
 /// One failed attempt, kept on the job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptError {
     /// The attempt that failed (1-based).
     pub attempt: u32,
@@ -176,6 +178,7 @@ pub struct Lease {
 
 /// A job as stored and as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     /// UUIDv7, time-ordered.
     pub id: Uuid,
@@ -184,6 +187,7 @@ pub struct Job {
     /// What kind of work this is; workers dispatch on it.
     pub kind: String,
     /// The job's arguments, kept exactly as sent.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: Box<RawValue>,
     /// -100..=100, higher runs first.
     pub priority: i32,
@@ -212,6 +216,7 @@ pub struct Job {
     #[serde(default)]
     pub failures: u32,
     /// What the worker returned on completion.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<Box<RawValue>>,
     /// Default lease length for each attempt.
     pub timeout: Duration,

@@ -19,6 +19,7 @@ pub const MAX_RATE_PER_SECOND: u32 = 1_000_000;
 
 /// Jobs per state in one queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StateCounts {
     /// Waiting for run_at.
     pub scheduled: u64,
@@ -64,6 +65,7 @@ impl StateCounts {
 
 /// A queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Queue {
     /// Its name.
     pub name: String,
@@ -90,6 +92,7 @@ impl Queue {
 
 /// The limits an operator set on a queue (`PATCH /v1/queues/{name}`); `None`: no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueLimits {
     /// Most unfinished jobs the queue holds: past it, new jobs are refused (backpressure).
     pub max_depth: Option<u64>,

@@ -21,6 +21,7 @@ use uuid::Uuid;
 /// What to do about fire times that passed while the server could not fire them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Misfire {
     /// Fire nothing for missed times.
     Skip,
@@ -34,6 +35,7 @@ pub enum Misfire {
 /// Whether a new run may start while the previous one is unfinished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Overlap {
     /// Always make the run.
     #[default]
@@ -52,12 +54,14 @@ pub const MAX_PREVIEW: usize = 100;
 /// The job each run of a schedule enqueues (defaults filled in).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobTemplate {
     /// Queue name.
     pub queue: String,
     /// Kind.
     pub kind: String,
     /// Payload, kept as sent.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: Box<RawValue>,
     /// -100..=100.
     pub priority: i32,
@@ -74,6 +78,7 @@ pub struct JobTemplate {
 /// The `job` object of a schedule request: an enqueue without timing or unique key.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobTemplateRequest {
     /// Queue, default `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +87,7 @@ pub struct JobTemplateRequest {
     pub kind: String,
     /// Default `{}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub payload: Option<Box<RawValue>>,
     /// Default 0.
     #[serde(
@@ -137,6 +143,7 @@ impl JobTemplateRequest {
 
 /// A schedule as stored and as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Schedule {
     /// UUIDv7.
     pub id: Uuid,
@@ -177,6 +184,7 @@ pub struct Schedule {
 /// `POST /v1/schedules` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleRequest {
     /// Required, unique: 1 to 200 characters without control characters.
     pub name: String,
@@ -210,6 +218,7 @@ pub struct ScheduleRequest {
 /// `PATCH /v1/schedules/{id}` body: any subset of the fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchedulePatch {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +255,7 @@ pub struct SchedulePatch {
 /// `POST /v1/schedules/preview` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreviewRequest {
     /// Required.
     pub cron: String,
@@ -272,6 +282,7 @@ pub struct PreviewRequest {
 
 /// `POST /v1/schedules/preview` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preview {
     /// Fire times in UTC.
     pub times: Vec<Timestamp>,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 /// What happens to a local time skipped by a spring-forward jump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DstSkipped {
     /// Fire once at the first valid instant after the gap.
     #[default]
@@ -33,6 +34,7 @@ pub enum DstSkipped {
 /// What happens to a local time repeated by a fall-back jump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DstRepeated {
     /// Fire at the first occurrence.
     #[default]

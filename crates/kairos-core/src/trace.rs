@@ -14,6 +14,7 @@ pub const MAX_TRACESTATE: usize = 512;
 
 /// The trace context of a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Trace {
     /// The producer's `traceparent`.
     pub traceparent: String,

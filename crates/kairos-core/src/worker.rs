@@ -13,6 +13,7 @@ pub const WORKER_FORGOTTEN_AFTER: std::time::Duration = std::time::Duration::fro
 /// Whether a worker is heard from (`GET /v1/workers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkerState {
     /// Seen within [`WORKER_OFFLINE_AFTER`].
     Online,

@@ -103,6 +103,11 @@ pub const RULES: &[(&str, &str, Allowed)] = &[
     ("GET", "/health/ready", Allowed::Open),
     ("GET", "/health", Allowed::Open),
     ("GET", "/metrics", Allowed::Metrics),
+    // The API's description and Swagger UI: nothing in them is a secret.
+    ("GET", "/openapi.json", Allowed::Open),
+    ("GET", "/docs", Allowed::Open),
+    ("GET", "/docs/", Allowed::Open),
+    ("GET", "/docs/{*rest}", Allowed::Open),
 ];
 
 /// Who may call `method` on the route `path` (a template); `None`: nobody (405).

@@ -7,6 +7,7 @@ use axum::extract::State;
 use kairos_core::api::Cluster;
 
 /// `GET /v1/cluster`.
+#[utoipa::path(get, path = "/v1/cluster", tag = "cluster", responses((status = 200, description = "The nodes sharing the store.", body = kairos_core::api::Cluster)))]
 pub async fn get(State(engine): State<Engine>) -> Result<Json<Cluster>, ApiError> {
     Ok(Json(engine.cluster().await?))
 }

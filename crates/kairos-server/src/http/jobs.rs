@@ -50,6 +50,9 @@ fn trace(headers: &HeaderMap) -> Option<kairos_core::Trace> {
     kairos_core::Trace::from_headers(text("traceparent"), text("tracestate"))
 }
 
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body(content = kairos_core::api::EnqueueRequest, example = json!({"queue": "email", "kind": "send_welcome", "payload": {"user": 42}, "delay": "10m"})),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request within 24 h answer the first answer, creating nothing (1 to 255 visible ASCII characters)."), ("traceparent" = Option<String>, Header, description = "W3C trace context, stored with the job and handed to its worker."), ("tracestate" = Option<String>, Header, description = "W3C trace state, with traceparent.")),
+    responses((status = 503, description = "Transient: retry after Retry-After; `queue-full` when the queue holds its max_depth."), (status = 422, description = "Invalid fields, or an Idempotency-Key reused for a different body."), (status = 201, description = "Created.", body = kairos_core::Job), (status = 200, description = "An unfinished job of the queue holds the same unique_key: that job.", body = kairos_core::Job)))]
 pub async fn enqueue(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -72,6 +75,9 @@ pub async fn enqueue(
 }
 
 /// `POST /v1/jobs/batch`: 201 with the jobs in request order, all or nothing.
+#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs", request_body(content = kairos_core::api::BatchRequest, example = json!({"jobs": [{"kind": "resize", "payload": {"image": 1}}, {"kind": "resize", "payload": {"image": 2}}]})),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request within 24 h answer the first answer, creating nothing (1 to 255 visible ASCII characters)."), ("traceparent" = Option<String>, Header, description = "W3C trace context, stored with the job and handed to its worker."), ("tracestate" = Option<String>, Header, description = "W3C trace state, with traceparent.")),
+    responses((status = 503, description = "Transient: retry after Retry-After; `queue-full` when a queue would pass its max_depth."), (status = 422, description = "Invalid fields (named `jobs[i].field`), or an Idempotency-Key reused for a different body."), (status = 201, description = "All created (or deduplicated), in request order; all or nothing.", body = kairos_core::api::JobBatch)))]
 pub async fn enqueue_batch(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -91,6 +97,7 @@ pub async fn enqueue_batch(
 }
 
 /// `GET /v1/jobs/{id}`.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses((status = 404, description = "No such job (or not one this token may see)."), (status = 200, description = "The job.", body = kairos_core::Job)))]
 pub async fn get(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -101,6 +108,7 @@ pub async fn get(
     Ok(Json(job))
 }
 
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(kairos_core::api::ListQuery), responses((status = 200, description = "Newest first; pass next_cursor as cursor for the next page.", body = kairos_core::api::JobPage)))]
 pub async fn list(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -129,6 +137,7 @@ async fn visible(engine: &Engine, access: &Access, id: uuid::Uuid) -> Result<(),
     Ok(())
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses((status = 404, description = "No such job (or not one this token may see)."), (status = 409, description = "The job's state does not allow it."), (status = 200, description = "Cancelled (a running job: cancel_requested, its worker is told on its next heartbeat).", body = kairos_core::Job)))]
 pub async fn cancel(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -138,6 +147,7 @@ pub async fn cancel(
     Ok(Json(engine.cancel(id).await?))
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses((status = 404, description = "No such job (or not one this token may see)."), (status = 409, description = "The job's state does not allow it."), (status = 200, description = "Available again now.", body = kairos_core::Job)))]
 pub async fn retry(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -147,6 +157,7 @@ pub async fn retry(
     Ok(Json(engine.retry(id).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = uuid::Uuid, Path, description = "The job's id.")), responses((status = 404, description = "No such job (or not one this token may see)."), (status = 409, description = "The job's state does not allow it."), (status = 204, description = "Deleted.")))]
 pub async fn delete(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,

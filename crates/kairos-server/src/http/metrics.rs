@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, description = "Prometheus metrics, OpenMetrics text.", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
 pub async fn get(
     State(engine): State<Engine>,
     Extension(metrics): Extension<Arc<Metrics>>,

@@ -7,7 +7,8 @@
 //! - [`problem`]: the single mapping from errors to `application/problem+json`.
 //! - [`reply`]: JSON answers.
 //! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`cluster`], [`health`],
-//!   [`metrics`]: the handlers, by resource.
+//!   [`metrics`]: the handlers, by resource, each with its `#[utoipa::path]`.
+//! - [`openapi`]: the OpenAPI document those annotations make, and Swagger UI.
 
 pub mod access;
 pub mod cluster;
@@ -17,6 +18,7 @@ pub mod health;
 pub mod jobs;
 pub mod layers;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod queues;
 pub mod reply;
@@ -28,14 +30,15 @@ use crate::engine::Engine;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::MethodRouter;
-use axum::routing::{get, post};
 use kairos_core::validate::MAX_WAIT;
 use layers::auth::{Guard, authorize};
 use layers::deadline::{Deadlines, deadline};
 use layers::observe::{Observe, observe};
 use problem::ApiError;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 /// What the routes need to know of the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -48,20 +51,43 @@ pub struct RouteLimits {
     pub request_timeout: Duration,
 }
 
-/// Routes that cannot exist without an access rule.
-trait Guarded {
-    /// [`Router::route`], refusing a path the access table has no rule for.
-    fn at(self, path: &'static str, methods: MethodRouter<Engine>) -> Self;
-}
-
-impl Guarded for Router<Engine> {
-    fn at(self, path: &'static str, methods: MethodRouter<Engine>) -> Self {
+/// The API's routes and the document describing them: every route is registered through
+/// `utoipa_axum`'s `routes!`, so none is served undescribed; and none without an access
+/// rule (this panics on one, so a test catches it before anyone serves it).
+pub fn routes() -> (Router<Engine>, Router<Engine>, utoipa::openapi::OpenApi) {
+    let leasing = OpenApiRouter::new().routes(routes!(workers::lease));
+    let normal = OpenApiRouter::new()
+        .routes(routes!(jobs::enqueue, jobs::list))
+        .routes(routes!(jobs::enqueue_batch))
+        .routes(routes!(jobs::get, jobs::delete))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(workers::ack))
+        .routes(routes!(workers::heartbeat))
+        .routes(routes!(queues::list))
+        .routes(routes!(queues::get, queues::patch))
+        .routes(routes!(queues::retry_dead))
+        .routes(routes!(schedules::create, schedules::list))
+        .routes(routes!(schedules::preview))
+        .routes(routes!(schedules::get, schedules::patch, schedules::delete))
+        .routes(routes!(schedules::trigger))
+        .routes(routes!(cluster::get))
+        .routes(routes!(workers::list))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::probe))
+        .routes(routes!(metrics::get));
+    let (leasing, leasing_doc) = leasing.split_for_parts();
+    let (normal, mut doc) = normal.split_for_parts();
+    doc.merge(leasing_doc);
+    let doc = openapi::finish(doc);
+    for (method, path) in openapi::routes(&doc) {
         assert!(
-            !access::methods(path).is_empty(),
-            "route {path} has no rule in http::access::RULES"
+            access::rule(&method, &path).is_some(),
+            "route {method} {path} has no rule in http::access::RULES"
         );
-        self.route(path, methods)
     }
+    (normal, leasing, doc)
 }
 
 /// The whole API as a router, over a running engine: its callers checked by `guard`,
@@ -82,38 +108,13 @@ pub fn app(
         request: limits.request_timeout + MAX_WAIT.as_std(),
         ..normal
     };
-    let leasing = Router::new()
-        .at("/v1/lease", post(workers::lease))
-        .layer(from_fn_with_state(long_poll, deadline));
-    let app = Router::new()
-        .at("/v1/jobs", post(jobs::enqueue).get(jobs::list))
-        .at("/v1/jobs/batch", post(jobs::enqueue_batch))
-        .at("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
-        .at("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .at("/v1/jobs/{id}/retry", post(jobs::retry))
-        .at("/v1/ack", post(workers::ack))
-        .at("/v1/heartbeat", post(workers::heartbeat))
-        .at("/v1/queues", get(queues::list))
-        .at("/v1/queues/{name}", get(queues::get).patch(queues::patch))
-        .at("/v1/queues/{name}/retry-dead", post(queues::retry_dead))
-        .at(
-            "/v1/schedules",
-            post(schedules::create).get(schedules::list),
-        )
-        .at("/v1/schedules/preview", post(schedules::preview))
-        .at(
-            "/v1/schedules/{id}",
-            get(schedules::get)
-                .patch(schedules::patch)
-                .delete(schedules::delete),
-        )
-        .at("/v1/schedules/{id}/trigger", post(schedules::trigger))
-        .at("/v1/cluster", get(cluster::get))
-        .at("/v1/workers", get(workers::list))
-        .at("/health/live", get(health::live))
-        .at("/health/ready", get(health::ready))
-        .at("/health", get(health::ready))
-        .at("/metrics", get(metrics::get))
+    let (routes, leasing, doc) = routes();
+    let leasing = leasing.layer(from_fn_with_state(long_poll, deadline));
+    let docs: Router<Engine> = SwaggerUi::new(openapi::UI_PATH)
+        .url(openapi::DOCUMENT_PATH, doc)
+        .into();
+    let app = routes
+        .merge(docs)
         .layer(from_fn_with_state(normal, deadline))
         .merge(leasing)
         .fallback(|| async { ApiError::NoRoute })

@@ -12,6 +12,7 @@ use kairos_core::api::{QueueList, QueuePatch};
 use serde::Serialize;
 
 /// `GET /v1/queues`.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, description = "Every queue, by name.", body = kairos_core::api::QueueList)))]
 pub async fn list(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -22,6 +23,7 @@ pub async fn list(
 }
 
 /// `GET /v1/queues/{name}`: 404 for a queue that never held a job and was never patched.
+#[utoipa::path(get, path = "/v1/queues/{name}", tag = "queues", params(("name" = String, Path, description = "The queue's name.", pattern = r"^[A-Za-z0-9_.:-]{1,128}$")), responses((status = 404, description = "No such queue (it never held a job and was never patched)."), (status = 200, description = "The queue.", body = kairos_core::Queue)))]
 pub async fn get(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -32,6 +34,8 @@ pub async fn get(
 }
 
 /// `PATCH /v1/queues/{name}` with any of `paused`, `max_depth`, `concurrency`, `rate`.
+#[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues", params(("name" = String, Path, description = "The queue's name.", pattern = r"^[A-Za-z0-9_.:-]{1,128}$")), request_body(content = kairos_core::api::QueuePatch, example = json!({"concurrency": 20, "rate": "100/s", "max_depth": null})),
+    responses((status = 200, description = "The queue as changed (created if new).", body = kairos_core::Queue)))]
 pub async fn patch(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -43,12 +47,13 @@ pub async fn patch(
 }
 
 /// `POST /v1/queues/{name}/retry-dead` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Retried {
     retried: u64,
 }
 
 /// `POST /v1/queues/{name}/retry-dead`.
+#[utoipa::path(post, path = "/v1/queues/{name}/retry-dead", tag = "queues", params(("name" = String, Path, description = "The queue's name.", pattern = r"^[A-Za-z0-9_.:-]{1,128}$")), responses((status = 404, description = "No such queue (it never held a job and was never patched)."), (status = 200, description = "How many dead jobs went back to available.", body = Retried)))]
 pub async fn retry_dead(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,

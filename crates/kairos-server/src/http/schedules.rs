@@ -14,12 +14,14 @@ use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, Sc
 use serde::Serialize;
 
 /// `GET /v1/schedules` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ScheduleList {
     schedules: Vec<Schedule>,
 }
 
 /// `POST /v1/schedules`: 201 with `next_run_at` filled; 409 for a taken name.
+#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", request_body(content = kairos_core::schedule::ScheduleRequest, example = json!({"name": "weekday-report", "cron": "0 9 * * 1-5", "timezone": "Europe/Berlin", "job": {"kind": "report"}})),
+    responses((status = 409, description = "The name is taken, or a run would share an unfinished job's unique_key."), (status = 201, description = "Created, with next_run_at.", body = kairos_core::schedule::Schedule)))]
 pub async fn create(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -33,6 +35,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(s)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", responses((status = 200, description = "Every schedule, by name.", body = ScheduleList)))]
 pub async fn list(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -49,6 +52,7 @@ async fn visible(engine: &Engine, access: &Access, id: uuid::Uuid) -> Result<Sch
     Ok(s)
 }
 
+#[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = uuid::Uuid, Path, description = "The schedule's id.")), responses((status = 404, description = "No such schedule (or not one this token may see)."), (status = 200, description = "The schedule.", body = kairos_core::schedule::Schedule)))]
 pub async fn get(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -57,6 +61,8 @@ pub async fn get(
     Ok(Json(visible(&engine, &access, id).await?))
 }
 
+#[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = uuid::Uuid, Path, description = "The schedule's id.")), request_body(content = kairos_core::schedule::SchedulePatch, example = json!({"active": false})),
+    responses((status = 404, description = "No such schedule (or not one this token may see)."), (status = 409, description = "The name is taken."), (status = 200, description = "The schedule as changed.", body = kairos_core::schedule::Schedule)))]
 pub async fn patch(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -72,6 +78,7 @@ pub async fn patch(
     Ok(Json(engine.update_schedule(id, body.value).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = uuid::Uuid, Path, description = "The schedule's id.")), responses((status = 404, description = "No such schedule (or not one this token may see)."), (status = 204, description = "Deleted; the runs it made stay.")))]
 pub async fn delete(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -84,6 +91,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules", params(("id" = uuid::Uuid, Path, description = "The schedule's id.")), responses((status = 404, description = "No such schedule (or not one this token may see)."), (status = 201, description = "One run now, outside the timetable.", body = kairos_core::Job)))]
 pub async fn trigger(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -96,6 +104,8 @@ pub async fn trigger(
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/schedules/preview", tag = "schedules", request_body(content = kairos_core::schedule::PreviewRequest, example = json!({"cron": "0 9 * * 1-5", "timezone": "Europe/Berlin", "count": 5})),
+    responses((status = 200, description = "The next fire times; nothing is created.", body = kairos_core::schedule::Preview)))]
 pub async fn preview(
     State(engine): State<Engine>,
     body: ApiJson<PreviewRequest>,

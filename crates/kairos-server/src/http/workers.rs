@@ -31,6 +31,7 @@ fn caller(headers: &HeaderMap) -> Caller {
 
 /// `GET /v1/workers`: the workers heard from in the last day (for a token limited to
 /// some queues, those working any of them).
+#[utoipa::path(get, path = "/v1/workers", tag = "workers", responses((status = 200, description = "The workers heard from in the last day.", body = kairos_core::api::WorkerList)))]
 pub async fn list(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -45,12 +46,15 @@ pub async fn list(
 use serde::Serialize;
 
 /// `POST /v1/lease` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Leased {
     jobs: Vec<LeasedJob>,
 }
 
 /// `POST /v1/lease`: up to `max` jobs, waiting up to `wait` for some.
+#[utoipa::path(post, path = "/v1/lease", tag = "workers", request_body(content = kairos_core::api::LeaseRequest, example = json!({"queues": ["email"], "worker": "worker-1", "max": 10, "wait": "30s"})),
+    params(("X-Kairos-Worker-Hostname" = Option<String>, Header, description = "Shown in the worker registry."), ("X-Kairos-Worker-Version" = Option<String>, Header, description = "Shown in the worker registry.")),
+    responses((status = 200, description = "Up to max jobs (none when wait passed first).", body = Leased)))]
 pub async fn lease(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -65,12 +69,14 @@ pub async fn lease(
 }
 
 /// `POST /v1/ack` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Acked {
     results: Vec<AckResult>,
 }
 
 /// `POST /v1/ack`.
+#[utoipa::path(post, path = "/v1/ack", tag = "workers", request_body(content = kairos_core::api::AckRequest, example = json!({"worker": "worker-1", "results": [{"id": "0190b0e0-0000-7000-8000-000000000001", "lease_token": "5f0c7a52-8f0e-4d5b-9a53-000000000001", "outcome": "completed"}]})),
+    responses((status = 200, description = "One result per item, each ok or refused on its own.", body = Acked)))]
 pub async fn ack(
     State(engine): State<Engine>,
     headers: HeaderMap,
@@ -99,12 +105,14 @@ pub async fn ack(
 }
 
 /// `POST /v1/heartbeat` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Extended {
     results: Vec<HeartbeatResult>,
 }
 
 /// `POST /v1/heartbeat`.
+#[utoipa::path(post, path = "/v1/heartbeat", tag = "workers", request_body(content = kairos_core::api::HeartbeatRequest, example = json!({"worker": "worker-1", "leases": [{"id": "0190b0e0-0000-7000-8000-000000000001", "lease_token": "5f0c7a52-8f0e-4d5b-9a53-000000000001", "extend": "30s"}]})),
+    responses((status = 200, description = "One result per lease: its new expiry and whether cancel was requested.", body = Extended)))]
 pub async fn heartbeat(
     State(engine): State<Engine>,
     headers: HeaderMap,

@@ -81,7 +81,10 @@ async fn every_role_against_every_route() {
     };
     let id = uuid::Uuid::now_v7().to_string();
     for (method, template, allowed) in RULES {
-        let path = template.replace("{id}", &id).replace("{name}", "q");
+        let path = template
+            .replace("{id}", &id)
+            .replace("{name}", "q")
+            .replace("{*rest}", "index.css");
         let method: Method = method.parse().unwrap();
         let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
         let (status, headers, _) = call(&s, method.clone(), &path, None, body.clone()).await;

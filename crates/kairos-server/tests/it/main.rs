@@ -12,6 +12,7 @@ mod engine;
 mod errors;
 mod jobs;
 mod metrics;
+mod openapi;
 mod queues;
 mod retention;
 mod schedules;

@@ -1,0 +1,188 @@
+//! The OpenAPI document: it describes exactly the routes served (and their access rules),
+//! every request body has an example, the committed snapshot is what the code makes, and
+//! Swagger UI is served from the binary.
+
+use crate::support::TestServer;
+use kairos_server::http::access::RULES;
+use kairos_server::http::openapi;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// Routes that serve the document itself, not the API.
+fn is_doc_route(path: &str) -> bool {
+    path == openapi::DOCUMENT_PATH || path.starts_with(openapi::UI_PATH)
+}
+
+fn concrete(template: &str) -> String {
+    template
+        .replace("{id}", &uuid::Uuid::now_v7().to_string())
+        .replace("{name}", "q")
+}
+
+#[tokio::test]
+async fn the_document_describes_every_route_and_only_those_served() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let a = s.get(openapi::DOCUMENT_PATH).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let doc = a.body;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let ruled: BTreeSet<(String, String)> = RULES
+        .iter()
+        .filter(|(_, p, _)| !is_doc_route(p))
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, ruled,
+        "documented routes against the access table"
+    );
+    for (method, path) in &documented {
+        // Served: whatever the answer, it is not "no such route" or "wrong method".
+        let m: Method = method.parse().unwrap();
+        let resp = s
+            .client
+            .request(m, format!("{}{}", s.base, concrete(path)))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let text = resp.text().await.unwrap();
+        assert!(
+            !text.contains("urn:kairos:problem:no-route"),
+            "{method} {path}: {text}"
+        );
+        // An undocumented method on a documented path: 405 naming the documented ones.
+        let resp = s
+            .client
+            .put(format!("{}{}", s.base, concrete(path)))
+            .send()
+            .await
+            .unwrap();
+        if !documented.contains(&("PUT".to_string(), path.clone())) {
+            assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "PUT {path}");
+            let allow = resp.headers()["allow"].to_str().unwrap().to_string();
+            assert!(allow.contains(method.as_str()), "PUT {path}: Allow {allow}");
+        }
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_operation_has_its_bodies_examples_and_problem_answers() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let doc = s.get(openapi::DOCUMENT_PATH).await.body;
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let name = format!("{method} {path}");
+            if let Some(body) = op.get("requestBody") {
+                let json = &body["content"]["application/json"];
+                assert!(
+                    json.get("example").is_some() || json.get("examples").is_some(),
+                    "{name}: a request body example"
+                );
+            }
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|k| k.starts_with('2')),
+                "{name}: a 2xx answer"
+            );
+            for status in ["500", "503"] {
+                let problem = &responses[status]["content"]["application/problem+json"];
+                assert!(problem.is_object(), "{name}: {status} as problem+json");
+            }
+            if !path.starts_with("/health") {
+                assert!(responses.contains_key("401"), "{name}: 401");
+                assert!(op["security"].is_array(), "{name}: bearer");
+            }
+        }
+    }
+    s.stop().await;
+}
+
+/// The committed `docs/openapi.json` is what the code makes (and what the server serves),
+/// so every API change shows in review. `KAIROS_UPDATE_OPENAPI=1` rewrites it.
+#[tokio::test]
+async fn the_committed_snapshot_is_the_generated_document() {
+    let (_, _, doc) = kairos_server::http::routes();
+    let generated: Value = serde_json::to_value(&doc).unwrap();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    if std::env::var_os("KAIROS_UPDATE_OPENAPI").is_some() {
+        let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
+        std::fs::write(&file, text).unwrap();
+    }
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(&file).expect("docs/openapi.json is committed"),
+    )
+    .unwrap();
+    assert!(
+        committed == generated,
+        "docs/openapi.json differs from the generated document: run \
+         KAIROS_UPDATE_OPENAPI=1 cargo test -p kairos-server --test it openapi and review the diff"
+    );
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    assert_eq!(
+        s.get(openapi::DOCUMENT_PATH).await.body,
+        generated,
+        "served as generated"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_from_the_binary() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let page = s
+        .client
+        .get(format!("{}/docs/", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(!html.contains("https://"), "no CDN: {html}");
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        let a = s
+            .client
+            .get(format!("{}/docs/{asset}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(a.status(), StatusCode::OK, "{asset}");
+        let text = a.text().await.unwrap();
+        assert!(!text.is_empty(), "{asset}");
+        if asset == "swagger-initializer.js" {
+            assert!(text.contains(openapi::DOCUMENT_PATH), "{text}");
+        }
+    }
+    s.stop().await;
+}
