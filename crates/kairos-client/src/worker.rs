@@ -642,6 +642,12 @@ impl Running {
 }
 
 fn failed(id: Uuid, lease_token: Uuid, error: String, retry_in: Option<Duration>) -> AckItem {
+    // The server refuses an empty error: a handler that said nothing still failed.
+    let error = if error.is_empty() {
+        "failed without a message".to_string()
+    } else {
+        error
+    };
     AckItem {
         outcome: OutcomeKind::Failed,
         error: Some(error),

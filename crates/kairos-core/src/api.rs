@@ -373,8 +373,10 @@ pub enum OutcomeKind {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AckRequest {
     /// The worker's name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
     pub worker: String,
     /// One item per lease, up to 1000.
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub results: Vec<AckItem>,
 }
 
@@ -395,6 +397,7 @@ pub struct AckItem {
     pub result: Option<Box<RawValue>>,
     /// With `failed`: what went wrong (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub error: Option<String>,
     /// With `failed`: `false` sends the job to dead at once. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -479,6 +482,10 @@ impl AckRequest {
                         );
                     }
                     let error = match item.error {
+                        Some(e) if e.is_empty() => {
+                            c.invalid(&f("error"), "must say what went wrong (not empty)");
+                            e
+                        }
                         Some(e) => truncate(e, validate::MAX_ERROR_LEN),
                         None => {
                             c.invalid(&f("error"), "is required with outcome \"failed\"");
@@ -586,8 +593,10 @@ pub struct AckResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatRequest {
     /// The worker's name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
     pub worker: String,
     /// Leases to extend, up to 1000.
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub leases: Vec<HeartbeatItem>,
 }
 
@@ -804,15 +813,21 @@ pub struct ListQuery {
     pub queue: Option<String>,
     /// Only this state.
     #[serde(default, deserialize_with = "empty_as_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = r"^(|scheduled|available|running|retryable|completed|dead|cancelled)$")
+    )]
     pub state: Option<String>,
     /// Only this kind.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub kind: Option<String>,
     /// Only runs of this schedule.
     #[serde(default, deserialize_with = "empty_as_none")]
+    #[cfg_attr(feature = "openapi", param(format = Uuid))]
     pub schedule_id: Option<String>,
     /// Page size, default 50, up to 500.
     #[serde(default, deserialize_with = "empty_as_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 500))]
     pub limit: Option<u32>,
     /// Where the previous page ended.
     #[serde(default, deserialize_with = "empty_as_none")]

@@ -188,21 +188,10 @@ impl QueueChange {
     }
 
     /// Checks each value against its bounds (`max_depth` and `concurrency` at least 1,
-    /// a rate at most [`MAX_RATE_PER_SECOND`] a second).
+    /// a rate at most [`MAX_RATE_PER_SECOND`] a second). An empty change is valid: it
+    /// changes nothing (a merge patch of `{}`).
     pub fn checked(self) -> Result<QueueChange, Invalid> {
         let mut c = Checker::new("");
-        if self.paused.is_none()
-            && self.max_depth.is_none()
-            && self.concurrency.is_none()
-            && self.rate.is_none()
-        {
-            for field in ["paused", "max_depth", "concurrency", "rate"] {
-                c.invalid(
-                    field,
-                    "give at least one of paused, max_depth, concurrency, rate",
-                );
-            }
-        }
         if let Some(Some(d)) = self.max_depth
             && !(1..=MAX_DEPTH_LIMIT).contains(&d)
         {
@@ -294,7 +283,10 @@ mod tests {
 
     #[test]
     fn changes_are_checked_and_applied() {
-        assert!(QueueChange::default().checked().is_err(), "an empty change");
+        assert!(
+            QueueChange::default().checked().is_ok(),
+            "an empty change changes nothing"
+        );
         for bad in [
             QueueChange {
                 max_depth: Some(Some(0)),

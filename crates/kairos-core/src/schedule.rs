@@ -82,8 +82,20 @@ pub struct JobTemplate {
 pub struct JobTemplateRequest {
     /// Queue, default `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$", max_length = 128)
+    )]
     pub queue: Option<String>,
     /// Required.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^[A-Za-z0-9_.:-]{1,128}$",
+            max_length = 128,
+            example = "report"
+        )
+    )]
     pub kind: String,
     /// Default `{}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +107,7 @@ pub struct JobTemplateRequest {
         deserialize_with = "crate::int::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(minimum = -100, maximum = 100))]
     pub priority: Option<i32>,
     /// Default 3.
     #[serde(
@@ -102,6 +115,7 @@ pub struct JobTemplateRequest {
         deserialize_with = "crate::int::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000))]
     pub max_attempts: Option<u32>,
     /// Default exponential from 2s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +125,7 @@ pub struct JobTemplateRequest {
     pub timeout: Option<Duration>,
     /// Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     pub tags: Option<Vec<String>>,
 }
 
@@ -187,11 +202,16 @@ pub struct Schedule {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleRequest {
     /// Required, unique: 1 to 200 characters without control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, example = "weekday-report")
+    )]
     pub name: String,
     /// Optional free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Required.
+    #[cfg_attr(feature = "openapi", schema(min_length = 9, example = "0 9 * * 1-5"))]
     pub cron: String,
     /// Default `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -258,6 +278,7 @@ pub struct SchedulePatch {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreviewRequest {
     /// Required.
+    #[cfg_attr(feature = "openapi", schema(min_length = 9, example = "0 9 * * 1-5"))]
     pub cron: String,
     /// Default `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,6 +295,7 @@ pub struct PreviewRequest {
         deserialize_with = "crate::int::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub count: Option<u32>,
     /// Exclusive start; default now.
     #[serde(default, skip_serializing_if = "Option::is_none")]

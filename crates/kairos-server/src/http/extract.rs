@@ -48,6 +48,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 ApiError::MalformedJson(e.body_text())
             }
         })?;
+        // Every body is an object: serde would otherwise fill a struct from an array by
+        // position (`[true]` as `{"paused": true}`).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::Invalid(Invalid::field(
+                "body",
+                "must be a JSON object",
+            )));
+        }
         let value = parse_json(&bytes)?;
         Ok(ApiJson {
             value,

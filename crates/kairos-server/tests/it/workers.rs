@@ -321,6 +321,12 @@ async fn worker_requests_are_validated() {
         422,
         Some("results[0].error"),
     );
+    // Found by schemathesis: an empty error says nothing of what went wrong.
+    assert_problem(
+        &ack(json!({"id": id, "lease_token": id, "outcome": "failed", "error": ""})).await,
+        422,
+        Some("results[0].error"),
+    );
     assert_problem(
         &ack(json!({"id": id, "lease_token": id, "outcome": "maybe"})).await,
         422,
