@@ -3,6 +3,7 @@
 //! join as subcommands here.
 
 mod bench;
+mod cli;
 mod token;
 mod worker;
 
@@ -49,6 +50,10 @@ enum Command {
     /// Bearer tokens for the API.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Enqueue, read, list, cancel, retry and delete jobs on a server.
+    Job(cli::job::JobArgs),
+    /// List queues, pause and resume them, set their limits, retry their dead jobs.
+    Queue(cli::queue::QueueArgs),
 }
 
 /// Where a PostgreSQL-backed server keeps its data.
@@ -213,6 +218,25 @@ fn main() -> anyhow::Result<()> {
         Command::Check(args) => check(args),
         Command::Migrate(args) => runtime.block_on(migrate(args)),
         Command::Token(cmd) => token::run(cmd),
+        Command::Job(args) => {
+            let server = args.server().to_string();
+            exit_with(runtime.block_on(args.run()), &server)
+        }
+        Command::Queue(args) => {
+            let server = args.server().to_string();
+            exit_with(runtime.block_on(args.run()), &server)
+        }
+    }
+}
+
+/// Ends a client command with its exit code (0, or the failure's after printing it).
+fn exit_with(result: Result<(), cli::Failure>, server: &str) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(f) => {
+            let code = f.report(server);
+            std::process::exit(code);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 mod auth;
 mod bench;
 mod chaos;
+mod cli;
 mod cluster;
 mod damaged;
 mod disk_full;
