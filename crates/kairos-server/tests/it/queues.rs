@@ -268,6 +268,19 @@ async fn a_full_queue_answers_503_queue_full_with_retry_after() {
     s.stop().await;
 }
 
+/// Fills `queue` with `n` jobs, then sets its limits to `limits`.
+async fn limited_queue(s: &TestServer, queue: &str, n: usize, limits: serde_json::Value) {
+    let jobs: Vec<_> = (0..n)
+        .map(|_| json!({"queue": queue, "kind": "k"}))
+        .collect();
+    let a = s.post("/v1/jobs/batch", json!({"jobs": jobs})).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let a = s
+        .call(Method::PATCH, &format!("/v1/queues/{queue}"), Some(limits))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
 /// What 32 workers saw: when each lease answered, and the most jobs held at once.
 struct Run {
     leased_at: Vec<std::time::Instant>,
@@ -347,19 +360,7 @@ async fn concurrency_is_never_exceeded_by_32_workers() {
         return;
     };
     let n = 120;
-    let jobs: Vec<_> = (0..n)
-        .map(|_| json!({"queue": "io", "kind": "k"}))
-        .collect();
-    assert_eq!(
-        s.post("/v1/jobs/batch", json!({"jobs": jobs})).await.status,
-        StatusCode::CREATED
-    );
-    s.call(
-        Method::PATCH,
-        "/v1/queues/io",
-        Some(json!({"concurrency": 4})),
-    )
-    .await;
+    limited_queue(&s, "io", n, json!({"concurrency": 4})).await;
     let run = run_32_workers(&s, "io", n, std::time::Duration::from_millis(5)).await;
     assert_eq!(run.leased_at.len(), n, "every job ran once");
     assert!(
@@ -382,19 +383,7 @@ async fn rate_is_held_with_32_workers() {
         return;
     };
     let n = 90;
-    let jobs: Vec<_> = (0..n)
-        .map(|_| json!({"queue": "api", "kind": "k"}))
-        .collect();
-    assert_eq!(
-        s.post("/v1/jobs/batch", json!({"jobs": jobs})).await.status,
-        StatusCode::CREATED
-    );
-    s.call(
-        Method::PATCH,
-        "/v1/queues/api",
-        Some(json!({"rate": "30/s"})),
-    )
-    .await;
+    limited_queue(&s, "api", n, json!({"rate": "30/s"})).await;
     // The bucket starts (full: a burst of 30) at the first lease, after this.
     let start = std::time::Instant::now();
     let run = run_32_workers(&s, "api", n, std::time::Duration::ZERO).await;

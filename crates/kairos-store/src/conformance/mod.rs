@@ -1593,6 +1593,15 @@ pub async fn workers_are_saved_merged_and_forgotten(env: Env) {
     assert_eq!(names, ["w4", "w3", "w2"]);
 }
 
+/// How many jobs one lease of up to `max` takes from `default`.
+async fn leased(env: &Env, max: u32) -> usize {
+    env.store
+        .lease(lease_spec(&["default"], max))
+        .await
+        .unwrap()
+        .len()
+}
+
 fn limit(max_depth: Option<u64>, concurrency: Option<u32>, rate: Option<&str>) -> QueueChange {
     QueueChange {
         paused: None,
@@ -1714,13 +1723,7 @@ pub async fn concurrency_caps_running_jobs(env: Env) {
         .unwrap();
     let first = env.store.lease(lease_spec(&["default"], 5)).await.unwrap();
     assert_eq!(first.len(), 2);
-    assert!(
-        env.store
-            .lease(lease_spec(&["default"], 5))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(leased(&env, 5).await == 0);
     ack_all(&env, &first[..1]).await;
     let second = env.store.lease(lease_spec(&["default"], 5)).await.unwrap();
     assert_eq!(second.len(), 1, "one ended, one more runs");
@@ -1743,15 +1746,7 @@ pub async fn concurrency_caps_running_jobs(env: Env) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        env.store
-            .lease(lease_spec(&["default"], 5))
-            .await
-            .unwrap()
-            .len(),
-        2,
-        "no limit: the rest"
-    );
+    assert_eq!(leased(&env, 5).await, 2, "no limit: the rest");
 }
 
 /// A queue's rate: a burst of one second's worth, then one job per interval as the
@@ -1767,30 +1762,12 @@ pub async fn rate_spends_tokens_that_refill_on_the_clock(env: Env) {
         .unwrap();
     let burst = env.store.lease(lease_spec(&["default"], 10)).await.unwrap();
     assert_eq!(burst.len(), 2, "one second's worth");
-    assert!(
-        env.store
-            .lease(lease_spec(&["default"], 10))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(leased(&env, 10).await == 0);
     env.clock.advance(std::time::Duration::from_millis(500));
-    assert_eq!(
-        env.store
-            .lease(lease_spec(&["default"], 10))
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "one token in half a second"
-    );
+    assert_eq!(leased(&env, 10).await, 1, "one token in half a second");
     advance(&env, 60);
     assert_eq!(
-        env.store
-            .lease(lease_spec(&["default"], 10))
-            .await
-            .unwrap()
-            .len(),
+        leased(&env, 10).await,
         2,
         "an idle minute piles up no more than the burst"
     );
@@ -1798,15 +1775,7 @@ pub async fn rate_spends_tokens_that_refill_on_the_clock(env: Env) {
         .change_queue("default", limit(None, None, Some("5/s")))
         .await
         .unwrap();
-    assert_eq!(
-        env.store
-            .lease(lease_spec(&["default"], 10))
-            .await
-            .unwrap()
-            .len(),
-        5,
-        "a new rate starts full"
-    );
+    assert_eq!(leased(&env, 10).await, 5, "a new rate starts full");
 }
 
 /// Many leasers at once (on their own connections, where the backend has them), each
