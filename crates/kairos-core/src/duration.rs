@@ -165,14 +165,11 @@ impl<'de> Deserialize<'de> for Duration {
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Duration {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some("^([0-9]+(ms|s|m|h|d))+$"))
-            .description(Some(
-                "A duration: numbers with units ms, s, m, h, d, summed (`250ms`, `30s`, `1h30m`, `2d`).",
-            ))
-            .examples(["30s", "1h30m"])
-            .into()
+        crate::openapi::patterned_string(
+            "^([0-9]+(ms|s|m|h|d))+$",
+            "A duration: numbers with units ms, s, m, h, d, summed (`250ms`, `30s`, `1h30m`, `2d`).",
+            &["30s", "1h30m"],
+        )
     }
 }
 

@@ -27,6 +27,8 @@ pub mod duration;
 pub mod int;
 pub mod job;
 pub mod machine;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod problem;
 pub mod queue;
 pub mod rate;

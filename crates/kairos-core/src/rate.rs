@@ -139,14 +139,11 @@ impl std::fmt::Display for Rate {
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Rate {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some("^[0-9]+/[smh]$"))
-            .description(Some(
-                "A rate: a count per second, minute or hour, with a burst of one second's worth.",
-            ))
-            .examples(["100/s", "10/m"])
-            .into()
+        crate::openapi::patterned_string(
+            "^[0-9]+/[smh]$",
+            "A rate: a count per second, minute or hour, with a burst of one second's worth.",
+            &["100/s", "10/m"],
+        )
     }
 }
 

@@ -281,6 +281,17 @@ async fn limited_queue(s: &TestServer, queue: &str, n: usize, limits: serde_json
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }
 
+/// POSTs `body` to `base` + `path` (for tasks that outlive a borrow of the server).
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> crate::support::Answer {
+    let resp = client.post(format!("{base}{path}")).json(body).send().await;
+    TestServer::answer(resp.unwrap()).await
+}
+
 /// What 32 workers saw: when each lease answered, and the most jobs held at once.
 struct Run {
     leased_at: Vec<std::time::Instant>,
@@ -309,15 +320,7 @@ async fn run_32_workers(s: &TestServer, queue: &str, n: usize, hold: std::time::
             let worker = format!("w{w}");
             while done.load(Ordering::SeqCst) < n {
                 let body = json!({"queues": [queue], "worker": worker, "max": 1, "wait": "1s"});
-                let a = TestServer::answer(
-                    client
-                        .post(format!("{base}/v1/lease"))
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap(),
-                )
-                .await;
+                let a = post(&client, &base, "/v1/lease", &body).await;
                 assert_eq!(a.status, StatusCode::OK, "{}", a.body);
                 let Some(job) = a.body["jobs"].as_array().unwrap().first().cloned() else {
                     continue;
@@ -329,15 +332,7 @@ async fn run_32_workers(s: &TestServer, queue: &str, n: usize, hold: std::time::
                 holding.fetch_sub(1, Ordering::SeqCst);
                 let ack = json!({"worker": worker, "results": [{"id": job["id"],
                     "lease_token": job["lease_token"], "outcome": "completed"}]});
-                let a = TestServer::answer(
-                    client
-                        .post(format!("{base}/v1/ack"))
-                        .json(&ack)
-                        .send()
-                        .await
-                        .unwrap(),
-                )
-                .await;
+                let a = post(&client, &base, "/v1/ack", &ack).await;
                 assert_eq!(a.status, StatusCode::OK, "{}", a.body);
                 done.fetch_add(1, Ordering::SeqCst);
             }
