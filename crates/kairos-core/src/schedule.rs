@@ -10,7 +10,7 @@ use crate::backoff::Backoff;
 use crate::cron::Cron;
 use crate::duration::Duration;
 use crate::job::NewJob;
-use crate::timetable::{DstRepeated, DstSkipped, Timetable};
+use crate::timetable::{DstMark, DstRepeated, DstSkipped, Timetable};
 use crate::validate::{Checker, Invalid, Limits};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -310,6 +310,15 @@ pub struct Preview {
     pub times: Vec<Timestamp>,
     /// The same times with the zone's offset (RFC 3339).
     pub local_times: Vec<String>,
+    /// Per time: null, or how a daylight-saving rule placed it (shifted out of a
+    /// spring-forward gap, or one occurrence of a wall time a fall-back repeats).
+    #[serde(default)]
+    pub dst: Vec<Option<DstMark>>,
+    /// Wall times the expression names before the last time shown that fire nothing
+    /// of their own: skipped by a spring-forward jump, or folded into the one shifted
+    /// fire of their gap. Not counted in `count`.
+    #[serde(default)]
+    pub dropped: Vec<String>,
 }
 
 /// Longest schedule description.
@@ -374,12 +383,19 @@ impl PreviewRequest {
         }
         c.finish()?;
         let tt = tt.expect("checked");
-        let times = tt.upcoming(self.after.unwrap_or(now), count);
+        let after = self.after.unwrap_or(now);
+        let times = tt.upcoming(after, count);
         let local_times = times
             .iter()
             .map(|t| t.display_with_offset(tt.tz().to_offset(*t)).to_string())
             .collect();
-        Ok(Preview { times, local_times })
+        let (dst, dropped) = tt.explain(after, &times);
+        Ok(Preview {
+            times,
+            local_times,
+            dst,
+            dropped: dropped.iter().map(ToString::to_string).collect(),
+        })
     }
 }
 

@@ -45,6 +45,31 @@ pub enum DstRepeated {
     Both,
 }
 
+/// How a daylight-saving rule placed one fire time (see [`Timetable::explain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum DstRule {
+    /// The wall time fell in a spring-forward gap; it fires at the jump instead.
+    Shifted,
+    /// The wall time happens twice (fall-back); this is its first occurrence.
+    RepeatedFirst,
+    /// The wall time happens twice (fall-back); this is its second occurrence.
+    RepeatedSecond,
+}
+
+/// A fire time a daylight-saving rule placed, and the wall time the expression named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DstMark {
+    /// What the rule did.
+    pub rule: DstRule,
+    /// The local wall time the expression named, without an offset
+    /// (`2027-03-28T02:30:00`).
+    #[cfg_attr(feature = "openapi", schema(example = "2027-03-28T02:30:00"))]
+    pub wall_time: String,
+}
+
 /// No time zone moves its clocks by more than this in one transition: transitions this
 /// close to a candidate are looked at.
 const MARGIN: SignedDuration = SignedDuration::from_hours(3);
@@ -123,6 +148,71 @@ impl Timetable {
             }
         }
         out
+    }
+
+    /// Explains `times`, the fire times [`Timetable::upcoming`] gave after `after`: for
+    /// each, how a daylight-saving rule placed it (`None` for a wall time that happened
+    /// once); and, oldest first, the wall times the expression names in that span that
+    /// fire nothing of their own (skipped by a spring-forward jump, or folded into the
+    /// one shifted fire of their gap).
+    pub fn explain(
+        &self,
+        after: Timestamp,
+        times: &[Timestamp],
+    ) -> (Vec<Option<DstMark>>, Vec<DateTime>) {
+        let Some(end) = times.iter().map(|t| self.tz.to_datetime(*t)).max() else {
+            return (Vec::new(), Vec::new());
+        };
+        // The named wall times in a gap, with the instant of the jump that ends it.
+        let mut gapped: Vec<(DateTime, Option<Timestamp>)> = Vec::new();
+        let mut c = self.tz.to_datetime(after);
+        while let Some(next) = self.cron.next_after(c).filter(|n| *n <= end) {
+            c = next;
+            if let AmbiguousOffset::Gap { after: offset, .. } =
+                self.tz.to_ambiguous_timestamp(c).offset()
+            {
+                let jump = offset
+                    .to_timestamp(c)
+                    .ok()
+                    .and_then(|probe| self.tz.following(probe).next())
+                    .map(|j| j.timestamp());
+                gapped.push((c, jump));
+            }
+        }
+        let mut shifted_from = Vec::new();
+        let marks = times
+            .iter()
+            .map(|&t| {
+                let wall = self.tz.to_datetime(t);
+                if self.cron.matches(wall) {
+                    return match self.tz.to_ambiguous_timestamp(wall).offset() {
+                        AmbiguousOffset::Fold { before, .. } => Some(DstMark {
+                            rule: if self.tz.to_offset(t) == before {
+                                DstRule::RepeatedFirst
+                            } else {
+                                DstRule::RepeatedSecond
+                            },
+                            wall_time: wall.to_string(),
+                        }),
+                        _ => None,
+                    };
+                }
+                // Not a named wall time: the shifted fire of a gap, named by the gap's
+                // first wall time.
+                let (from, _) = gapped.iter().find(|(_, jump)| *jump == Some(t))?;
+                shifted_from.push(*from);
+                Some(DstMark {
+                    rule: DstRule::Shifted,
+                    wall_time: from.to_string(),
+                })
+            })
+            .collect();
+        let dropped = gapped
+            .into_iter()
+            .map(|(c, _)| c)
+            .filter(|c| !shifted_from.contains(c))
+            .collect();
+        (marks, dropped)
     }
 
     /// Every fire time in `(after, until]`, oldest first, at most `limit` of the most

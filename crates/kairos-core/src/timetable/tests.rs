@@ -333,3 +333,114 @@ fn a_transition_just_before_does_not_hide_the_next_one() {
         Some(at("2027-07-01T10:00:00Z"))
     );
 }
+
+fn explained(t: &Timetable, after: &str, count: usize) -> (Vec<String>, Vec<String>) {
+    let after = at(after);
+    let times = t.upcoming(after, count);
+    let (marks, dropped) = t.explain(after, &times);
+    assert_eq!(marks.len(), times.len());
+    let marks = local(t, &times)
+        .into_iter()
+        .zip(marks)
+        .map(|(l, m)| match m {
+            None => l,
+            Some(m) => format!("{l} {:?} {}", m.rule, m.wall_time),
+        })
+        .collect();
+    (marks, dropped.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn explain_marks_shifted_times_and_notes_dropped_ones() {
+    // Every 20 minutes of 02:xx: the gap's first wall time shifts to the jump, the
+    // other two fold into it.
+    let shift = tt(
+        "*/20 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    assert_eq!(
+        explained(&shift, "2026-03-28T12:00:00Z", 2),
+        (
+            vec![
+                "2026-03-29 03:00:00+02:00 Shifted 2026-03-29T02:00:00".to_string(),
+                "2026-03-30 02:00:00+02:00".to_string(),
+            ],
+            vec![
+                "2026-03-29T02:20:00".to_string(),
+                "2026-03-29T02:40:00".to_string()
+            ]
+        )
+    );
+    // Skipping: nothing is marked, all three are dropped (and not counted).
+    let skip = tt(
+        "*/20 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Skip,
+        DstRepeated::First,
+    );
+    let (marks, dropped) = explained(&skip, "2026-03-28T12:00:00Z", 1);
+    assert_eq!(marks, ["2026-03-30 02:00:00+02:00"]);
+    assert_eq!(
+        dropped,
+        [
+            "2026-03-29T02:00:00",
+            "2026-03-29T02:20:00",
+            "2026-03-29T02:40:00"
+        ]
+    );
+    // A wall time that matches at the jump itself is not shifted: the gap folds into it.
+    let hourly = tt(
+        "0 * * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::First,
+    );
+    assert_eq!(
+        explained(&hourly, "2026-03-28T23:30:00Z", 2),
+        (
+            vec![
+                "2026-03-29 01:00:00+01:00".to_string(),
+                "2026-03-29 03:00:00+02:00".to_string()
+            ],
+            vec!["2026-03-29T02:00:00".to_string()]
+        )
+    );
+    // Nothing near a transition: nothing to say.
+    assert_eq!(
+        explained(&skip, "2026-06-01T00:00:00Z", 2).1,
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn explain_marks_both_occurrences_of_a_repeated_time() {
+    let both = tt(
+        "30 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::Both,
+    );
+    assert_eq!(
+        explained(&both, "2026-10-24T12:00:00Z", 3),
+        (
+            vec![
+                "2026-10-25 02:30:00+02:00 RepeatedFirst 2026-10-25T02:30:00".to_string(),
+                "2026-10-25 02:30:00+01:00 RepeatedSecond 2026-10-25T02:30:00".to_string(),
+                "2026-10-26 02:30:00+01:00".to_string(),
+            ],
+            vec![]
+        )
+    );
+    let last = tt(
+        "30 2 * * *",
+        "Europe/Berlin",
+        DstSkipped::Shift,
+        DstRepeated::Last,
+    );
+    assert_eq!(
+        explained(&last, "2026-10-24T12:00:00Z", 1).0,
+        ["2026-10-25 02:30:00+01:00 RepeatedSecond 2026-10-25T02:30:00"]
+    );
+}
