@@ -1,6 +1,6 @@
 //! The `kairos` binary: `kairos server` runs the job server; `kairos worker --exec` runs
-//! a command per job; `kairos bench` measures a server. Later commands (client commands)
-//! join as subcommands here.
+//! a command per job; `kairos bench` measures a server; the client commands (`job`,
+//! `queue`, `schedule`, `worker list`, `import`, `export`, in [`cli`]) operate one.
 
 mod bench;
 mod cli;
@@ -39,8 +39,9 @@ enum LogFormat {
 enum Command {
     /// Run the server (embedded SQLite store by default).
     Server(Box<ServerArgs>),
-    /// Run a command once per job leased from a server (workers in any language).
-    Worker(worker::WorkerArgs),
+    /// Run a command once per job leased from a server (workers in any language), or
+    /// list a server's workers (`kairos worker list`).
+    Worker(Box<worker::WorkerCommand>),
     /// Measure throughput, latency and timing precision of a server.
     Bench(bench::BenchArgs),
     /// Verify a stopped server's data directory; exits non-zero when it is damaged.
@@ -54,6 +55,14 @@ enum Command {
     Job(cli::job::JobArgs),
     /// List queues, pause and resume them, set their limits, retry their dead jobs.
     Queue(cli::queue::QueueArgs),
+    /// Create, list, change, pause, trigger and delete schedules; preview cron times.
+    Schedule(cli::schedule::ScheduleArgs),
+    /// Enqueue a file of JSON lines (one job each) in batches; rerun it to resume.
+    Import(cli::import::ImportArgs),
+    /// Write jobs by filter as JSON lines.
+    Export(cli::export::ExportArgs),
+    /// Print a completion script for bash, zsh or fish.
+    Completions { shell: clap_complete::Shell },
 }
 
 /// Where a PostgreSQL-backed server keeps its data.
@@ -194,7 +203,7 @@ struct ServerArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::hoist(std::env::args_os().collect()));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .with_context(|| format!("--log-level {:?} is not a level or filter", cli.log_level))?;
@@ -213,30 +222,40 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(*args)),
-        Command::Worker(args) => runtime.block_on(worker::run(args)),
+        Command::Worker(w) => match w.list {
+            Some(worker::WorkerSubcommand::List(args)) => client_command(&runtime, args),
+            None => runtime.block_on(worker::run(w.run)),
+        },
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Check(args) => check(args),
         Command::Migrate(args) => runtime.block_on(migrate(args)),
         Command::Token(cmd) => token::run(cmd),
-        Command::Job(args) => {
-            let server = args.server().to_string();
-            exit_with(runtime.block_on(args.run()), &server)
-        }
-        Command::Queue(args) => {
-            let server = args.server().to_string();
-            exit_with(runtime.block_on(args.run()), &server)
+        Command::Job(args) => client_command(&runtime, args),
+        Command::Queue(args) => client_command(&runtime, args),
+        Command::Schedule(args) => client_command(&runtime, args),
+        Command::Import(args) => client_command(&runtime, args),
+        Command::Export(args) => client_command(&runtime, args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kairos", &mut script);
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(())
         }
     }
 }
 
-/// Ends a client command with its exit code (0, or the failure's after printing it).
-fn exit_with(result: Result<(), cli::Failure>, server: &str) -> anyhow::Result<()> {
-    match result {
+/// Runs a client command and exits with its code (0, or the failure's after printing
+/// it).
+fn client_command(
+    runtime: &tokio::runtime::Runtime,
+    command: impl cli::ClientCommand,
+) -> anyhow::Result<()> {
+    let server = command.api().server.clone();
+    match runtime.block_on(command.run()) {
         Ok(()) => Ok(()),
-        Err(f) => {
-            let code = f.report(server);
-            std::process::exit(code);
-        }
+        Err(f) => std::process::exit(f.report(&server)),
     }
 }
 

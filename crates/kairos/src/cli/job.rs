@@ -1,7 +1,7 @@
 //! `kairos job enqueue|get|list|cancel|retry|delete`.
 
 use super::table::{Table, fields};
-use super::{ApiArgs, Failure, print, short_id};
+use super::{ApiArgs, ClientCommand, Failure, Output, print, short_id};
 use kairos_core::api::{EnqueueRequest, JobPage, ListQuery};
 use kairos_core::{Job, Timestamp};
 use serde_json::value::RawValue;
@@ -78,16 +78,20 @@ struct List {
     /// The `next_cursor` of the page before.
     #[arg(long)]
     cursor: Option<String>,
+    /// Refresh the list in place until interrupted (as JSON: one page per line).
+    #[arg(long)]
+    watch: bool,
+    /// How often `--watch` refreshes.
+    #[arg(long, default_value = "2s", requires = "watch")]
+    interval: kairos_core::Duration,
 }
 
-impl JobArgs {
-    /// The server it talks to.
-    pub fn server(&self) -> &str {
-        &self.api.server
+impl ClientCommand for JobArgs {
+    fn api(&self) -> &ApiArgs {
+        &self.api
     }
 
-    /// Runs the command.
-    pub async fn run(self) -> Result<(), Failure> {
+    async fn run(self) -> Result<(), Failure> {
         let api = &self.api;
         let client = api.client()?;
         match self.command {
@@ -124,8 +128,30 @@ impl JobArgs {
                     cursor: l.cursor,
                     ..ListQuery::default()
                 };
-                let page = client.list(&query).await?;
-                print(api, &page, |p| jobs_table(api, p));
+                if !l.watch {
+                    let page = client.list(&query).await?;
+                    print(api, &page, |p| jobs_table(api, p));
+                    return Ok(());
+                }
+                loop {
+                    let page = client.list(&query).await?;
+                    match api.output() {
+                        Output::Json => println!(
+                            "{}",
+                            serde_json::to_string(&page).expect("answers serialize")
+                        ),
+                        // Home, the page, then clear what an earlier, longer page left
+                        // (no full clear first: it would flicker).
+                        Output::Table => println!(
+                            "\x1b[H{}(every {}; Ctrl-C stops)\x1b[J",
+                            jobs_table(api, &page).replace('\n', "\x1b[K\n"),
+                            l.interval
+                        ),
+                    }
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                    tokio::time::sleep(l.interval.as_std()).await;
+                }
             }
             JobCommand::Cancel { id } => print(api, &client.cancel(id).await?, job_fields),
             JobCommand::Retry { id } => print(api, &client.retry(id).await?, job_fields),
@@ -140,14 +166,14 @@ impl JobArgs {
     }
 }
 
-fn time(t: Option<Timestamp>) -> String {
+pub(super) fn time(t: Option<Timestamp>) -> String {
     t.map_or_else(
         || "-".into(),
         |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
     )
 }
 
-fn job_fields(j: &Job) -> String {
+pub(super) fn job_fields(j: &Job) -> String {
     let mut pairs = vec![
         ("id", j.id.to_string()),
         ("queue", j.queue.clone()),

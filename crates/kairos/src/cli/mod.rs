@@ -1,18 +1,24 @@
-//! The command-line client: `kairos job …` and `kairos queue …` call a server's API
-//! through `kairos-client` and print what it answers, as a table on a terminal or JSON
-//! when piped (`--output`). Exit codes scripts can rely on: 0 ok, 1 the server said no
+//! The command-line client: `kairos job|queue|schedule|worker list|import|export` call a
+//! server's API through `kairos-client` and print what it answers, as a table on a
+//! terminal or JSON when piped (`--output`). Exit codes scripts can rely on: 0 ok, 1 the server said no
 //! (its problem printed with the fields it names), 2 usage or input refused before
 //! sending, 3 the server could not be reached.
 
+pub mod export;
+pub mod import;
 pub mod job;
 pub mod queue;
+pub mod schedule;
 mod table;
+pub mod workers;
 
 use kairos_client::{Client, ClientError, RetryPolicy};
+use std::ffi::OsString;
 use std::io::IsTerminal;
 
 /// Where the API is and how to print its answers; accepted before or after the
-/// subcommand (`kairos job --output json list` and `kairos job list --output json`).
+/// subcommand (`kairos --output json job list`, `kairos job --output json list` and
+/// `kairos job list --output json`; see [`hoist`] for the first).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ApiArgs {
     /// The server's base URL.
@@ -32,6 +38,14 @@ pub struct ApiArgs {
     /// Print ids whole in tables (they are shortened to fit 80 columns).
     #[arg(long, global = true)]
     pub full_ids: bool,
+}
+
+/// A command that calls a server's API.
+pub trait ClientCommand {
+    /// Where it talks to and how it prints.
+    fn api(&self) -> &ApiArgs;
+    /// Runs the command.
+    async fn run(self) -> Result<(), Failure>;
 }
 
 /// How answers are printed.
@@ -70,6 +84,8 @@ pub enum Failure {
     Usage(String),
     /// The server answered no (exit 1).
     Refused(ClientError),
+    /// What was named is not on the server (exit 1).
+    NotFound(String),
     /// The server could not be reached (exit 3).
     Unreachable(String),
 }
@@ -106,6 +122,10 @@ impl Failure {
                 }
                 1
             }
+            Failure::NotFound(m) => {
+                eprintln!("kairos: {m}");
+                1
+            }
             Failure::Refused(e) => {
                 eprintln!("kairos: {e}");
                 1
@@ -132,5 +152,97 @@ fn short_id(args: &ApiArgs, id: &uuid::Uuid) -> String {
         s
     } else {
         s[s.len() - 12..].to_string()
+    }
+}
+
+/// A value as the API spells it (`online`, `run_once`).
+fn api_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
+/// The client flags that take a value, and the one that takes none.
+const CLIENT_FLAGS: [&str; 3] = ["--server", "--token", "--output"];
+const CLIENT_SWITCH: &str = "--full-ids";
+/// The binary's own flags that take a value (they stay where they are).
+const TOP_FLAGS: [&str; 2] = ["--log-format", "--log-level"];
+
+/// Moves client flags written before the subcommand (`kairos --server X job list`) to
+/// after it (`kairos job list --server X`), where every client command takes them: clap
+/// cannot take an option on the binary and on a subcommand under one name, and
+/// `kairos worker` and `kairos bench` have their own `--server`. Flags after a `--` and
+/// everything from the subcommand on are left as they are.
+pub fn hoist(args: Vec<OsString>) -> Vec<OsString> {
+    let mut front = Vec::with_capacity(args.len());
+    let mut moved = Vec::new();
+    let mut rest = args.into_iter();
+    front.extend(rest.next());
+    let mut rest = rest.peekable();
+    while let Some(a) = rest.peek().and_then(|a| a.to_str()).map(str::to_string) {
+        if !a.starts_with("--") || a == "--" {
+            break;
+        }
+        let arg = rest.next().expect("peeked");
+        let name = a.split('=').next().unwrap_or_default();
+        let valued = !a.contains('=');
+        if CLIENT_FLAGS.contains(&name) {
+            moved.push(arg);
+            if valued {
+                moved.extend(rest.next());
+            }
+        } else if a == CLIENT_SWITCH {
+            moved.push(arg);
+        } else {
+            front.push(arg);
+            if TOP_FLAGS.contains(&name) && valued {
+                front.extend(rest.next());
+            }
+        }
+    }
+    let rest: Vec<OsString> = rest.collect();
+    let end = rest.iter().position(|a| a == "--").unwrap_or(rest.len());
+    let (command, after) = rest.split_at(end);
+    front.extend_from_slice(command);
+    front.extend(moved);
+    front.extend_from_slice(after);
+    front
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hoist;
+
+    fn run(args: &str) -> String {
+        let args = args.split(' ').map(Into::into).collect();
+        hoist(args)
+            .iter()
+            .map(|a| a.to_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn client_flags_before_the_subcommand_move_after_it() {
+        assert_eq!(
+            run("kairos --server http://x --output=json --full-ids job list --queue q"),
+            "kairos job list --queue q --server http://x --output=json --full-ids"
+        );
+        // The binary's own flags stay, with their values.
+        assert_eq!(
+            run("kairos --log-level debug --token t worker --exec cmd --queue q"),
+            "kairos --log-level debug worker --exec cmd --queue q --token t"
+        );
+        // Nothing to move, nothing changes; flags after the subcommand are its own.
+        assert_eq!(
+            run("kairos job list --server a"),
+            "kairos job list --server a"
+        );
+        // A `--` keeps what follows it last.
+        assert_eq!(
+            run("kairos --server a bench -- --server b"),
+            "kairos bench --server a -- --server b"
+        );
     }
 }

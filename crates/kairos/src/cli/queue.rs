@@ -1,7 +1,7 @@
 //! `kairos queue list|get|pause|resume|retry-dead|limit`.
 
 use super::table::{Table, fields};
-use super::{ApiArgs, Failure, print};
+use super::{ApiArgs, ClientCommand, Failure, print};
 use kairos_core::Queue;
 use kairos_core::api::QueuePatch;
 
@@ -59,14 +59,12 @@ fn limit<T: std::str::FromStr>(
     }
 }
 
-impl QueueArgs {
-    /// The server it talks to.
-    pub fn server(&self) -> &str {
-        &self.api.server
+impl ClientCommand for QueueArgs {
+    fn api(&self) -> &ApiArgs {
+        &self.api
     }
 
-    /// Runs the command.
-    pub async fn run(self) -> Result<(), Failure> {
+    async fn run(self) -> Result<(), Failure> {
         let api = &self.api;
         let client = api.client()?;
         match self.command {

@@ -3,16 +3,16 @@
 
 /// A table with a header row.
 pub struct Table {
-    header: Vec<&'static str>,
+    header: Vec<String>,
     widths: Vec<usize>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
     /// A table with these columns, each cut to at most its width.
-    pub fn new(columns: &[(&'static str, usize)]) -> Table {
+    pub fn new(columns: &[(&str, usize)]) -> Table {
         Table {
-            header: columns.iter().map(|c| c.0).collect(),
+            header: columns.iter().map(|c| c.0.to_string()).collect(),
             widths: columns.iter().map(|c| c.1).collect(),
             rows: Vec::new(),
         }
@@ -57,7 +57,7 @@ impl Table {
             out.push_str(l.trim_end());
             out.push('\n');
         };
-        line(self.header.clone(), &mut out);
+        line(self.header.iter().map(String::as_str).collect(), &mut out);
         for row in &self.rows {
             line(row.iter().map(String::as_str).collect(), &mut out);
         }

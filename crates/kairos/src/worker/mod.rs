@@ -14,7 +14,24 @@ use std::sync::Arc;
 /// The error of a job stopped because it was cancelled or the worker is stopping.
 const STOPPED: &str = "stopped: the job was cancelled, or the worker is shutting down";
 
-/// `kairos worker`.
+/// `kairos worker`: runs a worker, or (`kairos worker list`) lists a server's workers.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct WorkerCommand {
+    #[command(subcommand)]
+    pub list: Option<WorkerSubcommand>,
+    #[command(flatten)]
+    pub run: WorkerArgs,
+}
+
+/// What `kairos worker` does besides running a worker.
+#[derive(clap::Subcommand, Debug)]
+pub enum WorkerSubcommand {
+    /// The workers the server heard from in the last day, online or not.
+    List(crate::cli::workers::ListArgs),
+}
+
+/// `kairos worker --exec CMD | --http URL`.
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("handler").required(true).args(["exec", "http"])))]
 pub struct WorkerArgs {
