@@ -26,10 +26,10 @@ impl ClientCommand for ListArgs {
 
 fn workers_table(workers: &[WorkerInfo]) -> String {
     let mut t = Table::new(&[
-        ("WORKER", 24),
+        ("WORKER", 22),
         ("STATE", 7),
         ("RUNNING", 7),
-        ("QUEUES", 18),
+        ("QUEUES", 16),
         ("LAST SEEN (UTC)", 19),
     ]);
     for w in workers {

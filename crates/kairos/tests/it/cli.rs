@@ -465,6 +465,7 @@ async fn workers_are_listed() {
         row.starts_with("box-1") && row.contains("online") && row.contains("mail,sms"),
         "{table}"
     );
+    assert!(table.lines().all(|l| l.chars().count() <= 80), "{table}");
 }
 
 /// A file of `n` jobs for queue `bulk`, each payload `{"n": i}`.
