@@ -24,6 +24,7 @@ pub mod backoff;
 pub mod clock;
 pub mod cron;
 pub mod duration;
+pub mod event;
 pub mod int;
 pub mod job;
 pub mod machine;

@@ -12,6 +12,7 @@
 //! ```
 
 use crate::duration::Duration;
+use crate::event::EventType;
 use crate::job::{AttemptError, Job, JobState, Lease, Reported};
 use crate::validate::MAX_ERRORS_KEPT;
 use jiff::Timestamp;
@@ -46,6 +47,37 @@ impl Outcome {
     }
 }
 
+/// The events one transition makes, in order: none, one, or two (the last failed
+/// attempt is `job.failed` then `job.dead`). Backends write them in the transaction that
+/// saves the job, so the event log says exactly what the state machine did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Happened([Option<EventType>; 2]);
+
+impl Happened {
+    /// Nothing worth an event (a heartbeat, a repeated report, a cancel asked of a
+    /// running job: its end is the event).
+    pub const NOTHING: Happened = Happened([None, None]);
+
+    fn one(t: EventType) -> Happened {
+        Happened([Some(t), None])
+    }
+
+    /// What a report (or a lease expiry) that moved a job to `state` made.
+    fn report(state: JobState) -> Happened {
+        match state {
+            JobState::Completed => Happened::one(EventType::JobCompleted),
+            JobState::Cancelled => Happened::one(EventType::JobCancelled),
+            JobState::Dead => Happened([Some(EventType::JobFailed), Some(EventType::JobDead)]),
+            _ => Happened::one(EventType::JobFailed),
+        }
+    }
+
+    /// The events, in order.
+    pub fn events(self) -> impl Iterator<Item = EventType> {
+        self.0.into_iter().flatten()
+    }
+}
+
 /// What an accepted ack did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckEffect {
@@ -60,6 +92,14 @@ impl AckEffect {
     pub fn state(self) -> JobState {
         match self {
             AckEffect::Applied(s) | AckEffect::Repeated(s) => s,
+        }
+    }
+
+    /// The events the ack made: none for a repeat.
+    pub fn happened(self) -> Happened {
+        match self {
+            AckEffect::Applied(s) => Happened::report(s),
+            AckEffect::Repeated(_) => Happened::NOTHING,
         }
     }
 }
@@ -117,7 +157,7 @@ impl Job {
         token: Uuid,
         lease_for: Option<Duration>,
         now: Timestamp,
-    ) -> Result<(), TransitionError> {
+    ) -> Result<Happened, TransitionError> {
         let state = self.effective_state(now);
         if state != JobState::Available || self.attempt >= self.max_attempts {
             return Err(TransitionError::NotAvailable(state));
@@ -131,7 +171,7 @@ impl Job {
             expires_at: later(now, lease_for.unwrap_or(self.timeout)),
             reported: None,
         });
-        Ok(())
+        Ok(Happened::one(EventType::JobStarted))
     }
 
     /// Checks that `token` is the live lease, or recognises a repeat of a finished report.
@@ -192,7 +232,7 @@ impl Job {
 
     /// Ends a running job whose lease ran out at `now` without a report: a failed attempt
     /// with error `lease expired`, under the same retry rule as a failure.
-    pub fn expire(&mut self, now: Timestamp, sample: f64) -> Result<(), TransitionError> {
+    pub fn expire(&mut self, now: Timestamp, sample: f64) -> Result<Happened, TransitionError> {
         let expired = match &self.lease {
             Some(l) => {
                 self.state == JobState::Running && l.reported.is_none() && now >= l.expires_at
@@ -206,7 +246,7 @@ impl Job {
         if let Some(l) = self.lease.as_mut() {
             l.reported = Some(Reported::Expired);
         }
-        Ok(())
+        Ok(Happened::report(self.state))
     }
 
     /// Extends the live lease `token` to `now + extend`. Returns the new expiry.
@@ -231,26 +271,26 @@ impl Job {
 
     /// Cancels the job: at once when it is not running, at its next report (or lease
     /// expiry) when it is.
-    pub fn cancel(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+    pub fn cancel(&mut self, now: Timestamp) -> Result<Happened, TransitionError> {
         match self.state {
             s if s.is_finished() => Err(TransitionError::Finished(s)),
             JobState::Running => {
                 self.cancel_requested = true;
-                Ok(())
+                Ok(Happened::NOTHING)
             }
             _ => {
                 self.finish(JobState::Cancelled, now);
-                Ok(())
+                Ok(Happened::one(EventType::JobCancelled))
             }
         }
     }
 
     /// Runs the job again now. A finished job starts over with attempt 0 (its errors and
     /// failure count are kept); a waiting job just stops waiting.
-    pub fn retry(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+    pub fn retry(&mut self, now: Timestamp) -> Result<Happened, TransitionError> {
         match self.state {
             JobState::Running => return Err(TransitionError::Running),
-            JobState::Available => return Ok(()),
+            JobState::Available => return Ok(Happened::NOTHING),
             s if s.is_finished() => {
                 self.attempt = 0;
                 self.finished_at = None;
@@ -261,15 +301,16 @@ impl Job {
         }
         self.state = JobState::Available;
         self.run_at = now;
-        Ok(())
+        Ok(Happened::one(EventType::JobRetried))
     }
 
-    /// Whether the job may be deleted now (not while it runs).
-    pub fn check_delete(&self) -> Result<(), TransitionError> {
+    /// Whether the job may be deleted now (not while it runs), and the event its deletion
+    /// makes.
+    pub fn check_delete(&self) -> Result<Happened, TransitionError> {
         if self.state == JobState::Running {
             Err(TransitionError::Running)
         } else {
-            Ok(())
+            Ok(Happened::one(EventType::JobDeleted))
         }
     }
 

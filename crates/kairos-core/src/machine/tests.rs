@@ -327,15 +327,15 @@ proptest! {
                     let tok = Uuid::now_v7();
                     let r = j.lease("w", tok, Some(Duration::from_secs(s as u64)), now);
                     if r.is_ok() { token = tok; }
-                    r
+                    r.map(|_| ())
                 }
                 Op::AckCurrent(ok, retry) => j.ack(token, if ok { done() } else { failed(retry) }, now, 0.5).map(|_| ()),
                 Op::AckStale(ok) => j.ack(Uuid::now_v7(), if ok { done() } else { failed(true) }, now, 0.5).map(|_| ()),
                 Op::Heartbeat(s) => j.heartbeat(token, Duration::from_secs(s as u64), now).map(|_| ()),
                 Op::HeartbeatStale => j.heartbeat(Uuid::now_v7(), Duration::from_secs(1), now).map(|_| ()),
-                Op::Expire => j.expire(now, 0.5),
-                Op::Cancel => j.cancel(now),
-                Op::Retry => j.retry(now),
+                Op::Expire => j.expire(now, 0.5).map(|_| ()),
+                Op::Cancel => j.cancel(now).map(|_| ()),
+                Op::Retry => j.retry(now).map(|_| ()),
                 Op::Promote => Ok(()),
             };
             if res.is_err() {
@@ -343,4 +343,61 @@ proptest! {
             }
         }
     }
+}
+
+fn names(h: Happened) -> Vec<&'static str> {
+    h.events().map(EventType::as_str).collect()
+}
+
+#[test]
+fn each_transition_says_what_happened() {
+    // Lease, fail (retryable), lease, fail the last attempt: failed then dead.
+    let mut j = job(2);
+    let tok = Uuid::now_v7();
+    assert_eq!(
+        names(j.lease("w", tok, None, t(1)).unwrap()),
+        ["job.started"]
+    );
+    let effect = j.ack(tok, failed(true), t(2), 0.0).unwrap();
+    assert_eq!(names(effect.happened()), ["job.failed"]);
+    // The same report again changes nothing and says nothing.
+    let again = j.ack(tok, failed(true), t(2), 0.0).unwrap();
+    assert_eq!(names(again.happened()), Vec::<&str>::new());
+    let tok = Uuid::now_v7();
+    j.lease("w", tok, None, t(100)).unwrap();
+    let effect = j.ack(tok, failed(true), t(101), 0.0).unwrap();
+    assert_eq!(names(effect.happened()), ["job.failed", "job.dead"]);
+    // An API retry of the dead job, then a delete check.
+    assert_eq!(names(j.retry(t(102)).unwrap()), ["job.retried"]);
+    assert_eq!(names(j.retry(t(103)).unwrap()), Vec::<&str>::new());
+    assert_eq!(names(j.check_delete().unwrap()), ["job.deleted"]);
+
+    // A completed attempt.
+    let mut j = job(3);
+    let tok = Uuid::now_v7();
+    j.lease("w", tok, None, t(1)).unwrap();
+    assert_eq!(
+        names(j.ack(tok, done(), t(2), 0.0).unwrap().happened()),
+        ["job.completed"]
+    );
+
+    // A lease expiry is a failed attempt; the last one makes the job dead.
+    let mut j = job(1);
+    j.lease("w", Uuid::now_v7(), None, t(1)).unwrap();
+    assert_eq!(
+        names(j.expire(t(100), 0.0).unwrap()),
+        ["job.failed", "job.dead"]
+    );
+
+    // Cancelling a waiting job is the event; a running one's comes at its report.
+    let mut j = job(3);
+    assert_eq!(names(j.cancel(t(1)).unwrap()), ["job.cancelled"]);
+    let mut j = job(3);
+    let tok = Uuid::now_v7();
+    j.lease("w", tok, None, t(1)).unwrap();
+    assert_eq!(names(j.cancel(t(2)).unwrap()), Vec::<&str>::new());
+    assert_eq!(
+        names(j.ack(tok, failed(true), t(3), 0.0).unwrap().happened()),
+        ["job.cancelled"]
+    );
 }

@@ -1,0 +1,378 @@
+//! Events: what happened to jobs, queues and schedules, as the event log keeps it and as
+//! `GET /v1/events`, the stream and the sinks show it.
+//!
+//! Each type has a stable name (what the API and the sinks' routing keys say) and a
+//! stable storage code (what backends store; never renumber). Which events a job
+//! transition makes is decided by the state machine ([`crate::machine::Happened`]); this
+//! module says what an event holds and how a query for them is checked.
+
+use crate::job::{Job, JobState};
+use crate::validate::{Checker, Invalid};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// What happened. The storage code is the discriminant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum EventType {
+    /// A job was created.
+    JobEnqueued = 0,
+    /// A worker leased the job (an attempt began).
+    JobStarted = 1,
+    /// An attempt succeeded; the job is completed.
+    JobCompleted = 2,
+    /// An attempt failed (a lease expiry too); `data.state` is `retryable` or `dead`.
+    JobFailed = 3,
+    /// The job is dead (after the `job.failed` of its last attempt).
+    JobDead = 4,
+    /// The job was cancelled (at once, or at the report of its running attempt).
+    JobCancelled = 5,
+    /// Someone asked for the job to run again now.
+    JobRetried = 6,
+    /// The job was deleted.
+    JobDeleted = 7,
+    /// A queue was paused.
+    QueuePaused = 8,
+    /// A queue was resumed.
+    QueueResumed = 9,
+    /// A schedule was created.
+    ScheduleCreated = 10,
+    /// A schedule was changed.
+    ScheduleUpdated = 11,
+    /// A schedule was deleted.
+    ScheduleDeleted = 12,
+    /// A schedule made a run.
+    ScheduleFired = 13,
+}
+
+impl EventType {
+    /// Every type, in code order.
+    pub const ALL: [EventType; 14] = [
+        EventType::JobEnqueued,
+        EventType::JobStarted,
+        EventType::JobCompleted,
+        EventType::JobFailed,
+        EventType::JobDead,
+        EventType::JobCancelled,
+        EventType::JobRetried,
+        EventType::JobDeleted,
+        EventType::QueuePaused,
+        EventType::QueueResumed,
+        EventType::ScheduleCreated,
+        EventType::ScheduleUpdated,
+        EventType::ScheduleDeleted,
+        EventType::ScheduleFired,
+    ];
+
+    /// The name the API and the sinks use (`job.dead`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::JobEnqueued => "job.enqueued",
+            EventType::JobStarted => "job.started",
+            EventType::JobCompleted => "job.completed",
+            EventType::JobFailed => "job.failed",
+            EventType::JobDead => "job.dead",
+            EventType::JobCancelled => "job.cancelled",
+            EventType::JobRetried => "job.retried",
+            EventType::JobDeleted => "job.deleted",
+            EventType::QueuePaused => "queue.paused",
+            EventType::QueueResumed => "queue.resumed",
+            EventType::ScheduleCreated => "schedule.created",
+            EventType::ScheduleUpdated => "schedule.updated",
+            EventType::ScheduleDeleted => "schedule.deleted",
+            EventType::ScheduleFired => "schedule.fired",
+        }
+    }
+
+    /// The stable storage code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The type stored as `code`.
+    pub fn from_code(code: u8) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.code() == code)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not an event type (like job.dead)"))
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A job as events show it: everything but its payload and result, which may be large
+/// and private (a consumer that needs them reads the job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// The job's id.
+    pub id: Uuid,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its state after what happened.
+    pub state: JobState,
+    /// Attempts begun.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Its priority.
+    pub priority: i32,
+    /// When it runs (next).
+    pub run_at: Timestamp,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it finished, if it has.
+    pub finished_at: Option<Timestamp>,
+    /// Its unique key, if any.
+    pub unique_key: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// The schedule that made it, if one did.
+    pub schedule_id: Option<Uuid>,
+    /// The latest attempt's error, if an attempt failed.
+    pub error: Option<String>,
+}
+
+impl JobSummary {
+    /// The summary of `job` as it is now.
+    pub fn of(job: &Job) -> JobSummary {
+        JobSummary {
+            id: job.id,
+            queue: job.queue.clone(),
+            kind: job.kind.clone(),
+            state: job.state,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            priority: job.priority,
+            run_at: job.run_at,
+            created_at: job.created_at,
+            finished_at: job.finished_at,
+            unique_key: job.unique_key.clone(),
+            tags: job.tags.clone(),
+            schedule_id: job.schedule_id,
+            error: job.errors.last().map(|e| e.error.clone()),
+        }
+    }
+}
+
+/// An event to be written, in the same transaction as the change it records; the store
+/// gives it its id.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// What happened.
+    pub kind: EventType,
+    /// When (the store's clock).
+    pub at: Timestamp,
+    /// The queue it concerns, if any.
+    pub queue: Option<String>,
+    /// The job it concerns, if any.
+    pub job_id: Option<Uuid>,
+    /// The schedule it concerns, if any.
+    pub schedule_id: Option<Uuid>,
+    /// Its data, as JSON.
+    pub data: Box<RawValue>,
+}
+
+impl NewEvent {
+    /// An event about `job` (after the change), its summary as data.
+    pub fn job(kind: EventType, job: &Job, at: Timestamp) -> NewEvent {
+        NewEvent {
+            kind,
+            at,
+            queue: Some(job.queue.clone()),
+            job_id: Some(job.id),
+            schedule_id: job.schedule_id,
+            data: serde_json::value::to_raw_value(&JobSummary::of(job))
+                .expect("a job summary serializes"),
+        }
+    }
+
+    /// An event about queue `queue` (paused or resumed): `{"queue": name}` as data.
+    pub fn queue(kind: EventType, queue: &str, at: Timestamp) -> NewEvent {
+        NewEvent {
+            kind,
+            at,
+            queue: Some(queue.to_string()),
+            job_id: None,
+            schedule_id: None,
+            data: serde_json::value::to_raw_value(&serde_json::json!({ "queue": queue }))
+                .expect("JSON serializes"),
+        }
+    }
+}
+
+/// An event as stored and shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// Strictly increasing: a later event has a greater id.
+    pub id: u64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// When.
+    pub at: Timestamp,
+    /// The queue it concerns, or null.
+    pub queue: Option<String>,
+    /// The job it concerns, or null.
+    pub job_id: Option<Uuid>,
+    /// The schedule it concerns, or null.
+    pub schedule_id: Option<Uuid>,
+    /// What the type says it holds (a job summary for job events).
+    pub data: Box<RawValue>,
+}
+
+/// Most events one page holds.
+pub const MAX_EVENTS_PAGE: u32 = 1000;
+/// Events one page holds unless asked.
+pub const DEFAULT_EVENTS_PAGE: u32 = 100;
+
+/// `GET /v1/events` query parameters, as sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventQuery {
+    /// Only events with greater ids (default 0: from the oldest kept).
+    pub after: Option<u64>,
+    /// Comma-separated types (`job.dead,job.completed`); default every type.
+    pub types: Option<String>,
+    /// Only events of this queue.
+    pub queue: Option<String>,
+    /// Most events (default 100, at most 1,000).
+    pub limit: Option<u32>,
+}
+
+/// A checked event query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only ids greater than this.
+    pub after: u64,
+    /// Only these types (empty: every type).
+    pub types: Vec<EventType>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Most events.
+    pub limit: u32,
+}
+
+impl EventFilter {
+    /// Whether `event` passes the type and queue filters (not `after` or `limit`).
+    pub fn admits(&self, kind: EventType, queue: Option<&str>) -> bool {
+        (self.types.is_empty() || self.types.contains(&kind))
+            && self.queue.as_deref().is_none_or(|q| queue == Some(q))
+    }
+}
+
+impl EventQuery {
+    /// Checks every parameter, naming the one at fault.
+    pub fn validate(self) -> Result<EventFilter, Invalid> {
+        let mut c = Checker::new("");
+        if let Some(q) = &self.queue {
+            c.name("queue", q);
+        }
+        let mut types = Vec::new();
+        for name in self.types.iter().flat_map(|t| t.split(',')) {
+            let name = name.trim();
+            if name.is_empty() {
+                continue;
+            }
+            match name.parse::<EventType>() {
+                Ok(t) if !types.contains(&t) => types.push(t),
+                Ok(_) => {}
+                Err(m) => c.invalid("types", m),
+            }
+        }
+        let limit = self.limit.unwrap_or(DEFAULT_EVENTS_PAGE);
+        if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
+            c.invalid("limit", format!("must be from 1 to {MAX_EVENTS_PAGE}"));
+        }
+        c.finish()?;
+        Ok(EventFilter {
+            after: self.after.unwrap_or(0),
+            types,
+            queue: self.queue,
+            limit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_codes_round_trip_and_never_move() {
+        for t in EventType::ALL {
+            assert_eq!(t.as_str().parse::<EventType>(), Ok(t));
+            assert_eq!(EventType::from_code(t.code()), Some(t));
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<EventType>(&json).unwrap(), t);
+        }
+        // Stored codes: a change here breaks every store written before it.
+        assert_eq!(EventType::JobEnqueued.code(), 0);
+        assert_eq!(EventType::JobDead.code(), 4);
+        assert_eq!(EventType::ScheduleFired.code(), 13);
+        assert_eq!(EventType::from_code(14), None);
+        assert!("job.exploded".parse::<EventType>().is_err());
+    }
+
+    #[test]
+    fn queries_are_checked_field_by_field() {
+        let f = EventQuery {
+            types: Some("job.dead, job.completed,job.dead,".into()),
+            queue: Some("mail".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            f,
+            EventFilter {
+                after: 0,
+                types: vec![EventType::JobDead, EventType::JobCompleted],
+                queue: Some("mail".into()),
+                limit: DEFAULT_EVENTS_PAGE,
+            }
+        );
+        assert!(f.admits(EventType::JobDead, Some("mail")));
+        assert!(!f.admits(EventType::JobDead, Some("sms")));
+        assert!(!f.admits(EventType::JobStarted, Some("mail")));
+        assert!(!f.admits(EventType::JobDead, None));
+        let Invalid(errors) = EventQuery {
+            types: Some("job.dead,nope".into()),
+            queue: Some("bad name".into()),
+            limit: Some(1001),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["queue", "types", "limit"]);
+    }
+}
