@@ -15,7 +15,13 @@ use std::path::PathBuf;
 
 /// Kairos: a durable job scheduler and task queue server.
 #[derive(Parser, Debug)]
-#[command(name = "kairos", version, about)]
+#[command(
+    name = "kairos",
+    version,
+    about,
+    after_help = "The client commands (job, queue, schedule, worker list, import, export) take \
+                  --server, --token, --output and --full-ids before or after the subcommand."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

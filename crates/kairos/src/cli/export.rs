@@ -2,9 +2,10 @@
 //! so any number of jobs streams in bounded memory. `--as-import` writes each job as
 //! the enqueue request that recreates it, for `kairos import` on another server.
 
+use super::job::Filter;
 use super::{ApiArgs, ClientCommand, Failure};
 use kairos_core::Job;
-use kairos_core::api::{EnqueueRequest, ListQuery};
+use kairos_core::api::EnqueueRequest;
 use std::io::Write;
 
 /// Jobs per page asked of the server (its most).
@@ -15,16 +16,8 @@ const PAGE: u32 = 500;
 pub struct ExportArgs {
     #[command(flatten)]
     api: ApiArgs,
-    #[arg(long)]
-    queue: Option<String>,
-    /// scheduled, available, running, retryable, completed, dead or cancelled.
-    #[arg(long)]
-    state: Option<String>,
-    #[arg(long)]
-    kind: Option<String>,
-    /// Jobs a schedule made.
-    #[arg(long)]
-    schedule_id: Option<String>,
+    #[command(flatten)]
+    filter: Filter,
     /// Stop after this many jobs.
     #[arg(long)]
     limit: Option<u64>,
@@ -61,14 +54,8 @@ impl ClientCommand for ExportArgs {
         let mut cursor = None;
         let mut left = self.limit.unwrap_or(u64::MAX);
         while left > 0 {
-            let query = ListQuery {
-                queue: self.queue.clone(),
-                state: self.state.clone(),
-                kind: self.kind.clone(),
-                schedule_id: self.schedule_id.clone(),
-                limit: Some(PAGE.min(u32::try_from(left).unwrap_or(PAGE))),
-                cursor: cursor.take(),
-            };
+            let limit = PAGE.min(u32::try_from(left).unwrap_or(PAGE));
+            let query = self.filter.query(Some(limit), cursor.take());
             let page = client.list(&query).await?;
             for job in page.jobs {
                 let line = if self.as_import {

@@ -63,15 +63,41 @@ struct Enqueue {
     tags: Vec<String>,
 }
 
-#[derive(clap::Args, Debug)]
-struct List {
+/// Which jobs `job list` and `export` show.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Filter {
+    /// Only this queue's jobs.
     #[arg(long)]
-    queue: Option<String>,
+    pub queue: Option<String>,
     /// scheduled, available, running, retryable, completed, dead or cancelled.
     #[arg(long)]
-    state: Option<String>,
+    pub state: Option<String>,
+    /// Only jobs of this kind.
     #[arg(long)]
-    kind: Option<String>,
+    pub kind: Option<String>,
+    /// Only the runs of this schedule (its id).
+    #[arg(long)]
+    pub schedule_id: Option<String>,
+}
+
+impl Filter {
+    /// The list query for one page of these jobs.
+    pub fn query(&self, limit: Option<u32>, cursor: Option<String>) -> ListQuery {
+        ListQuery {
+            queue: self.queue.clone(),
+            state: self.state.clone(),
+            kind: self.kind.clone(),
+            schedule_id: self.schedule_id.clone(),
+            limit,
+            cursor,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct List {
+    #[command(flatten)]
+    filter: Filter,
     /// Most jobs on the page (the server's default 50, at most 500).
     #[arg(long)]
     limit: Option<u32>,
@@ -120,14 +146,7 @@ impl ClientCommand for JobArgs {
             }
             JobCommand::Get { id } => print(api, &client.job(id).await?, job_fields),
             JobCommand::List(l) => {
-                let query = ListQuery {
-                    queue: l.queue,
-                    state: l.state,
-                    kind: l.kind,
-                    limit: l.limit,
-                    cursor: l.cursor,
-                    ..ListQuery::default()
-                };
+                let query = l.filter.query(l.limit, l.cursor);
                 if !l.watch {
                     let page = client.list(&query).await?;
                     print(api, &page, |p| jobs_table(api, p));
