@@ -84,3 +84,42 @@ async fn minted_tokens_open_what_their_role_and_queues_allow() {
         .unwrap();
     assert_eq!(health.status(), 200, "probes need no token");
 }
+
+/// `kairos ARGS` against `base`, the token (if any) from the environment as a user
+/// would set it.
+fn client(base: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kairos"));
+    cmd.args(args)
+        .env("KAIROS_SERVER", base)
+        .env_remove("KAIROS_TOKEN");
+    if let Some(t) = token {
+        cmd.env("KAIROS_TOKEN", t);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_command_line_sends_its_token() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Kairos::try_start(data.path(), &["--jwt-secret", SECRET])
+        .unwrap_or_else(|r| panic!("{r:?}"));
+    let base = server.base.as_str();
+    let args = ["job", "enqueue", "--kind", "k", "--output", "json"];
+    // No token: the server says no (exit 1) and why.
+    let out = client(base, None, &args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // A reader may list, not enqueue; a producer may enqueue (by flag or environment).
+    let reader = mint(&["--role", "reader"]);
+    assert_eq!(client(base, Some(&reader), &args).status.code(), Some(1));
+    assert!(
+        client(base, Some(&reader), &["job", "list"])
+            .status
+            .success()
+    );
+    let producer = mint(&["--role", "producer"]);
+    let mut flagged = vec!["--token", producer.as_str()];
+    flagged.extend(args);
+    assert!(client(base, None, &flagged).status.success());
+    assert!(client(base, Some(&producer), &args).status.success());
+}
