@@ -17,7 +17,7 @@ use kairos_client::{ClientError, RetryPolicy};
 use kairos_core::api::EnqueueRequest;
 use kairos_core::validate::Limits;
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 
 /// Most jobs in one batch (the API takes up to 1,000).
@@ -60,41 +60,43 @@ impl Batch {
     }
 }
 
-/// Opens the file for a pass over its lines.
-fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, String), Failure>>, Failure> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+/// A pass over the file's non-blank lines, numbered from 1; `seen` gets every byte read
+/// (blank lines and line ends included), so the first pass hashes as it checks.
+fn lines<'a>(
+    path: &Path,
+    mut seen: impl FnMut(&[u8]) + 'a,
+) -> Result<impl Iterator<Item = Result<(usize, String), Failure>> + 'a, Failure> {
     let shown = path.display().to_string();
-    Ok(BufReader::new(file)
-        .lines()
-        .enumerate()
-        .map(move |(i, l)| {
-            l.map(|l| (i + 1, l))
-                .map_err(|e| Failure::Usage(format!("{shown}: line {}: {e}", i + 1)))
-        })
-        .filter(|l| !matches!(l, Ok((_, text)) if text.trim().is_empty())))
+    let file = std::fs::File::open(path).map_err(|e| Failure::Usage(format!("{shown}: {e}")))?;
+    let mut reader = BufReader::new(file);
+    let mut n = 0;
+    let mut buf = Vec::new();
+    Ok(std::iter::from_fn(move || {
+        loop {
+            buf.clear();
+            n += 1;
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => return None,
+                Ok(_) => seen(&buf),
+                Err(e) => return Some(Err(Failure::Usage(format!("{shown}: line {n}: {e}")))),
+            }
+            let text = match std::str::from_utf8(&buf) {
+                Ok(t) => t.trim_end_matches(['\n', '\r']),
+                Err(e) => {
+                    return Some(Err(Failure::Usage(format!(
+                        "{shown}: line {n} is not UTF-8: {e}"
+                    ))));
+                }
+            };
+            if !text.trim().is_empty() {
+                return Some(Ok((n, text.to_string())));
+            }
+        }
+    }))
 }
 
 /// The first pass: the file's hash and its job count, or every line's mistakes.
 fn check(path: &Path) -> Result<(String, usize), Failure> {
-    let mut hasher = Sha256::new();
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-    let mut buf = vec![0; 64 * 1024];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let hash: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     // Size limits are the server's to say (they are configurable); everything else is
     // checked here, by the same rules the server applies.
     let limits = Limits {
@@ -102,7 +104,8 @@ fn check(path: &Path) -> Result<(String, usize), Failure> {
     };
     let mut jobs = 0;
     let mut errors = Vec::new();
-    for line in lines(path)? {
+    let mut hasher = Sha256::new();
+    for line in lines(path, |bytes| hasher.update(bytes))? {
         let (n, text) = line?;
         match serde_json::from_str::<EnqueueRequest>(&text) {
             Err(e) => errors.push(format!("line {n}: {e}")),
@@ -117,6 +120,11 @@ fn check(path: &Path) -> Result<(String, usize), Failure> {
             },
         }
     }
+    let hash: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if !errors.is_empty() {
         let more = errors.len().saturating_sub(SHOWN_ERRORS);
         let mut text = format!(
@@ -185,7 +193,7 @@ impl ClientCommand for ImportArgs {
         let mut sent = 0;
         let mut batches = 0;
         let mut batch = Batch::new(0);
-        let mut lines = lines(&self.file)?;
+        let mut lines = lines(&self.file, |_| {})?;
         loop {
             let next = lines.next().transpose()?;
             if let Some((n, text)) = &next {

@@ -536,8 +536,12 @@ fn an_import_killed_midway_resumes_without_duplicates() {
         "killed midway: {before} of {N} landed"
     );
     // The same command again: the batches that landed answer their first answer.
-    let out = kairos(&k.base, &["import", file.to_str().unwrap()]);
-    assert_eq!(json(&out)["jobs"], N);
+    let out = json(&kairos(&k.base, &["import", file.to_str().unwrap()]));
+    assert_eq!(out["jobs"], N);
+    // The key is the file's own SHA-256, as `sha256sum` would say it.
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&file).unwrap());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(out["sha256"], hex);
     assert_eq!(exported(&k.base), (0..N as u64).collect::<Vec<_>>());
     // Once more, complete: nothing new.
     json(&kairos(&k.base, &["import", file.to_str().unwrap()]));
