@@ -1,6 +1,7 @@
-//! W4, cron: 1,000 schedules firing every second for 10 s (by default). Each run's lag is
-//! its start time minus its intended fire time (`scheduled_for`); every (schedule,
-//! second) in the measured window must run exactly once.
+//! W4, cron: 1,000 schedules firing every second for 10 s (by default; `--schedules`,
+//! `--cron`, `--cron-secs`). Each run's lag is its start time minus its intended fire
+//! time (`scheduled_for`); every (schedule, fire time) in the measured window must run
+//! exactly once.
 
 use super::BenchArgs;
 use super::pool::now_ms;
@@ -26,17 +27,27 @@ struct Payload {
 pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
     let n = args.schedules;
     let secs = args.cron_secs;
-    let bar = progress((n as u64) * secs, "W4 cron");
+    let cron: kairos_core::cron::Cron = args
+        .cron
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--cron {:?}: {e}", args.cron))?;
+    let timetable = kairos_core::timetable::Timetable::new(
+        cron,
+        jiff::tz::TimeZone::UTC,
+        Default::default(),
+        Default::default(),
+    );
     // Create the schedules, a few requests at a time.
     let mut ids = vec![None; n];
     for chunk in (0..n).collect::<Vec<_>>().chunks(CREATE_CONCURRENCY) {
         let mut set = tokio::task::JoinSet::new();
         for &i in chunk {
             let client = client.clone();
+            let cron_text = args.cron.clone();
             set.spawn(async move {
                 let req = ScheduleRequest {
                     name: format!("bench-w4-{i}"),
-                    cron: "* * * * * *".into(),
+                    cron: cron_text.clone(),
                     job: JobTemplateRequest {
                         queue: Some(QUEUE.into()),
                         kind: "noop".into(),
@@ -53,9 +64,24 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
             ids[i] = Some(id);
         }
     }
-    // The measured window: whole seconds from the next full second on.
+    // The measured window: whole seconds from the next full second on, and the fire
+    // times in it.
     let start_s = (now_ms() / 1000.0).floor() as i64 + 2;
     let end_s = start_s + secs as i64;
+    let second = |s: i64| jiff::Timestamp::from_second(s).expect("a time near now");
+    let slots = timetable
+        .between(second(start_s - 1), second(end_s - 1), usize::MAX)
+        .len();
+    if slots == 0 {
+        for id in ids.iter().flatten() {
+            client.delete_schedule(*id).await?;
+        }
+        anyhow::bail!(
+            "--cron {:?} does not fire in a window of {secs} s: raise --cron-secs",
+            args.cron
+        );
+    }
+    let bar = progress((n * slots) as u64, "W4 cron");
     // (schedule, second) -> runs seen; and the lag of each run in the window.
     let seen: Arc<Mutex<HashMap<(usize, i64), u32>>> = Arc::default();
     let lags: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -131,7 +157,7 @@ pub async fn run(client: &Client, args: &BenchArgs) -> anyhow::Result<Record> {
     }
     bar.finish_and_clear();
     let seen = seen.lock().expect("lock");
-    let expected = n * secs as usize;
+    let expected = n * slots;
     let mut r = Record::new("W4", expected);
     r.completed = seen.len();
     r.duplicates = seen.values().map(|c| (*c as usize).saturating_sub(1)).sum();

@@ -30,8 +30,8 @@ pub enum Workload {
     Latency,
     /// W3: 2,000 jobs delayed 1-8 s; how late does each start?
     Delayed,
-    /// W4: 1,000 schedules firing every second for 10 s; fire lag, and no slot missed
-    /// or run twice.
+    /// W4: 1,000 schedules firing every second for 10 s (`--schedules`, `--cron`,
+    /// `--cron-secs`); fire lag, and no slot missed or run twice.
     Cron,
     /// W1, W2, W3 and W4 in turn.
     All,
@@ -73,6 +73,11 @@ pub struct BenchArgs {
     /// Seconds the cron workload measures.
     #[arg(long, default_value_t = 10)]
     pub cron_secs: u64,
+    /// The cron expression of every schedule of the cron workload (UTC); with
+    /// `0 * * * * *` all of them fire in the same second of each minute (give
+    /// `--cron-secs` a minute or more).
+    #[arg(long, default_value = "* * * * * *")]
+    pub cron: String,
     /// Print one JSON line per workload on stdout (the peer harness's keys).
     #[arg(long)]
     pub json: bool,

@@ -100,3 +100,27 @@ fn cron_smoke() {
         "runs start after their fire time"
     );
 }
+
+#[test]
+fn cron_with_another_expression_counts_its_fire_times() {
+    // Every other second: two fire times in any four seconds.
+    let r = bench(&[
+        "--workload",
+        "cron",
+        "--schedules",
+        "5",
+        "--cron",
+        "*/2 * * * * *",
+        "--cron-secs",
+        "4",
+    ]);
+    assert_accounted(&r[0], 10);
+    // An expression that does not fire in the window is refused, not reported as a pass.
+    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["bench", "--workload", "cron", "--schedules", "1"])
+        .args(["--cron", "0 0 1 1 *", "--cron-secs", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("raise --cron-secs"));
+}
