@@ -865,6 +865,25 @@ pub struct JobFilter {
     pub cursor: Option<String>,
 }
 
+impl EnqueueRequest {
+    /// The request that enqueues a job like `job` again, to run now: its queue, kind,
+    /// payload, priority, attempts, backoff, timeout, unique key and tags.
+    pub fn recreating(job: Job) -> EnqueueRequest {
+        EnqueueRequest {
+            queue: Some(job.queue),
+            kind: job.kind,
+            payload: Some(job.payload),
+            priority: Some(job.priority),
+            max_attempts: Some(job.max_attempts),
+            backoff: Some(job.backoff),
+            timeout: Some(job.timeout),
+            unique_key: job.unique_key,
+            tags: (!job.tags.is_empty()).then_some(job.tags),
+            ..EnqueueRequest::default()
+        }
+    }
+}
+
 impl ListQuery {
     /// Checks every parameter.
     pub fn validate(self) -> Result<JobFilter, Invalid> {
@@ -975,5 +994,42 @@ mod tests {
         ));
         let e = r.validate(&Limits::default()).unwrap_err();
         assert_eq!(e.0[0].field, "results[0].error");
+    }
+
+    #[test]
+    fn a_recreating_request_makes_the_same_job() {
+        let req: EnqueueRequest = parse(
+            r#"{"queue":"q","kind":"k","payload":{"a":1},"priority":-3,"max_attempts":9,
+                "backoff":{"type":"fixed","base":"5s"},"timeout":"2m","unique_key":"u",
+                "tags":["t"],"delay":"1h"}"#,
+        );
+        let job = Job::new(
+            req.validate("", &Limits::default()).unwrap(),
+            Uuid::now_v7(),
+            Timestamp::UNIX_EPOCH,
+        );
+        let again = Job::new(
+            EnqueueRequest::recreating(job.clone())
+                .validate("", &Limits::default())
+                .unwrap(),
+            Uuid::now_v7(),
+            Timestamp::UNIX_EPOCH,
+        );
+        let kept = |j: &Job| {
+            (
+                j.queue.clone(),
+                j.kind.clone(),
+                j.payload.get().to_string(),
+                j.priority,
+                j.max_attempts,
+                j.backoff.clone(),
+                j.timeout,
+                j.unique_key.clone(),
+                j.tags.clone(),
+            )
+        };
+        assert_eq!(kept(&again), kept(&job));
+        // It runs now, not after the first one's delay.
+        assert_eq!(again.run_at, Timestamp::UNIX_EPOCH);
     }
 }

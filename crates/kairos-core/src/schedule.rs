@@ -129,6 +129,22 @@ pub struct JobTemplateRequest {
     pub tags: Option<Vec<String>>,
 }
 
+impl From<JobTemplate> for JobTemplateRequest {
+    /// The request that makes this template again (every default spelled out).
+    fn from(t: JobTemplate) -> JobTemplateRequest {
+        JobTemplateRequest {
+            queue: Some(t.queue),
+            kind: t.kind,
+            payload: Some(t.payload),
+            priority: Some(t.priority),
+            max_attempts: Some(t.max_attempts),
+            backoff: Some(t.backoff),
+            timeout: Some(t.timeout),
+            tags: Some(t.tags),
+        }
+    }
+}
+
 impl JobTemplateRequest {
     fn validate(self, limits: &Limits) -> Result<JobTemplate, Invalid> {
         let job = EnqueueRequest {

@@ -4,7 +4,6 @@
 
 use super::job::Filter;
 use super::{ApiArgs, ClientCommand, Failure};
-use kairos_core::Job;
 use kairos_core::api::EnqueueRequest;
 use std::io::Write;
 
@@ -27,22 +26,6 @@ pub struct ExportArgs {
     as_import: bool,
 }
 
-/// The enqueue request that makes a job like `job` again, to run now.
-fn as_request(job: Job) -> EnqueueRequest {
-    EnqueueRequest {
-        queue: Some(job.queue),
-        kind: job.kind,
-        payload: Some(job.payload),
-        priority: Some(job.priority),
-        max_attempts: Some(job.max_attempts),
-        backoff: Some(job.backoff),
-        timeout: Some(job.timeout),
-        unique_key: job.unique_key,
-        tags: (!job.tags.is_empty()).then_some(job.tags),
-        ..EnqueueRequest::default()
-    }
-}
-
 impl ClientCommand for ExportArgs {
     fn api(&self) -> &ApiArgs {
         &self.api
@@ -59,7 +42,7 @@ impl ClientCommand for ExportArgs {
             let page = client.list(&query).await?;
             for job in page.jobs {
                 let line = if self.as_import {
-                    serde_json::to_string(&as_request(job))
+                    serde_json::to_string(&EnqueueRequest::recreating(job))
                 } else {
                     serde_json::to_string(&job)
                 }

@@ -167,8 +167,7 @@ impl ClientCommand for JobArgs {
                             l.interval
                         ),
                     }
-                    use std::io::Write;
-                    let _ = std::io::stdout().flush();
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
                     tokio::time::sleep(l.interval.as_std()).await;
                 }
             }

@@ -8,8 +8,7 @@ use super::table::{Table, fields};
 use super::{ApiArgs, ClientCommand, Failure, api_name, print};
 use kairos_client::Client;
 use kairos_core::schedule::{
-    JobTemplate, JobTemplateRequest, Preview, PreviewRequest, Schedule, SchedulePatch,
-    ScheduleRequest,
+    JobTemplateRequest, Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest,
 };
 use kairos_core::timetable::DstRule;
 use kairos_core::{Duration, Timestamp};
@@ -195,20 +194,6 @@ impl Template {
     }
 }
 
-/// A stored template as a request that recreates it.
-fn as_request(t: JobTemplate) -> JobTemplateRequest {
-    JobTemplateRequest {
-        queue: Some(t.queue),
-        kind: t.kind,
-        payload: Some(t.payload),
-        priority: Some(t.priority),
-        max_attempts: Some(t.max_attempts),
-        backoff: Some(t.backoff),
-        timeout: Some(t.timeout),
-        tags: Some(t.tags),
-    }
-}
-
 /// The id of the schedule named by `key`: an id as given, a name looked up.
 async fn resolve(client: &Client, key: &str) -> Result<Uuid, Failure> {
     if let Ok(id) = key.parse() {
@@ -265,7 +250,7 @@ impl ClientCommand for ScheduleArgs {
                 let job = if u.kind.is_some() || u.template.given() {
                     let current = client.schedule(id).await?.job;
                     let kind = u.kind.unwrap_or_else(|| current.kind.clone());
-                    Some(u.template.over(kind, as_request(current))?)
+                    Some(u.template.over(kind, current.into())?)
                 } else {
                     None
                 };
