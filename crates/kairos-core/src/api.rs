@@ -835,7 +835,7 @@ pub struct ListQuery {
 }
 
 /// Reads a query parameter, taking an empty value as absent.
-fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: std::str::FromStr,

@@ -6,7 +6,9 @@
 //! transition makes is decided by the state machine ([`crate::machine::Happened`]); this
 //! module says what an event holds and how a query for them is checked.
 
+use crate::api::empty_as_none;
 use crate::job::{Job, JobState};
+use crate::schedule::Schedule;
 use crate::validate::{Checker, Invalid};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -184,6 +186,63 @@ impl JobSummary {
     }
 }
 
+/// A schedule as events show it: its timing and target, without the template's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSummary {
+    /// The schedule's id.
+    pub id: Uuid,
+    /// Its unique name.
+    pub name: String,
+    /// Its cron expression.
+    pub cron: String,
+    /// Its time zone.
+    pub timezone: String,
+    /// Whether it fires.
+    pub active: bool,
+    /// The queue its runs go to.
+    pub queue: String,
+    /// The kind of its runs.
+    pub kind: String,
+    /// Intended time of its latest run.
+    pub last_run_at: Option<Timestamp>,
+    /// Its next fire time.
+    pub next_run_at: Option<Timestamp>,
+}
+
+impl ScheduleSummary {
+    /// The summary of `s` as it is now.
+    pub fn of(s: &Schedule) -> ScheduleSummary {
+        ScheduleSummary {
+            id: s.id,
+            name: s.name.clone(),
+            cron: s.cron.clone(),
+            timezone: s.timezone.clone(),
+            active: s.active,
+            queue: s.job.queue.clone(),
+            kind: s.job.kind.clone(),
+            last_run_at: s.last_run_at,
+            next_run_at: s.next_run_at,
+        }
+    }
+}
+
+/// The data of `schedule.fired`: the schedule, the run it made and the slot it is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fired {
+    /// The schedule after firing.
+    pub schedule: ScheduleSummary,
+    /// The run's id.
+    pub job_id: Uuid,
+    /// The slot the run is for.
+    pub scheduled_for: Timestamp,
+    /// A trigger through the API, outside the timetable.
+    pub manual: bool,
+}
+
+fn raw<T: Serialize>(data: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(data).expect("event data serializes")
+}
+
 /// An event to be written, in the same transaction as the change it records; the store
 /// gives it its id.
 #[derive(Debug, Clone)]
@@ -211,8 +270,42 @@ impl NewEvent {
             queue: Some(job.queue.clone()),
             job_id: Some(job.id),
             schedule_id: job.schedule_id,
-            data: serde_json::value::to_raw_value(&JobSummary::of(job))
-                .expect("a job summary serializes"),
+            data: raw(&JobSummary::of(job)),
+        }
+    }
+
+    /// An event about schedule `s` (created, updated, deleted), its summary as data.
+    pub fn schedule(kind: EventType, s: &Schedule, at: Timestamp) -> NewEvent {
+        NewEvent {
+            kind,
+            at,
+            queue: Some(s.job.queue.clone()),
+            job_id: None,
+            schedule_id: Some(s.id),
+            data: raw(&ScheduleSummary::of(s)),
+        }
+    }
+
+    /// `schedule.fired`: `s` made `run` for `scheduled_for` (`manual`: a trigger).
+    pub fn fired(
+        s: &Schedule,
+        run: &Job,
+        scheduled_for: Timestamp,
+        manual: bool,
+        at: Timestamp,
+    ) -> NewEvent {
+        NewEvent {
+            kind: EventType::ScheduleFired,
+            at,
+            queue: Some(run.queue.clone()),
+            job_id: Some(run.id),
+            schedule_id: Some(s.id),
+            data: raw(&Fired {
+                schedule: ScheduleSummary::of(s),
+                job_id: run.id,
+                scheduled_for,
+                manual,
+            }),
         }
     }
 
@@ -224,19 +317,23 @@ impl NewEvent {
             queue: Some(queue.to_string()),
             job_id: None,
             schedule_id: None,
-            data: serde_json::value::to_raw_value(&serde_json::json!({ "queue": queue }))
-                .expect("JSON serializes"),
+            data: raw(&serde_json::json!({ "queue": queue })),
         }
     }
 }
 
 /// An event as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Strictly increasing: a later event has a greater id.
     pub id: u64,
-    /// What happened.
+    /// What happened (`job.enqueued`, `job.started`, `job.completed`, `job.failed`,
+    /// `job.dead`, `job.cancelled`, `job.retried`, `job.deleted`, `queue.paused`,
+    /// `queue.resumed`, `schedule.created`, `schedule.updated`, `schedule.deleted`,
+    /// `schedule.fired`).
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "job.completed"))]
     pub kind: EventType,
     /// When.
     pub at: Timestamp,
@@ -247,25 +344,80 @@ pub struct Event {
     /// The schedule it concerns, or null.
     pub schedule_id: Option<Uuid>,
     /// What the type says it holds (a job summary for job events).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Box<RawValue>,
 }
+
+/// `GET /v1/events`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventPage {
+    /// Oldest first.
+    pub events: Vec<Event>,
+    /// Where the next page starts (its `after`): the last event's id on a full page;
+    /// otherwise how far this page looked, past events the filters passed over (at most
+    /// [`EVENT_SCAN_WINDOW`] ids per page, so a rare filter costs bounded work per page).
+    pub next_after: u64,
+}
+
+/// Most event ids one page looks through: a filter that matches one event in a
+/// million answers a page per window, each cheap, instead of one page that reads the
+/// whole log.
+pub const EVENT_SCAN_WINDOW: u64 = 10_000;
 
 /// Most events one page holds.
 pub const MAX_EVENTS_PAGE: u32 = 1000;
 /// Events one page holds unless asked.
 pub const DEFAULT_EVENTS_PAGE: u32 = 100;
 
-/// `GET /v1/events` query parameters, as sent.
+/// `GET /v1/events` query parameters, as sent. An empty parameter means "not given".
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// Only events with greater ids (default 0: from the oldest kept).
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub after: Option<u64>,
     /// Comma-separated types (`job.dead,job.completed`); default every type.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub types: Option<String>,
     /// Only events of this queue.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub queue: Option<String>,
     /// Most events (default 100, at most 1,000).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
     pub limit: Option<u32>,
+}
+
+/// `GET /v1/events/stream` query parameters, as sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct EventStreamQuery {
+    /// Start after this id (a `Last-Event-ID` header wins); default: new events only.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub after: Option<u64>,
+    /// Comma-separated types (`job.dead,job.completed`); default every type.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub types: Option<String>,
+    /// Only events of this queue.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub queue: Option<String>,
+}
+
+impl EventStreamQuery {
+    /// Checks the filters, naming the one at fault; the filter reads `MAX_EVENTS_PAGE`
+    /// events a page, from `after` (the caller sets where the stream starts).
+    pub fn validate(self) -> Result<EventFilter, Invalid> {
+        EventQuery {
+            after: self.after,
+            types: self.types,
+            queue: self.queue,
+            limit: Some(MAX_EVENTS_PAGE),
+        }
+        .validate()
+    }
 }
 
 /// A checked event query.

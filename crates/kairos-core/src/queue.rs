@@ -88,6 +88,18 @@ impl Queue {
             counts: StateCounts::default(),
         }
     }
+
+    /// The event a change made, given whether the queue was paused before it:
+    /// `queue.paused` or `queue.resumed` when the flag flipped, else none (a repeated
+    /// pause, or a change of limits only).
+    pub fn pause_event(&self, was_paused: bool) -> Option<crate::event::EventType> {
+        use crate::event::EventType;
+        match (was_paused, self.paused) {
+            (false, true) => Some(EventType::QueuePaused),
+            (true, false) => Some(EventType::QueueResumed),
+            _ => None,
+        }
+    }
 }
 
 /// The limits an operator set on a queue (`PATCH /v1/queues/{name}`); `None`: no limit.

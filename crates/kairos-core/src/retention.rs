@@ -1,7 +1,7 @@
 //! How long finished jobs are kept: completed and cancelled jobs for `completed` after
 //! they finished, dead jobs for `dead` (longer by default: they wait for someone to look
-//! at them). Schedule runs are jobs like any other. Backends delete what
-//! [`Retention::cutoffs`] says in small batches.
+//! at them). Schedule runs are jobs like any other. Events are kept for `events` after
+//! they happened. Backends delete what [`Retention::cutoffs`] says in small batches.
 
 use crate::Duration;
 use jiff::Timestamp;
@@ -13,6 +13,8 @@ pub struct Retention {
     pub completed: Duration,
     /// Dead jobs are kept this long after they died.
     pub dead: Duration,
+    /// Events are kept this long after they happened.
+    pub events: Duration,
 }
 
 impl Default for Retention {
@@ -20,6 +22,7 @@ impl Default for Retention {
         Retention {
             completed: Duration::from_secs(24 * 3600),
             dead: Duration::from_secs(7 * 24 * 3600),
+            events: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -31,6 +34,8 @@ pub struct Cutoffs {
     pub completed_before: Timestamp,
     /// Dead jobs that died before this go.
     pub dead_before: Timestamp,
+    /// Events that happened before this go.
+    pub events_before: Timestamp,
 }
 
 impl Retention {
@@ -40,6 +45,7 @@ impl Retention {
         Cutoffs {
             completed_before: before(self.completed),
             dead_before: before(self.dead),
+            events_before: before(self.events),
         }
     }
 }
@@ -54,5 +60,6 @@ mod tests {
         let c = Retention::default().cutoffs(now);
         assert_eq!(c.completed_before, "2030-01-07T00:00:00Z".parse().unwrap());
         assert_eq!(c.dead_before, "2030-01-01T00:00:00Z".parse().unwrap());
+        assert_eq!(c.events_before, "2030-01-07T00:00:00Z".parse().unwrap());
     }
 }

@@ -1,10 +1,13 @@
 //! What follows from jobs changing, the same in every backend: the per-(queue, state)
-//! count deltas a commit writes, how many jobs became available per queue (to wake
-//! waiting leases), and the earliest time something became due (to wake the timer).
-//! Backends record each job change here and announce it only after their commit.
+//! count deltas a commit writes, the events it writes (what the state machine said
+//! happened, in order), how many jobs became available per queue (to wake waiting
+//! leases), and the earliest time something became due (to wake the timer). Backends
+//! record each job change here and announce it only after their commit.
 
 use crate::Signals;
 use crate::activity::Activity;
+use kairos_core::event::{EventType, NewEvent};
+use kairos_core::machine::Happened;
 use kairos_core::{Job, JobState, Timestamp};
 use std::collections::HashMap;
 
@@ -23,6 +26,8 @@ pub(crate) struct Changes {
     pub activity: Activity,
     /// How long the commit took, and how many operations it carried.
     pub commit: Option<(f64, usize)>,
+    /// Events to write in the commit, in the order they happened.
+    pub events: Vec<NewEvent>,
 }
 
 impl Changes {
@@ -58,6 +63,24 @@ impl Changes {
         }
     }
 
+    /// The events `happened` to `job` (as it is after the change) at `at`.
+    pub(crate) fn happened(&mut self, happened: Happened, job: &Job, at: Timestamp) {
+        for kind in happened.events() {
+            self.events.push(NewEvent::job(kind, job, at));
+        }
+    }
+
+    /// `job` was created at `at`.
+    pub(crate) fn enqueued(&mut self, job: &Job, at: Timestamp) {
+        self.events
+            .push(NewEvent::job(EventType::JobEnqueued, job, at));
+    }
+
+    /// Any other event.
+    pub(crate) fn event(&mut self, event: NewEvent) {
+        self.events.push(event);
+    }
+
     /// Something (a schedule, a job) is due at `at`.
     pub(crate) fn due_at(&mut self, at: Timestamp) {
         self.due = Some(self.due.map_or(at, |d| d.min(at)));
@@ -91,6 +114,7 @@ impl Changes {
             self.due_at(d);
         }
         self.activity.merge(other.activity);
+        self.events.extend(other.events);
     }
 
     /// The non-zero count deltas, as three columns (queue, state code, delta).

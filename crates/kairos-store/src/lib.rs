@@ -32,6 +32,7 @@ mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
+pub mod events;
 mod ids;
 mod limits;
 mod listing;
@@ -50,6 +51,7 @@ use async_trait::async_trait;
 use kairos_core::api::{
     AckReport, ClusterNode, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob,
 };
+use kairos_core::event::{EventFilter, EventPage};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Cutoffs, Job, JobState, Limits, NewJob, Queue, QueueChange, Timestamp};
 use std::sync::Arc;
@@ -306,6 +308,19 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` finished jobs past their retention (oldest first), in one
     /// commit; answers how many. Callers repeat while it answers `limit`.
     async fn prune_finished(&self, cutoffs: Cutoffs, limit: u32) -> Result<u64, StoreError>;
+
+    /// A page of the event log: events with ids greater than `filter.after` that pass
+    /// its filters, oldest first (see [`EventPage`] for where the next page starts).
+    /// Only committed events are read, and an event never appears after one with a
+    /// greater id was shown.
+    async fn events(&self, filter: EventFilter) -> Result<EventPage, StoreError>;
+
+    /// The latest event's id (0: there has been none).
+    async fn last_event_id(&self) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` of the oldest events if they happened before `before`, in
+    /// one commit; answers how many. Callers repeat while it answers `limit`.
+    async fn prune_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 
     /// Forgets idempotency keys first used before `before`.
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError>;

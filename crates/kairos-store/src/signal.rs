@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// Post-commit announcements.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ pub struct Signals {
     announced_since_mark: AtomicI64,
     /// Told what each commit did.
     observer: RwLock<Option<Arc<dyn Observer>>>,
+    /// The latest event id known committed (and, in PostgreSQL, numbered).
+    events: watch::Sender<u64>,
 }
 
 impl Default for Signals {
@@ -40,6 +42,7 @@ impl Default for Signals {
             next_due: AtomicI64::new(i64::MAX),
             announced_since_mark: AtomicI64::new(i64::MAX),
             observer: RwLock::new(None),
+            events: watch::Sender::new(0),
         }
     }
 }
@@ -223,6 +226,21 @@ impl Signals {
             i64::MAX => None,
             us => Timestamp::from_microsecond(us).ok(),
         }
+    }
+
+    /// Events up to `id` are committed and readable: event readers waiting for new ones
+    /// look again.
+    pub fn events_committed(&self, id: u64) {
+        self.events.send_if_modified(|last| {
+            let newer = id > *last;
+            *last = (*last).max(id);
+            newer
+        });
+    }
+
+    /// Watches the latest committed event id (see [`Signals::events_committed`]).
+    pub fn watch_events(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
     }
 
     /// Notified when the next due time moved earlier.

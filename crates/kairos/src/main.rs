@@ -163,6 +163,10 @@ struct ServerArgs {
     /// Dead jobs are deleted this long after they died.
     #[arg(long, env = "KAIROS_RETENTION_DEAD", default_value = "7d")]
     retention_dead: Duration,
+    /// Events are deleted this long after they happened (`GET /v1/events`, the stream and
+    /// the sinks read from what is kept).
+    #[arg(long, env = "KAIROS_RETENTION_EVENTS", default_value = "24h")]
+    retention_events: Duration,
     /// The address other nodes and operators know this node by (`GET /v1/cluster`);
     /// default: the address it listens on.
     #[arg(long, env = "KAIROS_ADVERTISE")]
@@ -324,6 +328,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         retention: kairos_core::Retention {
             completed: args.retention_completed,
             dead: args.retention_dead,
+            events: args.retention_events,
         },
         advertise: args.advertise.clone(),
         log_slow: args.log_slow.as_std(),

@@ -5,9 +5,11 @@
 //! that makes due jobs available and expires leases on time ([`timer`]), and shutdown.
 //! It knows nothing of HTTP.
 
+mod events;
 mod registry;
 mod timer;
 
+pub use events::Tail;
 pub use registry::Caller;
 
 use kairos_core::api::{

@@ -3,8 +3,8 @@
 //! store announced (or until a commit announces an earlier one), runs one store tick, and
 //! repeats; a store shared with other nodes is also ticked every `poll_interval`, since
 //! their changes are announced nowhere here. It also forgets idempotency keys older than
-//! 24 hours, once an hour, deletes finished jobs past their retention every few
-//! seconds (logging "pruned N jobs" for a pass that deleted any), and forgets workers
+//! 24 hours, once an hour, deletes finished jobs and events past their retention every
+//! few seconds (logging "pruned N jobs" for a pass that deleted any), and forgets workers
 //! unseen for a day (or past the most kept) every minute.
 //!
 //! On a shared store only one node does all this at a time: the timer beats
@@ -123,6 +123,12 @@ async fn duties(
                 Err(StoreError::Closed) => return,
                 Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
             }
+            match prune_events(store, retention, &mut shutdown).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(pruned = n, "pruned events past their retention"),
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::warn!(error = %e, "pruning events failed"),
+            }
         }
         if tokio::time::Instant::now() >= next_forget {
             next_forget = tokio::time::Instant::now() + FORGET_WORKERS_EVERY;
@@ -198,6 +204,25 @@ async fn prune_finished(
         let n = store.prune_finished(cutoffs, PRUNE_BATCH).await?;
         total += n;
         if n < PRUNE_BATCH as u64 || *shutdown.borrow() {
+            return Ok(total);
+        }
+    }
+}
+
+/// Deletes every event past its retention, a batch per commit, until a batch comes back
+/// short.
+async fn prune_events(
+    store: &Arc<dyn Store>,
+    retention: Retention,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<u64, StoreError> {
+    let before = retention.cutoffs(store.now()).events_before;
+    let batch = kairos_store::events::PRUNE_EVENTS_BATCH;
+    let mut total = 0;
+    loop {
+        let n = store.prune_events(before, batch).await?;
+        total += n;
+        if n < u64::from(batch) || *shutdown.borrow() {
             return Ok(total);
         }
     }

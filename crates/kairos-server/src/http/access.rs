@@ -97,6 +97,8 @@ pub const RULES: &[(&str, &str, Allowed)] = &[
     ("PATCH", "/v1/schedules/{id}", PRODUCE),
     ("DELETE", "/v1/schedules/{id}", PRODUCE),
     ("POST", "/v1/schedules/{id}/trigger", PRODUCE),
+    ("GET", "/v1/events", READ),
+    ("GET", "/v1/events/stream", READ),
     ("GET", "/v1/cluster", READ),
     ("GET", "/v1/workers", READ),
     ("GET", "/health/live", Allowed::Open),

@@ -6,13 +6,14 @@
 //!   problem answer naming the field.
 //! - [`problem`]: the single mapping from errors to `application/problem+json`.
 //! - [`reply`]: JSON answers.
-//! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`cluster`], [`health`],
-//!   [`metrics`]: the handlers, by resource, each with its `#[utoipa::path]`.
+//! - [`jobs`], [`workers`], [`queues`], [`schedules`], [`events`], [`cluster`],
+//!   [`health`], [`metrics`]: the handlers, by resource, each with its `#[utoipa::path]`.
 //! - [`openapi`]: the OpenAPI document those annotations make, and Swagger UI.
 
 pub mod access;
 pub mod cluster;
 pub mod conn;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod jobs;
@@ -71,6 +72,8 @@ pub fn routes() -> (Router<Engine>, Router<Engine>, utoipa::openapi::OpenApi) {
         .routes(routes!(schedules::preview))
         .routes(routes!(schedules::get, schedules::patch, schedules::delete))
         .routes(routes!(schedules::trigger))
+        .routes(routes!(events::list))
+        .routes(routes!(events::stream))
         .routes(routes!(cluster::get))
         .routes(routes!(workers::list))
         .routes(routes!(health::live))

@@ -148,6 +148,18 @@ impl Store for Counting {
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.inner.prune_idempotency_keys(before).await
     }
+    async fn events(
+        &self,
+        filter: kairos_core::event::EventFilter,
+    ) -> Result<kairos_core::event::EventPage, StoreError> {
+        self.inner.events(filter).await
+    }
+    async fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.inner.last_event_id().await
+    }
+    async fn prune_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        self.inner.prune_events(before, limit).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

@@ -10,6 +10,7 @@ mod cluster;
 mod connections;
 mod engine;
 mod errors;
+mod events;
 mod jobs;
 mod metrics;
 mod openapi;

@@ -10,6 +10,7 @@ async fn completed_jobs_are_deleted_after_their_retention_and_dead_ones_kept() {
         c.retention = kairos_core::Retention {
             completed: kairos_core::Duration::ZERO,
             dead: kairos_core::Duration::from_secs(3600),
+            events: kairos_core::Duration::ZERO,
         }
     })
     .await
@@ -49,5 +50,14 @@ async fn completed_jobs_are_deleted_after_their_retention_and_dead_ones_kept() {
     let q = s.get("/v1/queues/r").await.body;
     assert_eq!(q["counts"]["completed"], 0, "{q}");
     assert_eq!(q["counts"]["dead"], 1, "{q}");
+    // Events go after their own retention (zero here), by the same pass.
+    while !s.get("/v1/events").await.body["events"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "events were never pruned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     s.stop().await;
 }

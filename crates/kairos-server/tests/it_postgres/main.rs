@@ -11,6 +11,8 @@ mod auth;
 mod cluster;
 #[path = "../it/errors.rs"]
 mod errors;
+#[path = "../it/events.rs"]
+mod events;
 #[path = "../it/jobs.rs"]
 mod jobs;
 #[path = "../it/metrics.rs"]

@@ -5,6 +5,8 @@
 //! `#[tokio::test]`.
 
 pub mod database;
+mod events;
+pub use events::*;
 
 use crate::{Extended, IdempotencyKey, ItemError, Store, StoreError};
 use kairos_core::api::{AckReport, EnqueueRequest, Extension, JobFilter, LeaseSpec};
@@ -77,6 +79,10 @@ macro_rules! conformance_suite {
             rate_spends_tokens_that_refill_on_the_clock,
             concurrent_leasers_never_pass_a_queues_concurrency,
             concurrent_enqueues_never_pass_a_queues_max_depth,
+            every_change_writes_its_events_in_order,
+            event_pages_filter_and_continue,
+            a_rare_filter_pages_through_the_log_a_window_at_a_time,
+            events_go_after_their_retention_and_ids_are_never_reused,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1445,6 +1451,7 @@ pub async fn finished_jobs_go_after_their_retention(env: Env) {
     let retention = kairos_core::Retention {
         completed: Duration::from_secs(3600),
         dead: Duration::from_secs(7 * 3600),
+        events: Duration::from_secs(3600),
     };
     advance(&env, 3599);
     let cut = retention.cutoffs(env.clock_now());

@@ -48,6 +48,11 @@ fn apply(own: Uuid, payload: &str, signals: &Signals) {
                 }
             }
             Some(("r", queue)) => signals.queue_changed(queue),
+            Some(("e", id)) => {
+                if let Ok(id) = id.parse() {
+                    signals.events_committed(id);
+                }
+            }
             Some(("d", us)) => {
                 if let Some(at) = us
                     .parse()

@@ -11,6 +11,7 @@
 //! at its start and judges run_at, lease expiry and fire times by it, so nodes whose
 //! clocks disagree still agree on what is due. Tests pin the clock per transaction.
 
+mod events;
 mod leader;
 mod listen;
 mod notify;
@@ -29,6 +30,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use kairos_core::api::{
     AckReport, ClusterNode, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob,
 };
+use kairos_core::event::{EventFilter, EventPage};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, QueueChange, Timestamp};
 use std::collections::{HashMap, HashSet};
@@ -90,6 +92,8 @@ pub(crate) struct Inner {
     pub(crate) channel: String,
     /// What this node's commits announced, for the notification sender.
     announcements: Arc<notify::Announcements>,
+    /// Woken when this node's commits wrote events: the numbering pass runs soon.
+    numbering: Arc<tokio::sync::Notify>,
     /// The listener and the notification sender.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The listener's verdict: the database answers.
@@ -128,6 +132,7 @@ impl PostgresStore {
             node: Uuid::now_v7(),
             channel: listen::channel(&options.schema),
             announcements: Arc::new(notify::Announcements::default()),
+            numbering: Arc::new(tokio::sync::Notify::new()),
             tasks: Mutex::new(Vec::new()),
             reachable: Arc::new(tokio::sync::watch::Sender::new(true)),
             closed: AtomicBool::new(false),
@@ -145,7 +150,14 @@ impl PostgresStore {
             inner.node,
             inner.announcements.clone(),
         ));
-        *inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = vec![listener, sender];
+        let numbering = tokio::spawn(events::run(
+            inner.pool.clone(),
+            inner.numbering.clone(),
+            inner.signals.clone(),
+            inner.announcements.clone(),
+            POLL,
+        ));
+        *inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = vec![listener, sender, numbering];
         // Whatever was due or leased before this start is looked at by the first tick.
         inner.signals.due_at(now);
         Ok(PostgresStore { inner })
@@ -326,6 +338,9 @@ impl Inner {
     /// Post-commit announcements.
     pub(crate) fn announce(&self, e: Effects) {
         self.announcements.add(&e);
+        if e.wrote_events {
+            self.numbering.notify_one();
+        }
         if !e.new_queues.is_empty() {
             self.known_queues
                 .lock()
@@ -471,6 +486,23 @@ impl Store for PostgresStore {
 
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.run(move |i| Box::pin(ops::prune_idempotency_keys(i, before)))
+            .await
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<EventPage, StoreError> {
+        self.run(move |i| {
+            let filter = filter.clone();
+            Box::pin(async move { events::page(i, &filter).await })
+        })
+        .await
+    }
+
+    async fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.run(|i| Box::pin(events::last_id(i))).await
+    }
+
+    async fn prune_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        self.run(move |i| Box::pin(events::prune(i, before, limit)))
             .await
     }
 

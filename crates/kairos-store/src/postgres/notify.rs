@@ -49,6 +49,14 @@ impl Announcements {
         self.ready.notify_one();
     }
 
+    /// Events up to `head` are numbered: other nodes' event readers look again.
+    pub(crate) fn add_events(&self, head: u64) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.events = Some(p.events.map_or(head, |h| h.max(head)));
+        drop(p);
+        self.ready.notify_one();
+    }
+
     fn take(&self) -> Pending {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -60,6 +68,8 @@ pub(crate) struct Pending {
     available: BTreeMap<String, u64>,
     resumed: BTreeSet<String>,
     due: Option<Timestamp>,
+    /// The event head, numbered up to here.
+    events: Option<u64>,
     everything: bool,
 }
 
@@ -86,13 +96,20 @@ impl Pending {
 
     /// The payload (sent by `node`), or `None` when there is nothing to say.
     ///
-    /// Lines: `n <node>` first, then `d <µs>` (the earliest due time), `a <count> <queue>`
-    /// (jobs available), `r <queue>` (resumed), or `*` (wake everything).
+    /// Lines: `n <node>` first, then `e <id>` (events numbered up to), `d <µs>` (the
+    /// earliest due time), `a <count> <queue>` (jobs available), `r <queue>` (resumed),
+    /// or `*` (wake everything).
     pub(crate) fn payload(&self, node: Uuid) -> Option<String> {
-        if self.available.is_empty() && self.due.is_none() && self.resumed.is_empty() {
-            return (self.everything).then(|| format!("n {node}\n*\n"));
-        }
         let mut out = format!("n {node}\n");
+        if let Some(e) = self.events {
+            let _ = writeln!(out, "e {e}");
+        }
+        if self.available.is_empty() && self.due.is_none() && self.resumed.is_empty() {
+            if self.everything {
+                out.push_str("*\n");
+            }
+            return (self.everything || self.events.is_some()).then_some(out);
+        }
         if let Some(d) = self.due {
             let _ = writeln!(out, "d {}", d.as_microsecond());
         }

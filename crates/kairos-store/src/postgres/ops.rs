@@ -19,6 +19,8 @@ use crate::{
     RetriedChunk, StoreError, StoredAnswer, Tick, visible,
 };
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
+use kairos_core::event::{EventType, NewEvent};
+use kairos_core::machine::Happened;
 use kairos_core::rate::Bucket;
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{
@@ -224,6 +226,8 @@ async fn insert(
     for j in jobs {
         if inserted.contains_key(&j.id) {
             tx.account(&j.queue, None, Some(j));
+            let now = tx.now;
+            tx.effects.changes.enqueued(j, now);
         }
     }
     Ok(inserted)
@@ -361,7 +365,8 @@ fn promote(tx: &mut Tx, due: Vec<StoredJob>) -> u64 {
     let mut n = 0;
     for mut s in due {
         if s.job.promote(tx.now) {
-            tx.save(s);
+            // Waiting → available is no event: the job's run_at says when.
+            tx.save(s, Happened::NOTHING);
             n += 1;
         }
     }
@@ -424,14 +429,14 @@ pub(crate) async fn lease(inner: &Inner, spec: LeaseSpec) -> Result<Vec<LeasedJo
         let mut out = Vec::with_capacity(candidates.len());
         for mut s in candidates {
             let token = lease_token();
-            s.job.lease(&spec.worker, token, spec.lease, tx.now)?;
+            let happened = s.job.lease(&spec.worker, token, spec.lease, tx.now)?;
             let expires = s.job.lease.as_ref().map_or(tx.now, |l| l.expires_at);
             out.push(LeasedJob {
                 job: s.job.clone(),
                 lease_token: token,
                 lease_expires_at: expires,
             });
-            tx.save(s);
+            tx.save(s, happened);
         }
         let mut buckets: (Vec<String>, Vec<f64>, Vec<Timestamp>) = Default::default();
         for room in rooms.values() {
@@ -534,7 +539,7 @@ pub(crate) async fn ack(
                 Ok(effect) => {
                     out.push(Ok(s.job.effective_state(tx.now)));
                     if let AckEffect::Applied(_) = effect {
-                        tx.save(s);
+                        tx.save(s, effect.happened());
                     }
                 }
                 Err(e) => out.push(Err(ItemError::Conflict(e))),
@@ -565,7 +570,7 @@ pub(crate) async fn heartbeat(
                         lease_expires_at: until,
                         cancel_requested: s.job.cancel_requested,
                     }));
-                    tx.save(s);
+                    tx.save(s, Happened::NOTHING);
                 }
                 Err(e) => out.push(Err(ItemError::Conflict(e))),
             }
@@ -586,9 +591,9 @@ pub(crate) async fn cancel(inner: &Inner, id: Uuid) -> Result<Job, StoreError> {
     let first: [&(dyn ToSql + Sync); 1] = [&id];
     in_tx!(inner, Some((BY_ID_FOR_UPDATE, &first)), |tx, rows| {
         let mut s = one(&rows)?;
-        s.job.cancel(tx.now)?;
+        let happened = s.job.cancel(tx.now)?;
         let job = visible(s.job.clone(), tx.now);
-        tx.save(s);
+        tx.save(s, happened);
         Ok(job)
     })
 }
@@ -617,9 +622,9 @@ pub(crate) async fn retry(inner: &Inner, id: Uuid) -> Result<Job, StoreError> {
             return Err(unique_key_held());
         }
         s.job.promote(tx.now);
-        s.job.retry(tx.now)?;
+        let happened = s.job.retry(tx.now)?;
         let job = s.job.clone();
-        tx.save(s);
+        tx.save(s, happened);
         // A concurrent retry of another job with the same key would trip the unique
         // index at commit; write now so that shows as a duplicate, not a failure.
         tx.flush().await.map_err(|e| match e {
@@ -634,10 +639,12 @@ pub(crate) async fn delete(inner: &Inner, id: Uuid) -> Result<(), StoreError> {
     let first: [&(dyn ToSql + Sync); 1] = [&id];
     in_tx!(inner, Some((BY_ID_FOR_UPDATE, &first)), |tx, rows| {
         let s = one(&rows)?;
-        s.job.check_delete()?;
+        let happened = s.job.check_delete()?;
         tx.execute("DELETE FROM jobs WHERE seq = $1", &[&s.seq])
             .await?;
         tx.account(&s.job.queue, Some(s.stored_state), None);
+        let now = tx.now;
+        tx.effects.changes.happened(happened, &s.job, now);
         Ok(())
     })
 }
@@ -661,7 +668,12 @@ pub(crate) async fn change_queue(
             .await?
             .pop()
             .unwrap_or_else(|| Queue::new(&name));
+        let was_paused = queue.paused;
         change.apply(&mut queue);
+        if let Some(kind) = queue.pause_event(was_paused) {
+            let now = tx.now;
+            tx.event(NewEvent::queue(kind, &name, now));
+        }
         let limits = LimitColumns::of(&queue.limits);
         tx.execute(
             "UPDATE queues SET paused = $2, max_depth = $3, concurrency = $4, rate = $5, \
@@ -703,8 +715,8 @@ pub(crate) async fn retry_dead(
             if unique_key_taken(&tx, &s).await? {
                 continue;
             }
-            s.job.retry(tx.now)?;
-            tx.save(s);
+            let happened = s.job.retry(tx.now)?;
+            tx.save(s, happened);
             retried += 1;
         }
         Ok(RetriedChunk { retried, next })
@@ -722,8 +734,8 @@ pub(crate) async fn tick(inner: &Inner) -> Result<Tick, StoreError> {
         let lapsed = stored(&tx.query(&LAPSED_LEASES, &[&MAINTENANCE_CHUNK]).await?)?;
         let mut expired = 0;
         for mut s in lapsed {
-            if s.job.expire(tx.now, fastrand::f64()).is_ok() {
-                tx.save(s);
+            if let Ok(happened) = s.job.expire(tx.now, fastrand::f64()) {
+                tx.save(s, happened);
                 expired += 1;
             }
         }
@@ -839,6 +851,8 @@ pub(crate) async fn create_schedule(
             return Err(duplicate(&s.name));
         }
         save_schedule(&mut tx, &s).await?;
+        let now = tx.now;
+        tx.event(NewEvent::schedule(EventType::ScheduleCreated, &s, now));
         Ok(s)
     })
 }
@@ -864,19 +878,22 @@ pub(crate) async fn update_schedule(
             return Err(duplicate(&next.name));
         }
         save_schedule(&mut tx, &next).await?;
+        let now = tx.now;
+        tx.event(NewEvent::schedule(EventType::ScheduleUpdated, &next, now));
         Ok(next)
     })
 }
 
 pub(crate) async fn delete_schedule(inner: &Inner, id: Uuid) -> Result<(), StoreError> {
-    let client = inner.connection().await?;
-    let stmt = client
-        .prepare_cached("DELETE FROM schedules WHERE id = $1")
-        .await?;
-    match client.execute(&stmt, &[&id]).await? {
-        0 => Err(StoreError::NotFound),
-        _ => Ok(()),
-    }
+    let first: [&(dyn ToSql + Sync); 1] = [&id];
+    in_tx!(inner, Some((SCHEDULE_FOR_UPDATE, &first)), |tx, rows| {
+        let s = schedule_from(&rows)?;
+        tx.execute("DELETE FROM schedules WHERE id = $1", &[&id])
+            .await?;
+        let now = tx.now;
+        tx.event(NewEvent::schedule(EventType::ScheduleDeleted, &s, now));
+        Ok(())
+    })
 }
 
 /// Makes the run of `s` for `scheduled_for` unless it exists, or the schedule's overlap
@@ -976,6 +993,8 @@ async fn fire_schedules(inner: &Inner) -> Result<u64, StoreError> {
                 if inserted.contains_key(&job.id) {
                     made += 1;
                     schedules[*i].record_run(*slot);
+                    let now = tx.now;
+                    tx.event(NewEvent::fired(&schedules[*i], job, *slot, false, now));
                 }
             }
             for s in &schedules {
@@ -1026,6 +1045,8 @@ pub(crate) async fn trigger_schedule(inner: &Inner, id: Uuid) -> Result<Job, Sto
             if let Some(job) = make_run(inner, &mut tx, &s, at, true).await? {
                 s.record_run(at);
                 save_schedule(&mut tx, &s).await?;
+                let now = tx.now;
+                tx.event(NewEvent::fired(&s, &job, at, true, now));
                 return Ok(job);
             }
         }

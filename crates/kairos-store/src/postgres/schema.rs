@@ -154,6 +154,29 @@ ALTER TABLE queues
     ADD COLUMN rate_tokens double precision,
     ADD COLUMN rate_at     timestamptz;
 "#,
+    r#"
+-- The event log (see kairos_core::event and postgres/events.rs). Writers insert with
+-- only `seq` (CACHE 1: handed out in the order asked, across sessions); whoever numbers
+-- next gives every committed, unnumbered event its public id, in `seq` order, under the
+-- lock of `event_head`. Readers see numbered events only.
+CREATE TABLE events (
+    seq         bigint GENERATED ALWAYS AS IDENTITY (CACHE 1) PRIMARY KEY,
+    public_id   bigint,
+    type        smallint    NOT NULL,
+    at          timestamptz NOT NULL,
+    queue       text,
+    job_id      uuid,
+    schedule_id uuid,
+    data        text        NOT NULL
+);
+CREATE UNIQUE INDEX events_public ON events (public_id) WHERE public_id IS NOT NULL;
+CREATE INDEX events_unnumbered ON events (seq) WHERE public_id IS NULL;
+CREATE TABLE event_head (
+    id      smallint PRIMARY KEY CHECK (id = 1),
+    last_id bigint   NOT NULL
+);
+INSERT INTO event_head VALUES (1, 0);
+"#,
 ];
 
 /// The advisory lock key under which migrations run ("kairos" in ASCII).

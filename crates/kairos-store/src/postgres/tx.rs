@@ -7,10 +7,13 @@
 //! count deltas and `COMMIT`, again in one round trip.
 
 use super::Inner;
+use super::events::{EventRows, INSERT_EVENTS};
 use super::rows::{SavedRows, StoredJob};
 use crate::StoreError;
 use crate::changes::Changes;
 use deadpool_postgres::Object;
+use kairos_core::event::NewEvent;
+use kairos_core::machine::Happened;
 use kairos_core::{Job, JobState, Timestamp};
 use std::collections::BTreeMap;
 use tokio_postgres::Row;
@@ -37,6 +40,8 @@ pub(crate) struct Effects {
     pub changes: Changes,
     pub resumed: Vec<String>,
     pub new_queues: Vec<String>,
+    /// The commit wrote events (they wait to be numbered).
+    pub wrote_events: bool,
 }
 
 /// An open transaction.
@@ -166,9 +171,13 @@ impl Tx {
         }
     }
 
-    /// A job changed by a transition: written back at commit (once, however many times
-    /// it changed), its count and wake-ups accounted then.
-    pub(crate) fn save(&mut self, stored: StoredJob) {
+    /// A job changed by a transition that made the events `happened`: written back at
+    /// commit (once, however many times it changed), its count and wake-ups accounted
+    /// then; its events are written at commit, in the order they happened.
+    pub(crate) fn save(&mut self, stored: StoredJob, happened: Happened) {
+        self.effects
+            .changes
+            .happened(happened, &stored.job, self.now);
         match self.changed.get_mut(&stored.seq) {
             Some(prev) => prev.job = stored.job,
             None => {
@@ -204,6 +213,11 @@ impl Tx {
         self.effects.changes.account(queue, from, to);
     }
 
+    /// Records an event that is no job transition (a queue or schedule change).
+    pub(crate) fn event(&mut self, event: NewEvent) {
+        self.effects.changes.event(event);
+    }
+
     /// Something is due at `at`: the timer wakes for it after commit.
     pub(crate) fn due_at(&mut self, at: Timestamp) {
         self.effects.changes.due_at(at);
@@ -215,8 +229,11 @@ impl Tx {
         let started = std::time::Instant::now();
         let rows = self.take_changed()?;
         let (queues, states, deltas) = self.effects.changes.count_columns();
+        let events = EventRows::of(std::mem::take(&mut self.effects.changes.events));
+        self.effects.wrote_events = !events.is_empty();
         let client = self.client.take().expect("the transaction is open");
         let save = client.prepare_cached(super::rows::SAVE_JOBS).await?;
+        let insert_events = client.prepare_cached(INSERT_EVENTS).await?;
         let count = client
             .prepare_cached(
                 "INSERT INTO queue_count_deltas (queue, state, n) \
@@ -240,7 +257,14 @@ impl Tx {
                     c.execute(&count, &[&queues, &states, &deltas]).await
                 }
             };
-            tokio::try_join!(save_f, count_f, c.execute(&commit, &[]))
+            let events_f = async {
+                if events.is_empty() {
+                    Ok(0)
+                } else {
+                    c.execute(&insert_events, &events.params()).await
+                }
+            };
+            tokio::try_join!(save_f, count_f, events_f, c.execute(&commit, &[]))
         };
         match result {
             Ok(_) => {

@@ -9,6 +9,7 @@
 //! - [`files`]: the data directory's lock and identity, and the checks that refuse to
 //!   open damaged files ([`wal`] reads the write-ahead log as SQLite's recovery would).
 
+mod events;
 mod files;
 mod ops;
 mod read;
@@ -21,6 +22,7 @@ use crate::RETRY_DEAD_CHUNK;
 use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
 use async_trait::async_trait;
 use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
+use kairos_core::event::{EventFilter, EventPage};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{
     Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, QueueChange, SystemClock, Timestamp,
@@ -440,6 +442,19 @@ impl Store for SqliteStore {
 
     async fn prune_finished(&self, cutoffs: Cutoffs, limit: u32) -> Result<u64, StoreError> {
         self.write_always(move |b| ops::prune_finished(b, cutoffs, limit))
+            .await
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<EventPage, StoreError> {
+        self.read(move |conn, _| events::page(conn, &filter)).await
+    }
+
+    async fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.read(|conn, _| events::last_id(conn)).await
+    }
+
+    async fn prune_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
+        self.write_always(move |b| events::prune(b.conn, before, limit))
             .await
     }
 

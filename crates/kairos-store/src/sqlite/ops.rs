@@ -13,6 +13,8 @@ use crate::{
 };
 use crate::{FIRE_CHUNK, MAINTENANCE_CHUNK, StoredAnswer};
 use kairos_core::api::{AckReport, Extension, LeaseSpec, LeasedJob};
+use kairos_core::event::{EventType, NewEvent};
+use kairos_core::machine::Happened;
 use kairos_core::rate::Bucket;
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{
@@ -170,8 +172,8 @@ pub(crate) fn lease(b: &mut Batch<'_>, spec: LeaseSpec) -> Result<Vec<LeasedJob>
     for (_, _, seq) in candidates {
         let mut stored = b.load_seq(seq, Read::Full)?;
         let token = lease_token();
-        stored.job.lease(&spec.worker, token, spec.lease, b.now)?;
-        b.save(&stored)?;
+        let happened = stored.job.lease(&spec.worker, token, spec.lease, b.now)?;
+        b.save(&stored, happened)?;
         let expires = stored.job.lease.as_ref().map_or(b.now, |l| l.expires_at);
         out.push(LeasedJob {
             job: stored.job,
@@ -205,7 +207,7 @@ pub(crate) fn ack(
         {
             Ok(effect) => {
                 if let AckEffect::Applied(_) = effect {
-                    b.save(&stored)?;
+                    b.save(&stored, effect.happened())?;
                 }
                 out.push(Ok(stored.job.effective_state(b.now)));
             }
@@ -227,7 +229,7 @@ pub(crate) fn heartbeat(
         };
         match stored.job.heartbeat(ext.lease_token, ext.extend, b.now) {
             Ok(until) => {
-                b.save(&stored)?;
+                b.save(&stored, Happened::NOTHING)?;
                 out.push(Ok(Extended {
                     lease_expires_at: until,
                     cancel_requested: stored.job.cancel_requested,
@@ -241,8 +243,8 @@ pub(crate) fn heartbeat(
 
 pub(crate) fn cancel(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
     let mut stored = load(b, id)?;
-    stored.job.cancel(b.now)?;
-    b.save(&stored)?;
+    let happened = stored.job.cancel(b.now)?;
+    b.save(&stored, happened)?;
     Ok(visible(stored.job, b.now))
 }
 
@@ -268,15 +270,15 @@ pub(crate) fn retry(b: &mut Batch<'_>, id: Uuid) -> Result<Job, StoreError> {
         ));
     }
     stored.job.promote(b.now);
-    stored.job.retry(b.now)?;
-    b.save(&stored)?;
+    let happened = stored.job.retry(b.now)?;
+    b.save(&stored, happened)?;
     Ok(stored.job)
 }
 
 pub(crate) fn delete(b: &mut Batch<'_>, id: Uuid) -> Result<(), StoreError> {
     let stored = load(b, id)?;
-    stored.job.check_delete()?;
-    b.remove(&stored)
+    let happened = stored.job.check_delete()?;
+    b.remove(&stored, happened)
 }
 
 pub(crate) fn change_queue(
@@ -285,7 +287,11 @@ pub(crate) fn change_queue(
     change: QueueChange,
 ) -> Result<Queue, StoreError> {
     let mut queue = read::queue(b.conn, name)?.unwrap_or_else(|| Queue::new(name));
+    let was_paused = queue.paused;
     change.apply(&mut queue);
+    if let Some(kind) = queue.pause_event(was_paused) {
+        b.event(NewEvent::queue(kind, name, b.now));
+    }
     let limits = LimitColumns::of(&queue.limits);
     b.conn
         .prepare_cached(
@@ -327,8 +333,8 @@ pub(crate) fn retry_dead(
         if unique_key_taken(b, &stored)? {
             continue;
         }
-        stored.job.retry(b.now)?;
-        b.save(&stored)?;
+        let happened = stored.job.retry(b.now)?;
+        b.save(&stored, happened)?;
         retried += 1;
     }
     Ok(RetriedChunk { retried, next })
@@ -344,8 +350,8 @@ pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
     let mut expired = 0;
     for seq in seqs {
         let mut stored = b.load_seq(seq, Read::WithoutPayload)?;
-        if stored.job.expire(b.now, fastrand::f64()).is_ok() {
-            b.save(&stored)?;
+        if let Ok(happened) = stored.job.expire(b.now, fastrand::f64()) {
+            b.save(&stored, happened)?;
             expired += 1;
         }
     }
@@ -467,6 +473,7 @@ pub(crate) fn create_schedule(
         return Err(duplicate(&s.name));
     }
     save_schedule(b, &s, false)?;
+    b.event(NewEvent::schedule(EventType::ScheduleCreated, &s, b.now));
     Ok(s)
 }
 
@@ -482,17 +489,16 @@ pub(crate) fn update_schedule(
         return Err(duplicate(&next.name));
     }
     save_schedule(b, &next, false)?;
+    b.event(NewEvent::schedule(EventType::ScheduleUpdated, &next, b.now));
     Ok(next)
 }
 
 pub(crate) fn delete_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<(), StoreError> {
-    let n = b
-        .conn
+    let s = read::schedule(b.conn, id)?.ok_or(StoreError::NotFound)?;
+    b.conn
         .prepare_cached("DELETE FROM schedules WHERE id = ?1")?
         .execute([id.as_bytes()])?;
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
+    b.event(NewEvent::schedule(EventType::ScheduleDeleted, &s, b.now));
     Ok(())
 }
 
@@ -546,9 +552,10 @@ fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
     for body in bodies {
         let mut s: Schedule = serde_json::from_str(&body)?;
         for slot in s.fire(b.now, b.up_since) {
-            if make_run(b, &s, slot, false)?.is_some() {
+            if let Some(run) = make_run(b, &s, slot, false)? {
                 made += 1;
                 s.record_run(slot);
+                b.event(NewEvent::fired(&s, &run, slot, false, b.now));
             }
         }
         if let Some(why) = &s.last_error
@@ -568,6 +575,7 @@ pub(crate) fn trigger_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<Job, Store
         if let Some(job) = make_run(b, &s, at, true)? {
             s.record_run(at);
             save_schedule(b, &s, false)?;
+            b.event(NewEvent::fired(&s, &job, at, true, b.now));
             return Ok(job);
         }
     }

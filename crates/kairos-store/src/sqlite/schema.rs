@@ -134,6 +134,19 @@ ALTER TABLE queues ADD COLUMN max_depth INTEGER;
 ALTER TABLE queues ADD COLUMN concurrency INTEGER;
 ALTER TABLE queues ADD COLUMN rate TEXT;
 "#,
+    r#"
+-- The event log (see kairos_core::event), written in the commit of what it records.
+-- AUTOINCREMENT: an id is never used twice, even once every event was pruned.
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    type        INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    queue       TEXT,
+    job_id      BLOB,
+    schedule_id BLOB,
+    data        TEXT NOT NULL
+);
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and

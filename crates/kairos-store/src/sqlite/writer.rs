@@ -15,6 +15,8 @@ use crate::changes::Changes;
 use crate::ids::IdGen;
 use crate::states::statement;
 use crate::{MAINTENANCE_CHUNK, Signals, StoreError};
+use kairos_core::event::NewEvent;
+use kairos_core::machine::Happened;
 use kairos_core::rate::{Bucket, Rate};
 use kairos_core::{Clock, Held, Job, JobState, QueueLimits, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -156,6 +158,8 @@ struct Effects {
     held: HashMap<String, Option<Held>>,
     new_queues: HashSet<String>,
     next_due_exact: Option<Option<Timestamp>>,
+    /// The id of the last event the batch wrote.
+    last_event: Option<u64>,
 }
 
 impl Effects {
@@ -213,32 +217,41 @@ impl Batch<'_> {
         rows::job_by_seq(self.conn, seq, read)
     }
 
-    /// Inserts a new job and accounts for it.
+    /// Inserts a new job and accounts for it (its `job.enqueued` event included).
     pub fn insert(&mut self, job: &Job) -> Result<(), StoreError> {
         self.ensure_queue(&job.queue)?;
         rows::insert_job(self.conn, job)?;
         self.account(&job.queue, None, Some(job));
+        self.op.changes.enqueued(job, self.now);
         Ok(())
     }
 
-    /// Saves a job after a transition and accounts for the state change.
-    pub fn save(&mut self, stored: &StoredJob) -> Result<(), StoreError> {
+    /// Saves a job after a transition and accounts for the state change and for the
+    /// events the transition made.
+    pub fn save(&mut self, stored: &StoredJob, happened: Happened) -> Result<(), StoreError> {
         rows::save_job(self.conn, stored.seq, &stored.job)?;
         self.account(
             &stored.job.queue,
             Some(stored.stored_state),
             Some(&stored.job),
         );
+        self.op.changes.happened(happened, &stored.job, self.now);
         Ok(())
     }
 
-    /// Deletes a job and accounts for it.
-    pub fn remove(&mut self, stored: &StoredJob) -> Result<(), StoreError> {
+    /// Deletes a job and accounts for it and for the events its deletion made.
+    pub fn remove(&mut self, stored: &StoredJob, happened: Happened) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("DELETE FROM jobs WHERE seq = ?1")?
             .execute([stored.seq])?;
         self.account(&stored.job.queue, Some(stored.stored_state), None);
+        self.op.changes.happened(happened, &stored.job, self.now);
         Ok(())
+    }
+
+    /// Records an event that is no job transition (a queue or schedule change).
+    pub fn event(&mut self, event: NewEvent) {
+        self.op.changes.event(event);
     }
 
     /// A job of `queue` in `state` was deleted (by a statement that deleted many).
@@ -376,7 +389,8 @@ impl Batch<'_> {
         for seq in seqs {
             let mut stored = self.load_seq(seq, Read::WithoutPayload)?;
             if stored.job.promote(self.now) {
-                self.save(&stored)?;
+                // Waiting → available is no event: the job's run_at says when.
+                self.save(&stored, Happened::NOTHING)?;
                 n += 1;
             }
         }
@@ -539,7 +553,9 @@ impl Writer {
                     batch.all.merge(effects);
                 }
             }
-            let effects = batch.all;
+            let mut effects = batch.all;
+            let events = std::mem::take(&mut effects.changes.events);
+            effects.last_event = super::events::insert(&self.conn, &events)?;
             let mut upsert = self.conn.prepare_cached(
                 "INSERT INTO queue_counts (queue, state, n) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
@@ -619,6 +635,9 @@ impl Writer {
         }
         if let Some(exact) = e.next_due_exact {
             self.signals.set_next_due(exact);
+        }
+        if let Some(id) = e.last_event {
+            self.signals.events_committed(id);
         }
         e.changes.announce(&self.signals);
     }

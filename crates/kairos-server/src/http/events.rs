@@ -1,0 +1,100 @@
+//! Handlers for `/v1/events`: pages of the event log, and its live stream as Server-Sent
+//! Events (`id: <id>` and `data: <the event JSON>` per event, a comment every 15 s to
+//! keep idle connections open, resumable with `Last-Event-ID`). A stream ends at once
+//! when the server shuts down, so it never holds the server past its deadline.
+//!
+//! A token limited to some queues must name one of them (`queue`): the log holds every
+//! queue's events.
+
+use super::access::Access;
+use super::extract::ApiQuery;
+use super::problem::ApiError;
+use super::reply::Json;
+use crate::engine::{Engine, Tail};
+use axum::Extension;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{self, KeepAlive, Sse};
+use futures_util::Stream;
+use kairos_core::Invalid;
+use kairos_core::event::{Event, EventPage, EventQuery, EventStreamQuery};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// How often an idle stream gets a comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A token limited to some queues may read only a queue it may see.
+fn check_queue(access: &Access, queue: Option<&str>) -> Result<(), ApiError> {
+    if !access.is_limited() {
+        return Ok(());
+    }
+    match queue {
+        Some(q) => access.check("queue", q),
+        None => Err(ApiError::Forbidden(
+            "queue: this token is limited to some queues; name one".into(),
+        )),
+    }
+}
+
+/// `GET /v1/events`.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery), responses((status = 200, description = "Events with ids greater than after, oldest first; the next page starts after next_after.", body = EventPage)))]
+pub async fn list(
+    State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
+    ApiQuery(query): ApiQuery<EventQuery>,
+) -> Result<Json<EventPage>, ApiError> {
+    check_queue(&access, query.queue.as_deref())?;
+    Ok(Json(engine.events(query).await?))
+}
+
+/// `GET /v1/events/stream`: Server-Sent Events.
+#[utoipa::path(get, path = "/v1/events/stream", tag = "events", params(EventStreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id (wins over after).")),
+    responses((status = 200, description = "A text/event-stream: each event as `id: <id>` and `data: <the event JSON>`.", content_type = "text/event-stream", body = String)))]
+pub async fn stream(
+    State(engine): State<Engine>,
+    Extension(access): Extension<Access>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventStreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+    check_queue(&access, query.queue.as_deref())?;
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Invalid::field("Last-Event-ID", "must be an event id (an integer)")
+                })?,
+        ),
+        None => None,
+    };
+    let after = resume.or(query.after);
+    let tail = engine.tail(query.validate()?, after).await?;
+    Ok(Sse::new(events(tail)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// The tail's events, one SSE event each, until it ends.
+fn events(tail: Tail) -> impl Stream<Item = Result<sse::Event, Infallible>> {
+    futures_util::stream::unfold(
+        (tail, VecDeque::<Event>::new()),
+        |(mut tail, mut ready)| async move {
+            loop {
+                if let Some(e) = ready.pop_front() {
+                    let data = serde_json::to_string(&e).unwrap_or_default();
+                    let out = sse::Event::default().id(e.id.to_string()).data(data);
+                    return Some((Ok(out), (tail, ready)));
+                }
+                match tail.next().await? {
+                    Ok(batch) => ready.extend(batch),
+                    Err(e) => {
+                        // The client reconnects with the last id it saw.
+                        tracing::warn!(error = %e, after = tail.cursor(), "an event stream ended: the store failed");
+                        return None;
+                    }
+                }
+            }
+        },
+    )
+}
