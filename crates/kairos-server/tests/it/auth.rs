@@ -70,7 +70,15 @@ async fn call(
     let resp = req.send().await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = resp.json().await.unwrap_or(Value::Null);
+    // An event stream never ends by itself: its body is not read.
+    let streams = headers
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let body = if streams {
+        Value::Null
+    } else {
+        resp.json().await.unwrap_or(Value::Null)
+    };
     (status, headers, body)
 }
 
