@@ -365,6 +365,9 @@ pub struct EventPage {
 /// whole log.
 pub const EVENT_SCAN_WINDOW: u64 = 10_000;
 
+/// The greatest id an event can have (ids are stored as signed 64-bit integers).
+pub const MAX_EVENT_ID: u64 = i64::MAX as u64;
+
 /// Most events one page holds.
 pub const MAX_EVENTS_PAGE: u32 = 1000;
 /// Events one page holds unless asked.
@@ -460,6 +463,9 @@ impl EventQuery {
                 Err(m) => c.invalid("types", m),
             }
         }
+        if self.after.is_some_and(|a| a > MAX_EVENT_ID) {
+            c.invalid("after", format!("must be at most {MAX_EVENT_ID}"));
+        }
         let limit = self.limit.unwrap_or(DEFAULT_EVENTS_PAGE);
         if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
             c.invalid("limit", format!("must be from 1 to {MAX_EVENTS_PAGE}"));
@@ -520,11 +526,11 @@ mod tests {
             types: Some("job.dead,nope".into()),
             queue: Some("bad name".into()),
             limit: Some(1001),
-            ..Default::default()
+            after: Some(MAX_EVENT_ID + 1),
         }
         .validate()
         .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["queue", "types", "limit"]);
+        assert_eq!(fields, ["queue", "types", "after", "limit"]);
     }
 }

@@ -199,18 +199,13 @@ async fn prune_finished(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<u64, StoreError> {
     let cutoffs = retention.cutoffs(store.now());
-    let mut total = 0;
-    loop {
-        let n = store.prune_finished(cutoffs, PRUNE_BATCH).await?;
-        total += n;
-        if n < PRUNE_BATCH as u64 || *shutdown.borrow() {
-            return Ok(total);
-        }
-    }
+    in_batches(PRUNE_BATCH, shutdown, || {
+        store.prune_finished(cutoffs, PRUNE_BATCH)
+    })
+    .await
 }
 
-/// Deletes every event past its retention, a batch per commit, until a batch comes back
-/// short.
+/// Deletes every event past its retention, the same way.
 async fn prune_events(
     store: &Arc<dyn Store>,
     retention: Retention,
@@ -218,9 +213,23 @@ async fn prune_events(
 ) -> Result<u64, StoreError> {
     let before = retention.cutoffs(store.now()).events_before;
     let batch = kairos_store::events::PRUNE_EVENTS_BATCH;
+    in_batches(batch, shutdown, || store.prune_events(before, batch)).await
+}
+
+/// Repeats `prune` (which deletes up to `batch`) until it deletes fewer, or shutdown
+/// begins; answers the total.
+async fn in_batches<F, Fut>(
+    batch: u32,
+    shutdown: &mut watch::Receiver<bool>,
+    mut prune: F,
+) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
     let mut total = 0;
     loop {
-        let n = store.prune_events(before, batch).await?;
+        let n = prune().await?;
         total += n;
         if n < u64::from(batch) || *shutdown.borrow() {
             return Ok(total);

@@ -176,6 +176,20 @@ impl Access {
         }
     }
 
+    /// A listing over every queue, narrowed by the optional `queue` filter (named
+    /// `field`): a token limited to some queues must name one it may see (403 else).
+    pub fn check_listing(&self, field: &str, queue: Option<&str>) -> Result<(), ApiError> {
+        if !self.is_limited() {
+            return Ok(());
+        }
+        match queue {
+            Some(q) => self.check(field, q),
+            None => Err(ApiError::Forbidden(format!(
+                "{field}: this token is limited to some queues; name one"
+            ))),
+        }
+    }
+
     /// A resource of `queue` found by id reads as absent (404) unless the caller may
     /// see it.
     pub fn reveal(&self, queue: &str) -> Result<(), ApiError> {

@@ -17,26 +17,13 @@ use axum::http::HeaderMap;
 use axum::response::sse::{self, KeepAlive, Sse};
 use futures_util::Stream;
 use kairos_core::Invalid;
-use kairos_core::event::{Event, EventPage, EventQuery, EventStreamQuery};
+use kairos_core::event::{Event, EventPage, EventQuery, EventStreamQuery, MAX_EVENT_ID};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
 /// How often an idle stream gets a comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// A token limited to some queues may read only a queue it may see.
-fn check_queue(access: &Access, queue: Option<&str>) -> Result<(), ApiError> {
-    if !access.is_limited() {
-        return Ok(());
-    }
-    match queue {
-        Some(q) => access.check("queue", q),
-        None => Err(ApiError::Forbidden(
-            "queue: this token is limited to some queues; name one".into(),
-        )),
-    }
-}
 
 /// `GET /v1/events`.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventQuery), responses((status = 200, description = "Events with ids greater than after, oldest first; the next page starts after next_after.", body = EventPage)))]
@@ -45,7 +32,7 @@ pub async fn list(
     Extension(access): Extension<Access>,
     ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    check_queue(&access, query.queue.as_deref())?;
+    access.check_listing("queue", query.queue.as_deref())?;
     Ok(Json(engine.events(query).await?))
 }
 
@@ -58,12 +45,13 @@ pub async fn stream(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventStreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
-    check_queue(&access, query.queue.as_deref())?;
+    access.check_listing("queue", query.queue.as_deref())?;
     let resume = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|id| *id <= MAX_EVENT_ID)
                 .ok_or_else(|| {
                     Invalid::field("Last-Event-ID", "must be an event id (an integer)")
                 })?,

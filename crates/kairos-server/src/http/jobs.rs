@@ -114,16 +114,7 @@ pub async fn list(
     Extension(access): Extension<Access>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    if access.is_limited() {
-        match &query.queue {
-            Some(q) => access.check("queue", q)?,
-            None => {
-                return Err(ApiError::Forbidden(
-                    "queue: this token is limited to some queues; name one".into(),
-                ));
-            }
-        }
-    }
+    access.check_listing("queue", query.queue.as_deref())?;
     let filter = query.validate()?;
     Ok(Json(engine.list_jobs(filter).await?).into_response())
 }

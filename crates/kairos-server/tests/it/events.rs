@@ -130,6 +130,11 @@ async fn bad_event_queries_name_the_field() {
         Some("types"),
     );
     assert_problem(&s.get("/v1/events?limit=0").await, 422, Some("limit"));
+    assert_problem(
+        &s.get("/v1/events?after=9223372036854775808").await,
+        422,
+        Some("after"),
+    );
     assert_problem(&s.get("/v1/events?limit=1001").await, 422, Some("limit"));
     assert_problem(
         &s.get("/v1/events?queue=bad%20name").await,
