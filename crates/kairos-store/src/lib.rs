@@ -322,6 +322,14 @@ pub trait Store: Send + Sync + 'static {
     /// one commit; answers how many. Callers repeat while it answers `limit`.
     async fn prune_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 
+    /// Where the durable reader `name` of the event log (a sink, a feature's subscriber)
+    /// has read up to: it resumes after this id. `None`: nothing was ever saved.
+    async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Records, durably, that `name` has read up to `after`. A cursor only moves
+    /// forward: a save behind the one stored (a late or duplicate one) changes nothing.
+    async fn save_cursor(&self, name: &str, after: u64) -> Result<(), StoreError>;
+
     /// Forgets idempotency keys first used before `before`.
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError>;
 

@@ -1,5 +1,7 @@
-//! The event log as the engine offers it: pages (`GET /v1/events`), and tails that follow
-//! the log as it grows (the stream, the bus) and end at shutdown.
+//! The event log as the engine offers it: pages (`GET /v1/events`), tails that follow
+//! the log as it grows (the stream) and end at shutdown, and the bus: subscriptions,
+//! tails whose position is a stored cursor, so a subscriber (a sink, a feature) gets
+//! every event in order at least once and resumes where it left off after a restart.
 //!
 //! A tail waits on the store's signal of newly readable events, never on a timer, except
 //! that a store shared with other nodes (whose announcements are hints that may be lost)
@@ -35,6 +37,77 @@ impl Engine {
             seen,
             shutdown: self.inner.shutdown.subscribe(),
         })
+    }
+}
+
+/// The longest subscriber name.
+pub const MAX_SUBSCRIBER_NAME: usize = 200;
+
+impl Engine {
+    /// Subscribes `name` to the log (passing events through `filter`'s types and queue),
+    /// from its stored cursor. A name never seen before starts with the oldest event the
+    /// log still keeps: whatever was committed before the subscriber first ran (since
+    /// the server started, say) is not skipped.
+    pub async fn subscribe(
+        &self,
+        name: &str,
+        filter: EventFilter,
+    ) -> Result<Subscription, EngineError> {
+        if name.is_empty() || name.len() > MAX_SUBSCRIBER_NAME {
+            return Err(kairos_core::Invalid::field(
+                "name",
+                format!("must be 1 to {MAX_SUBSCRIBER_NAME} bytes"),
+            )
+            .into());
+        }
+        let store = &self.inner.store;
+        let saved = store.cursor(name).await?.unwrap_or(0);
+        Ok(Subscription {
+            name: name.to_string(),
+            tail: self.tail(filter, Some(saved)).await?,
+            saved,
+        })
+    }
+}
+
+/// A durable subscriber's tail: [`Subscription::next`] gives events, and
+/// [`Subscription::commit`] records that everything given so far is handled. Until then
+/// a restart (or [`Subscription::rewind`]) gives them again.
+pub struct Subscription {
+    name: String,
+    tail: Tail,
+    saved: u64,
+}
+
+impl Subscription {
+    /// The subscriber's name (its cursor's).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The id after which events were handled, as last committed.
+    pub fn committed(&self) -> u64 {
+        self.saved
+    }
+
+    /// The next events after those already given (see [`Tail::next`]).
+    pub async fn next(&mut self) -> Option<Result<Vec<Event>, StoreError>> {
+        self.tail.next().await
+    }
+
+    /// Records, durably, that every event given so far is handled.
+    pub async fn commit(&mut self) -> Result<(), StoreError> {
+        let upto = self.tail.cursor();
+        if upto > self.saved {
+            self.tail.store.save_cursor(&self.name, upto).await?;
+            self.saved = upto;
+        }
+        Ok(())
+    }
+
+    /// Forgets what was given since the last commit: the next call gives it again.
+    pub fn rewind(&mut self) {
+        self.tail.cursor = self.saved;
     }
 }
 

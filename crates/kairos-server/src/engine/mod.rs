@@ -9,7 +9,7 @@ mod events;
 mod registry;
 mod timer;
 
-pub use events::Tail;
+pub use events::{Subscription, Tail};
 pub use registry::Caller;
 
 use kairos_core::api::{
@@ -50,8 +50,11 @@ struct Inner {
     workers: Arc<registry::Registry>,
     limits: Limits,
     shutdown: watch::Sender<bool>,
-    /// The timer and the registry's saver: both end at shutdown.
-    tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Whether this node leads the background duties (see [`Engine::leading`]).
+    leading: watch::Receiver<bool>,
+    /// The timer, the registry's saver and whatever else was spawned on the engine: all
+    /// end at shutdown.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -65,12 +68,14 @@ impl Engine {
     ) -> Engine {
         let (shutdown, rx) = watch::channel(false);
         let workers = Arc::new(registry::Registry::default());
+        let (leads, leading) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(timer::run(
                 store.clone(),
                 node.clone(),
                 retention,
                 rx.clone(),
+                leads,
             )),
             tokio::spawn(registry::keep_saved(store.clone(), workers.clone(), rx)),
         ];
@@ -81,9 +86,33 @@ impl Engine {
                 workers,
                 limits,
                 shutdown,
-                tasks: tokio::sync::Mutex::new(tasks),
+                leading,
+                tasks: std::sync::Mutex::new(tasks),
             }),
         }
+    }
+
+    /// Whether this node leads the background duties now (always, soon after start, on
+    /// a store only this process opens): work that must run on one node of a cluster at
+    /// a time, like a sink, runs while it does.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.inner.leading.clone()
+    }
+
+    /// Whether shutdown has begun (see [`Engine::begin_shutdown`]).
+    pub fn shutting_down(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Runs `task` beside the engine's own: [`Engine::stopped`] waits for it too, so it
+    /// must end soon after shutdown begins (watch [`Engine::shutting_down`]).
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
     }
 
     /// The store underneath.
@@ -99,9 +128,15 @@ impl Engine {
     /// Resolves once the timer has stopped and the workers heard from are saved (after
     /// [`Engine::begin_shutdown`]).
     pub async fn stopped(&self) {
-        let tasks = std::mem::take(&mut *self.inner.tasks.lock().await);
-        for t in tasks {
-            let _ = t.await;
+        loop {
+            let tasks =
+                std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+            if tasks.is_empty() {
+                return;
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
         }
     }
 

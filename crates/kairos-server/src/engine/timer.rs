@@ -9,7 +9,8 @@
 //!
 //! On a shared store only one node does all this at a time: the timer beats
 //! ([`Store::beat`]) every `poll_interval`, and runs the duties only while the store says
-//! this node leads. At shutdown it resigns, so another node takes over at once.
+//! this node leads (announcing it to the other lead-only work, the sinks, through
+//! [`super::Engine::leading`]). At shutdown it resigns, so another node takes over at once.
 
 use super::shutdown_signalled;
 use kairos_core::Retention;
@@ -40,8 +41,10 @@ pub(super) async fn run(
     node: Node,
     retention: Retention,
     shutdown: watch::Receiver<bool>,
+    leading: watch::Sender<bool>,
 ) {
-    duties(&store, &node, retention, shutdown).await;
+    duties(&store, &node, retention, shutdown, &leading).await;
+    leading.send_replace(false);
     if let Err(e) = store.resign(&node).await {
         tracing::debug!(error = %e, "could not hand over the lead; another node takes it when it expires");
     }
@@ -52,6 +55,7 @@ async fn duties(
     node: &Node,
     retention: Retention,
     mut shutdown: watch::Receiver<bool>,
+    announce: &watch::Sender<bool>,
 ) {
     let signals = store.signals();
     let mut next_prune = tokio::time::Instant::now();
@@ -91,6 +95,7 @@ async fn duties(
                 }
             }
             leading = leads;
+            announce.send_if_modified(|l| std::mem::replace(l, leads) != leads);
         }
         if !leading {
             // Only the leader runs the duties; look again at the next beat.

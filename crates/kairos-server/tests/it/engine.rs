@@ -160,6 +160,12 @@ impl Store for Counting {
     async fn prune_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
         self.inner.prune_events(before, limit).await
     }
+    async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.cursor(name).await
+    }
+    async fn save_cursor(&self, name: &str, after: u64) -> Result<(), StoreError> {
+        self.inner.save_cursor(name, after).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
@@ -273,6 +279,78 @@ async fn a_long_poll_sleeps_until_a_commit_wakes_it() {
         "woken once, by the commit"
     );
     assert_eq!(store.signals().watched_queues(), 0);
+    engine.begin_shutdown();
+    engine.stopped().await;
+    store.close().await;
+}
+
+/// A bus subscriber gets every event in order, what it did not commit again after a
+/// restart, and nothing it committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_resumes_from_its_cursor_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let filter = kairos_core::event::EventQuery::default()
+        .validate()
+        .unwrap();
+    let enqueue = |engine: Engine| async move {
+        let req = EnqueueRequest {
+            queue: Some("bus".into()),
+            kind: "k".into(),
+            ..Default::default()
+        };
+        engine.enqueue(req, None, None).await.unwrap().jobs[0].0.id
+    };
+    let (first, uncommitted) = {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let engine = Engine::start(store.clone(), Limits::default(), node(), Default::default());
+        // Committed before the subscriber first ran: a new subscriber starts at the oldest.
+        let first = enqueue(engine.clone()).await;
+        let mut sub = engine
+            .subscribe("feature:test", filter.clone())
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(GUARD, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].job_id, Some(first));
+        sub.commit().await.unwrap();
+        let second = enqueue(engine.clone()).await;
+        let got = tokio::time::timeout(GUARD, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got[0].job_id, Some(second), "given, never committed");
+        sub.rewind();
+        let again = tokio::time::timeout(GUARD, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(again[0].id, got[0].id, "a rewind gives it again");
+        engine.begin_shutdown();
+        assert!(sub.next().await.is_none(), "shutdown ends the subscription");
+        engine.stopped().await;
+        store.close().await;
+        (first, second)
+    };
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let engine = Engine::start(store.clone(), Limits::default(), node(), Default::default());
+    let mut sub = engine.subscribe("feature:test", filter).await.unwrap();
+    let got = tokio::time::timeout(GUARD, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let jobs: Vec<_> = got.iter().map(|e| e.job_id.unwrap()).collect();
+    assert_eq!(
+        jobs,
+        vec![uncommitted],
+        "resumes after {first}, at what it had not committed"
+    );
     engine.begin_shutdown();
     engine.stopped().await;
     store.close().await;

@@ -312,3 +312,22 @@ pub async fn events_go_after_their_retention_and_ids_are_never_reused(env: Env) 
     let fresh = events_once(&env, 1).await;
     assert_eq!(fresh[0].id, kept[0].id + 1);
 }
+
+/// A reader's cursor is kept per name and only moves forward.
+pub async fn event_cursors_are_durable_and_only_move_forward(env: Env) {
+    assert_eq!(env.store.cursor("sink:a").await.unwrap(), None);
+    env.store.save_cursor("sink:a", 7).await.unwrap();
+    env.store.save_cursor("sink:b", 3).await.unwrap();
+    assert_eq!(env.store.cursor("sink:a").await.unwrap(), Some(7));
+    assert_eq!(env.store.cursor("sink:b").await.unwrap(), Some(3));
+    env.store.save_cursor("sink:a", 5).await.unwrap();
+    assert_eq!(
+        env.store.cursor("sink:a").await.unwrap(),
+        Some(7),
+        "a late save never moves a cursor back"
+    );
+    env.store.save_cursor("sink:a", 9).await.unwrap();
+    assert_eq!(env.store.cursor("sink:a").await.unwrap(), Some(9));
+    assert_eq!(env.store.cursor("sink:b").await.unwrap(), Some(3));
+    assert_eq!(env.store.cursor("sink:c").await.unwrap(), None);
+}

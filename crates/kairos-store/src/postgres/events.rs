@@ -250,3 +250,32 @@ pub(crate) async fn prune(inner: &Inner, before: Timestamp, limit: u32) -> Resul
         .await?;
     Ok(client.execute(&stmt, &[&before, &i64::from(limit)]).await?)
 }
+
+/// Where the durable reader `name` has read up to (see [`crate::Store::cursor`]).
+pub(crate) async fn cursor(inner: &Inner, name: &str) -> Result<Option<u64>, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached("SELECT after FROM event_cursors WHERE name = $1")
+        .await?;
+    let row = client.query_opt(&stmt, &[&name]).await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get::<_, i64>(0)?.max(0) as u64),
+        None => None,
+    })
+}
+
+/// Moves `name`'s cursor forward to `after` (never back).
+pub(crate) async fn save_cursor(inner: &Inner, name: &str, after: u64) -> Result<(), StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO event_cursors (name, after, updated_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (name) DO UPDATE SET \
+             after = greatest(event_cursors.after, excluded.after), \
+             updated_at = excluded.updated_at",
+        )
+        .await?;
+    let after = after.min(i64::MAX as u64) as i64;
+    client.execute(&stmt, &[&name, &after]).await?;
+    Ok(())
+}

@@ -506,6 +506,24 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let name = name.to_string();
+        self.run(move |i| {
+            let name = name.clone();
+            Box::pin(async move { events::cursor(i, &name).await })
+        })
+        .await
+    }
+
+    async fn save_cursor(&self, name: &str, after: u64) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.run(move |i| {
+            let name = name.clone();
+            Box::pin(async move { events::save_cursor(i, &name, after).await })
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|i| Box::pin(read::ping(i))).await
     }

@@ -177,6 +177,15 @@ CREATE TABLE event_head (
 );
 INSERT INTO event_head VALUES (1, 0);
 "#,
+    r#"
+-- Where each durable reader of the event log (a sink, a feature's subscriber) has read
+-- up to: it resumes after `after` (an event's public id) once restarted.
+CREATE TABLE event_cursors (
+    name       text        PRIMARY KEY,
+    after      bigint      NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+"#,
 ];
 
 /// The advisory lock key under which migrations run ("kairos" in ASCII).

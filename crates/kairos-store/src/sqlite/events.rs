@@ -109,3 +109,32 @@ pub(crate) fn prune(conn: &Connection, before: Timestamp, limit: u32) -> Result<
         .execute(params![rows::us(before), limit])?;
     Ok(n as u64)
 }
+
+/// Where the durable reader `name` has read up to (see [`crate::Store::cursor`]).
+pub(crate) fn cursor(conn: &Connection, name: &str) -> Result<Option<u64>, StoreError> {
+    let after: Option<i64> = conn
+        .prepare_cached("SELECT after FROM event_cursors WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    Ok(after.map(|a| a.max(0) as u64))
+}
+
+/// Moves `name`'s cursor forward to `after` (never back).
+pub(crate) fn save_cursor(
+    conn: &Connection,
+    name: &str,
+    after: u64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO event_cursors (name, after, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (name) DO UPDATE SET after = max(after, excluded.after), \
+         updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        name,
+        after.min(i64::MAX as u64) as i64,
+        rows::us(now)
+    ])?;
+    Ok(())
+}

@@ -458,6 +458,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let name = name.to_string();
+        self.read(move |conn, _| events::cursor(conn, &name)).await
+    }
+
+    async fn save_cursor(&self, name: &str, after: u64) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write_always(move |b| events::save_cursor(b.conn, &name, after, b.now))
+            .await
+    }
+
     async fn prune_idempotency_keys(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.write_always(move |b| ops::prune_idempotency_keys(b, before))
             .await

@@ -147,6 +147,15 @@ CREATE TABLE events (
     data        TEXT NOT NULL
 );
 "#,
+    r#"
+-- Where each durable reader of the event log (a sink, a feature's subscriber) has read
+-- up to: it resumes after `after` (an event id) once restarted.
+CREATE TABLE event_cursors (
+    name       TEXT PRIMARY KEY,
+    after      INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and
