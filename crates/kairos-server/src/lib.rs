@@ -6,6 +6,7 @@
 //! - [`http`]: the accept loop and connection timeouts, thin axum handlers that translate
 //!   the v1 API to engine calls, the tower layers around them, and the one place where
 //!   errors become `application/problem+json`.
+//! - [`sink`]: the event log published to RabbitMQ and NATS, at least once and in order.
 //! - [`metrics`]: the Prometheus metrics (`GET /metrics`), fed by the store's commits
 //!   and the HTTP edge.
 //! - [`Server`]: ties it together over a store the caller opened (so the binary picks the
@@ -26,6 +27,7 @@
 pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod sink;
 
 use axum::Router;
 use axum::extract::Request;
@@ -81,6 +83,8 @@ pub struct Config {
     /// Bearer tokens and how they are checked; `None`: everything is allowed (refuse
     /// that off loopback: see [`http::layers::auth`]).
     pub auth: Option<http::layers::auth::AuthConfig>,
+    /// Brokers the event log is published to.
+    pub sinks: Vec<sink::SinkConfig>,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             auth: None,
             rate_limit: None,
             instrument: true,
+            sinks: Vec::new(),
         }
     }
 }
@@ -186,6 +191,7 @@ impl Server {
             self.store.signals().observe(metrics.clone());
         }
         let engine = Engine::start(self.store.clone(), limits, node, c.retention);
+        sink::start(&engine, &c.sinks, metrics.clone());
         let mut app = http::app(
             engine.clone(),
             http::RouteLimits {

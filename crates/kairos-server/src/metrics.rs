@@ -68,6 +68,11 @@ struct RequestLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
     method: &'static str,
     route: String,
@@ -100,6 +105,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     commit_batch: Histogram,
     queue_depth: Gauge,
+    sink_lag: Family<SinkLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -131,6 +137,7 @@ impl Metrics {
             commit_seconds: seconds_histogram(),
             commit_batch: Histogram::new(SIZES),
             queue_depth: Gauge::default(),
+            sink_lag: Family::default(),
         };
         let r = &mut registry;
         r.register("kairos_jobs_enqueued", "Jobs created", m.enqueued.clone());
@@ -205,6 +212,11 @@ impl Metrics {
             "Writes waiting for the store's writer",
             m.queue_depth.clone(),
         );
+        r.register(
+            "kairos_sink_lag_events",
+            "Events committed that a sink has not yet had confirmed by its broker",
+            m.sink_lag.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -237,6 +249,15 @@ impl Metrics {
         self.request_seconds
             .get_or_create(&RouteLabel { method, route })
             .observe(seconds);
+    }
+
+    /// How many events `sink` is behind the log.
+    pub fn sink_lag(&self, sink: &str, lag: u64) {
+        self.sink_lag
+            .get_or_create(&SinkLabel {
+                sink: sink.to_string(),
+            })
+            .set(lag.min(i64::MAX as u64) as i64);
     }
 
     /// A request refused by auth, for `reason`.

@@ -167,6 +167,15 @@ struct ServerArgs {
     /// the sinks read from what is kept).
     #[arg(long, env = "KAIROS_RETENTION_EVENTS", default_value = "24h")]
     retention_events: Duration,
+    /// Publish the event log to this broker: `amqp://user:pass@host:5672/%2f` (RabbitMQ,
+    /// topic exchange `kairos.events`) or `nats://host:4222` (JetStream stream
+    /// `KAIROS_EVENTS`). Repeat for several; each keeps its own cursor.
+    #[arg(long = "sink", env = "KAIROS_SINK", value_delimiter = ' ')]
+    sinks: Vec<String>,
+    /// Publish only these event types to the sinks (comma-separated, e.g.
+    /// `job.dead,job.completed`); default: every event.
+    #[arg(long, env = "KAIROS_SINK_TYPES")]
+    sink_types: Option<String>,
     /// The address other nodes and operators know this node by (`GET /v1/cluster`);
     /// default: the address it listens on.
     #[arg(long, env = "KAIROS_ADVERTISE")]
@@ -341,6 +350,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             }
         }),
         instrument: !args.no_instrumentation,
+        sinks: args
+            .sinks
+            .iter()
+            .map(|url| kairos_server::sink::SinkConfig::new(url, args.sink_types.as_deref()))
+            .collect::<Result<_, _>>()?,
     };
     let (store, place): (std::sync::Arc<dyn kairos_store::Store>, String) =
         match &args.database.database_url {

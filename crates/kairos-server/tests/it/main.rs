@@ -17,6 +17,7 @@ mod openapi;
 mod queues;
 mod retention;
 mod schedules;
+mod sinks;
 mod sqlite;
 mod support;
 mod workers;
