@@ -7,10 +7,7 @@ use kairos_core::event::Event;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
-use std::time::Duration;
 
-/// How long connecting (TCP, TLS, AMQP handshake, declarations) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// AMQP's persistent delivery mode: the broker writes the message to disk.
 const PERSISTENT: u8 = 2;
 
@@ -28,43 +25,33 @@ fn broker(context: &str) -> impl Fn(lapin::Error) -> SinkError + '_ {
 impl Amqp {
     /// Connects, opens a channel in confirm mode and declares the exchange.
     pub(super) async fn connect(url: &str) -> Result<Amqp, SinkError> {
-        let connecting = async {
-            let connection = Connection::connect(url, ConnectionProperties::default())
-                .await
-                .map_err(broker("connect"))?;
-            let channel = connection
-                .create_channel()
-                .await
-                .map_err(broker("open a channel"))?;
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(broker("confirm mode"))?;
-            channel
-                .exchange_declare(
-                    EXCHANGE.into(),
-                    lapin::ExchangeKind::Topic,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..ExchangeDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(broker("declare the exchange"))?;
-            Ok(Amqp {
-                _connection: connection,
-                channel,
-            })
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let connection = Connection::connect(url, ConnectionProperties::default())
             .await
-            .unwrap_or_else(|_| {
-                Err(SinkError::Broker(format!(
-                    "no connection within {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                )))
-            })
+            .map_err(broker("connect"))?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(broker("open a channel"))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(broker("confirm mode"))?;
+        channel
+            .exchange_declare(
+                EXCHANGE.into(),
+                lapin::ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(broker("declare the exchange"))?;
+        Ok(Amqp {
+            _connection: connection,
+            channel,
+        })
     }
 
     /// Publishes every event, then waits for the broker's confirm of each.

@@ -31,6 +31,9 @@ pub const NATS_STREAM: &str = "KAIROS_EVENTS";
 /// The routing key's (subject's) queue part for an event without a queue.
 pub const NO_QUEUE: &str = "_";
 
+/// How long connecting (TCP, TLS, the broker's handshake, declaring the exchange or
+/// finding the stream) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one publish (a page of events and its confirms) may take before the
 /// connection is given up as broken.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -135,6 +138,17 @@ enum Publisher {
 
 impl Publisher {
     async fn connect(config: &SinkConfig) -> Result<Publisher, SinkError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_now(config))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SinkError::Broker(format!(
+                    "no connection within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            })
+    }
+
+    async fn connect_now(config: &SinkConfig) -> Result<Publisher, SinkError> {
         match config.kind {
             #[cfg(feature = "amqp")]
             SinkKind::Amqp => Ok(Publisher::Amqp(amqp::Amqp::connect(&config.url).await?)),
@@ -193,7 +207,12 @@ async fn run(engine: Engine, config: SinkConfig, metrics: Arc<Metrics>) {
             _ = leading.wait_for(|l| *l) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let outcome = publish_while_leading(&engine, &config, &name, &label, &metrics).await;
+        // Shutdown ends a connection at any point, a publish waiting on its confirms
+        // included: what was not committed is published again after the restart.
+        let outcome = tokio::select! {
+            outcome = publish_while_leading(&engine, &config, &name, &label, &metrics) => outcome,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
         match outcome {
             Ok(Ended::Shutdown) => return,
             Ok(Ended::Resigned) => {

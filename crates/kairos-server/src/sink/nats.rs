@@ -6,10 +6,6 @@
 use super::{EXCHANGE, NATS_STREAM, SinkError, routing_key};
 use async_nats::jetstream::{self, Context};
 use kairos_core::event::Event;
-use std::time::Duration;
-
-/// How long connecting (and finding or creating the stream) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A JetStream context on one connection.
 pub(super) struct Nats {
@@ -23,30 +19,20 @@ fn broker(context: &'static str) -> impl Fn(&dyn std::fmt::Display) -> SinkError
 impl Nats {
     /// Connects and makes sure the stream exists.
     pub(super) async fn connect(url: &str) -> Result<Nats, SinkError> {
-        let connecting = async {
-            let client = async_nats::ConnectOptions::new()
-                .connection_timeout(CONNECT_TIMEOUT)
-                .connect(url)
-                .await
-                .map_err(|e| broker("connect")(&e))?;
-            let js = jetstream::new(client);
-            js.get_or_create_stream(jetstream::stream::Config {
-                name: NATS_STREAM.to_string(),
-                subjects: vec![format!("{EXCHANGE}.>")],
-                ..Default::default()
-            })
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(super::CONNECT_TIMEOUT)
+            .connect(url)
             .await
-            .map_err(|e| broker("find or create the stream")(&e))?;
-            Ok(Nats { js })
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-            .await
-            .unwrap_or_else(|_| {
-                Err(SinkError::Broker(format!(
-                    "no connection within {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                )))
-            })
+            .map_err(|e| broker("connect")(&e))?;
+        let js = jetstream::new(client);
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: NATS_STREAM.to_string(),
+            subjects: vec![format!("{EXCHANGE}.>")],
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| broker("find or create the stream")(&e))?;
+        Ok(Nats { js })
     }
 
     /// Publishes every event, then waits for JetStream's ack of each.
