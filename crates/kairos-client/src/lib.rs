@@ -460,6 +460,26 @@ impl Client {
         self.json(Method::GET, &path, None::<&()>).await
     }
 
+    /// `GET /v1/events?…`: one page of the event log, oldest first; the next page is
+    /// `after = next_after`.
+    pub async fn events(
+        &self,
+        query: &kairos_core::event::EventQuery,
+    ) -> Result<kairos_core::event::EventPage, ClientError> {
+        let mut params = Vec::new();
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                params.push(format!("{k}={}", encode(&v)));
+            }
+        };
+        add("after", query.after.map(|a| a.to_string()));
+        add("types", query.types.clone());
+        add("queue", query.queue.clone());
+        add("limit", query.limit.map(|l| l.to_string()));
+        let path = format!("/v1/events?{}", params.join("&"));
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
     /// `POST /v1/jobs/{id}/cancel`.
     pub async fn cancel(&self, id: Uuid) -> Result<Job, ClientError> {
         self.json(Method::POST, &format!("/v1/jobs/{id}/cancel"), None::<&()>)

@@ -80,11 +80,6 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The subscriber's name (its cursor's).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The id after which events were handled, as last committed.
     pub fn committed(&self) -> u64 {
         self.saved

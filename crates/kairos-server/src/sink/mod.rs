@@ -17,7 +17,7 @@ mod amqp;
 #[cfg(feature = "nats")]
 mod nats;
 
-use crate::engine::{Engine, Subscription};
+use crate::engine::Engine;
 use crate::metrics::Metrics;
 use kairos_core::event::{Event, EventFilter, EventQuery, MAX_EVENTS_PAGE};
 use kairos_core::{Backoff, BackoffKind};
@@ -238,7 +238,7 @@ async fn run(engine: Engine, config: SinkConfig, metrics: Arc<Metrics>) {
                 }
             }
         }
-        show_lag(&engine, &name, &label, &metrics).await;
+        show_lag(&engine, &name, &label, &metrics, None).await;
         let delay = backoff.delay(failures, fastrand::f64()).as_std();
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -280,7 +280,7 @@ async fn publish_while_leading(
     let mut leading = engine.leading();
     let mut published = false;
     loop {
-        show_lag_of(engine, &sub, label, metrics).await;
+        show_lag(engine, name, label, metrics, Some(sub.committed())).await;
         let events = tokio::select! {
             next = sub.next() => next,
             _ = leading.wait_for(|l| !*l) => return Ok(Ended::Resigned),
@@ -305,18 +305,25 @@ async fn publish_while_leading(
     }
 }
 
-/// Sets the lag gauge from the subscription's committed position.
-async fn show_lag_of(engine: &Engine, sub: &Subscription, label: &str, metrics: &Metrics) {
-    if let Ok(head) = engine.store().last_event_id().await {
-        metrics.sink_lag(label, head.saturating_sub(sub.committed()));
-    }
-}
-
-/// Sets the lag gauge from the stored cursor (while disconnected).
-async fn show_lag(engine: &Engine, name: &str, label: &str, metrics: &Metrics) {
+/// Sets the lag gauge: how far the log's head is past `committed` (`None`: the
+/// sink's stored cursor, read here, as when it is disconnected).
+async fn show_lag(
+    engine: &Engine,
+    name: &str,
+    label: &str,
+    metrics: &Metrics,
+    committed: Option<u64>,
+) {
     let store = engine.store();
-    if let (Ok(head), Ok(after)) = (store.last_event_id().await, store.cursor(name).await) {
-        metrics.sink_lag(label, head.saturating_sub(after.unwrap_or(0)));
+    let committed = match committed {
+        Some(c) => c,
+        None => match store.cursor(name).await {
+            Ok(c) => c.unwrap_or(0),
+            Err(_) => return,
+        },
+    };
+    if let Ok(head) = store.last_event_id().await {
+        metrics.sink_lag(label, head.saturating_sub(committed));
     }
 }
 

@@ -2,20 +2,19 @@
 //! after the server was killed and started again misses nothing and sees nothing twice.
 
 use crate::support::Kairos;
-use serde_json::{Value, json};
+use kairos_client::Client;
+use kairos_core::api::EnqueueRequest;
+use serde_json::Value;
 use std::time::Duration;
 
-async fn enqueue(http: &reqwest::Client, base: &str) -> String {
-    let job: Value = http
-        .post(format!("{base}/v1/jobs"))
-        .json(&json!({"queue": "sse", "kind": "k"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    job["id"].as_str().unwrap().to_string()
+async fn enqueue(base: &str) -> String {
+    let req = EnqueueRequest {
+        queue: Some("sse".into()),
+        kind: "k".into(),
+        ..Default::default()
+    };
+    let job = Client::new(base).unwrap().enqueue(&req).await.unwrap();
+    job.id.to_string()
 }
 
 /// The first `n` events of a stream opened after `last`.
@@ -52,14 +51,14 @@ async fn a_stream_resumes_across_a_kill_9_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
     let k = Kairos::start(dir.path());
-    let first = enqueue(&http, &k.base).await;
+    let first = enqueue(&k.base).await;
     let seen = stream_after(&http, &k.base, 0, 1).await;
     assert_eq!(seen[0]["job_id"], first.as_str());
     let last = seen[0]["id"].as_u64().unwrap();
-    let missed = enqueue(&http, &k.base).await;
+    let missed = enqueue(&k.base).await;
     k.kill9();
     let k = Kairos::start(dir.path());
-    let later = enqueue(&http, &k.base).await;
+    let later = enqueue(&k.base).await;
     let resumed = stream_after(&http, &k.base, last, 2).await;
     let jobs: Vec<&str> = resumed
         .iter()

@@ -109,28 +109,21 @@ async fn nats_ids(queue: &str) -> tokio::sync::mpsc::UnboundedReceiver<u64> {
 }
 
 /// Every event id of `queue` in the log.
-async fn logged(base: &str, queue: &str) -> Vec<u64> {
-    let http = reqwest::Client::new();
+async fn logged(client: &Client, queue: &str) -> Vec<u64> {
     let (mut ids, mut after) = (Vec::new(), 0u64);
     loop {
-        let page: serde_json::Value = http
-            .get(format!(
-                "{base}/v1/events?queue={queue}&limit=1000&after={after}"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let events = page["events"].as_array().unwrap();
-        if events.is_empty() {
+        let query = kairos_core::event::EventQuery {
+            after: Some(after),
+            queue: Some(queue.to_string()),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        let page = client.events(&query).await.unwrap();
+        ids.extend(page.events.iter().map(|e| e.id));
+        if page.next_after == after {
             return ids;
         }
-        for e in events {
-            ids.push(e["id"].as_u64().unwrap());
-        }
-        after = *ids.last().unwrap();
+        after = page.next_after;
     }
 }
 
@@ -176,7 +169,7 @@ async fn events_committed_before_a_kill_9_all_reach_both_brokers() {
         k.kill9();
     }
     let k = Kairos::try_start(dir.path(), &sinks).unwrap();
-    let want = logged(&k.base, &queue).await;
+    let want = logged(&Client::new(&k.base).unwrap(), &queue).await;
     assert_eq!(want.len(), ROUNDS * BATCH, "every enqueue made its event");
     all_arrive("RabbitMQ", &mut from_amqp, &want).await;
     all_arrive("NATS", &mut from_nats, &want).await;
