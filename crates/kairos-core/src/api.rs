@@ -825,9 +825,13 @@ pub struct ListQuery {
     #[serde(default, deserialize_with = "empty_as_none")]
     #[cfg_attr(feature = "openapi", param(format = Uuid))]
     pub schedule_id: Option<String>,
-    /// Page size, default 50, up to 500.
+    /// Page size, default 50, up to 500 (documented as a digit string that may be empty,
+    /// since an empty parameter means "not given").
     #[serde(default, deserialize_with = "empty_as_none")]
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 500))]
+    #[cfg_attr(
+        feature = "openapi",
+        param(value_type = Option<String>, pattern = r"^\+?[0-9]*$")
+    )]
     pub limit: Option<u32>,
     /// Where the previous page ended.
     #[serde(default, deserialize_with = "empty_as_none")]

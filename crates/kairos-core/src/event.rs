@@ -373,13 +373,16 @@ pub const MAX_EVENTS_PAGE: u32 = 1000;
 /// Events one page holds unless asked.
 pub const DEFAULT_EVENTS_PAGE: u32 = 100;
 
-/// `GET /v1/events` query parameters, as sent. An empty parameter means "not given".
+/// `GET /v1/events` query parameters, as sent. An empty parameter means "not given", so
+/// the numbers are documented as digit strings that may be empty (as `GET /v1/jobs`'s
+/// `state` is).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// Only events with greater ids (default 0: from the oldest kept).
     #[serde(default, deserialize_with = "empty_as_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, pattern = r"^\+?[0-9]*$"))]
     pub after: Option<u64>,
     /// Comma-separated types (`job.dead,job.completed`); default every type.
     #[serde(default, deserialize_with = "empty_as_none")]
@@ -389,7 +392,10 @@ pub struct EventQuery {
     pub queue: Option<String>,
     /// Most events (default 100, at most 1,000).
     #[serde(default, deserialize_with = "empty_as_none")]
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    #[cfg_attr(
+        feature = "openapi",
+        param(value_type = Option<String>, pattern = r"^\+?[0-9]*$")
+    )]
     pub limit: Option<u32>,
 }
 
@@ -400,6 +406,7 @@ pub struct EventQuery {
 pub struct EventStreamQuery {
     /// Start after this id (a `Last-Event-ID` header wins); default: new events only.
     #[serde(default, deserialize_with = "empty_as_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, pattern = r"^\+?[0-9]*$"))]
     pub after: Option<u64>,
     /// Comma-separated types (`job.dead,job.completed`); default every type.
     #[serde(default, deserialize_with = "empty_as_none")]
