@@ -43,7 +43,7 @@ pub struct EnqueueRequest {
     pub kind: String,
     /// Any JSON value, default `{}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub payload: Option<Box<RawValue>>,
     /// -100..=100, default 0.
     #[serde(
@@ -393,7 +393,7 @@ pub struct AckItem {
     pub outcome: OutcomeKind,
     /// With `completed`: a result to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub result: Option<Box<RawValue>>,
     /// With `failed`: what went wrong (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -821,9 +821,9 @@ pub struct ListQuery {
     /// Only this kind.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub kind: Option<String>,
-    /// Only runs of this schedule.
+    /// Only runs of this schedule (its id, a UUID; documented without a format since an
+    /// empty parameter means "not given").
     #[serde(default, deserialize_with = "empty_as_none")]
-    #[cfg_attr(feature = "openapi", param(format = Uuid))]
     pub schedule_id: Option<String>,
     /// Page size, default 50, up to 500 (documented as a digit string that may be empty,
     /// since an empty parameter means "not given").
@@ -839,7 +839,7 @@ pub struct ListQuery {
 }
 
 /// Reads a query parameter, taking an empty value as absent.
-pub(crate) fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: std::str::FromStr,

@@ -49,6 +49,18 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// How a background duty (a sink, a feature's subscriber) retries what keeps
+    /// failing: 200 ms doubling to 30 s, with jitter so many never retry in step.
+    pub fn reconnect() -> Backoff {
+        Backoff {
+            kind: BackoffKind::Exponential,
+            base: Duration::from_millis(200),
+            factor: 2.0,
+            max: Duration::from_secs(30),
+            jitter: true,
+        }
+    }
+
     /// The delay after failed attempt number `attempt` (1-based). `sample` is a uniform
     /// random number in `[0, 1)`, used only when `jitter` is on.
     pub fn delay(&self, attempt: u32, sample: f64) -> Duration {

@@ -49,11 +49,15 @@ pub enum EventType {
     ScheduleDeleted = 12,
     /// A schedule made a run.
     ScheduleFired = 13,
+    /// A task's reminder came due (the tasks feature's reminder worker).
+    TaskDue = 14,
+    /// A notification was created (the tasks feature's notifications).
+    NotificationCreated = 15,
 }
 
 impl EventType {
     /// Every type, in code order.
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 16] = [
         EventType::JobEnqueued,
         EventType::JobStarted,
         EventType::JobCompleted,
@@ -68,6 +72,8 @@ impl EventType {
         EventType::ScheduleUpdated,
         EventType::ScheduleDeleted,
         EventType::ScheduleFired,
+        EventType::TaskDue,
+        EventType::NotificationCreated,
     ];
 
     /// The name the API and the sinks use (`job.dead`).
@@ -87,6 +93,8 @@ impl EventType {
             EventType::ScheduleUpdated => "schedule.updated",
             EventType::ScheduleDeleted => "schedule.deleted",
             EventType::ScheduleFired => "schedule.fired",
+            EventType::TaskDue => "task.due",
+            EventType::NotificationCreated => "notification.created",
         }
     }
 
@@ -322,6 +330,26 @@ impl NewEvent {
     }
 }
 
+impl NewEvent {
+    /// An event a feature emits (`task.due`, say), with `data` as its data; the store
+    /// stamps it with its clock.
+    pub fn feature<T: Serialize>(
+        kind: EventType,
+        queue: Option<&str>,
+        job_id: Option<Uuid>,
+        data: &T,
+    ) -> NewEvent {
+        NewEvent {
+            kind,
+            at: Timestamp::UNIX_EPOCH,
+            queue: queue.map(str::to_string),
+            job_id,
+            schedule_id: None,
+            data: raw(data),
+        }
+    }
+}
+
 /// An event as stored and shown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -331,7 +359,7 @@ pub struct Event {
     /// What happened (`job.enqueued`, `job.started`, `job.completed`, `job.failed`,
     /// `job.dead`, `job.cancelled`, `job.retried`, `job.deleted`, `queue.paused`,
     /// `queue.resumed`, `schedule.created`, `schedule.updated`, `schedule.deleted`,
-    /// `schedule.fired`).
+    /// `schedule.fired`, `task.due`, `notification.created`).
     #[serde(rename = "type")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "job.completed"))]
     pub kind: EventType,

@@ -187,7 +187,7 @@ pub struct Job {
     /// What kind of work this is; workers dispatch on it.
     pub kind: String,
     /// The job's arguments, kept exactly as sent.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub payload: Box<RawValue>,
     /// -100..=100, higher runs first.
     pub priority: i32,
@@ -216,7 +216,7 @@ pub struct Job {
     #[serde(default)]
     pub failures: u32,
     /// What the worker returned on completion.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub result: Option<Box<RawValue>>,
     /// Default lease length for each attempt.
     pub timeout: Duration,

@@ -61,7 +61,7 @@ pub struct JobTemplate {
     /// Kind.
     pub kind: String,
     /// Payload, kept as sent.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub payload: Box<RawValue>,
     /// -100..=100.
     pub priority: i32,
@@ -99,7 +99,7 @@ pub struct JobTemplateRequest {
     pub kind: String,
     /// Default `{}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub payload: Option<Box<RawValue>>,
     /// Default 0.
     #[serde(

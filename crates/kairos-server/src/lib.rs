@@ -7,6 +7,8 @@
 //!   the v1 API to engine calls, the tower layers around them, and the one place where
 //!   errors become `application/problem+json`.
 //! - [`sink`]: the event log published to RabbitMQ and NATS, at least once and in order.
+//! - [`feature`]: what a feature (tasks and notifications) plugs in: routes, their
+//!   access rules, duties beside the engine.
 //! - [`metrics`]: the Prometheus metrics (`GET /metrics`), fed by the store's commits
 //!   and the HTTP edge.
 //! - [`Server`]: ties it together over a store the caller opened (so the binary picks the
@@ -25,6 +27,7 @@
 //! ```
 
 pub mod engine;
+pub mod feature;
 pub mod http;
 pub mod metrics;
 pub mod sink;
@@ -129,6 +132,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     config: Config,
     layers: Vec<RouterLayer>,
+    features: Vec<Arc<dyn feature::Feature>>,
 }
 
 impl Server {
@@ -138,7 +142,14 @@ impl Server {
             store,
             config: Config::default(),
             layers: Vec::new(),
+            features: Vec::new(),
         }
+    }
+
+    /// Serves `feature` too: its routes beside the API's, its duties beside the engine.
+    pub fn feature(mut self, feature: impl feature::Feature) -> Server {
+        self.features.push(Arc::new(feature));
+        self
     }
 
     /// Replaces the configuration.
@@ -192,8 +203,12 @@ impl Server {
         }
         let engine = Engine::start(self.store.clone(), limits, node, c.retention);
         sink::start(&engine, &c.sinks, metrics.clone());
+        for f in &self.features {
+            f.start(&engine);
+        }
         let mut app = http::app(
             engine.clone(),
+            &self.features,
             http::RouteLimits {
                 max_body_bytes: c.max_body_bytes,
                 body_timeout: c.body_timeout,
@@ -202,6 +217,7 @@ impl Server {
             http::layers::auth::Guard {
                 verifier,
                 metrics: metrics.clone(),
+                rules: Default::default(),
             },
             c.rate_limit.as_ref().map(http::layers::limit::Limiter::new),
             http::layers::observe::Observe {

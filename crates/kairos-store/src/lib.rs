@@ -322,6 +322,13 @@ pub trait Store: Send + Sync + 'static {
     /// one commit; answers how many. Callers repeat while it answers `limit`.
     async fn prune_events(&self, before: Timestamp, limit: u32) -> Result<u64, StoreError>;
 
+    /// Appends events that record no change of this store (a feature's, like
+    /// `task.due`), in order, stamped with the store's clock, as one commit.
+    async fn append_events(
+        &self,
+        events: Vec<kairos_core::event::NewEvent>,
+    ) -> Result<(), StoreError>;
+
     /// Where the durable reader `name` of the event log (a sink, a feature's subscriber)
     /// has read up to: it resumes after this id. `None`: nothing was ever saved.
     async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError>;

@@ -8,7 +8,7 @@
 //! is also looked at every `poll_interval`.
 
 use super::{Engine, EngineError, shutdown_signalled};
-use kairos_core::event::{Event, EventFilter, EventPage, EventQuery};
+use kairos_core::event::{Event, EventFilter, EventPage, EventQuery, NewEvent};
 use kairos_store::{Store, StoreError};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -18,6 +18,12 @@ impl Engine {
     pub async fn events(&self, query: EventQuery) -> Result<EventPage, EngineError> {
         let filter = query.validate()?;
         Ok(self.inner.store.events(filter).await?)
+    }
+
+    /// Appends a feature's events to the log, in order, as one commit (see
+    /// [`kairos_core::event::NewEvent::feature`]).
+    pub async fn emit(&self, events: Vec<NewEvent>) -> Result<(), EngineError> {
+        Ok(self.inner.store.append_events(events).await?)
     }
 
     /// Follows the log from `after` (`None`: from now, new events only), passing events

@@ -67,15 +67,23 @@ pub enum Allowed {
     Roles(&'static [Role]),
 }
 
-const READ: Allowed = Allowed::Roles(&[Role::Admin, Role::Producer, Role::Worker, Role::Reader]);
-const PRODUCE: Allowed = Allowed::Roles(&[Role::Admin, Role::Producer]);
-const WORK: Allowed = Allowed::Roles(&[Role::Admin, Role::Worker]);
-const ADMIN: Allowed = Allowed::Roles(&[Role::Admin]);
+/// Any role: reads.
+pub const READ: Allowed =
+    Allowed::Roles(&[Role::Admin, Role::Producer, Role::Worker, Role::Reader]);
+/// Admins and producers: what changes jobs, schedules and a feature's records.
+pub const PRODUCE: Allowed = Allowed::Roles(&[Role::Admin, Role::Producer]);
+/// Admins and workers: the worker protocol.
+pub const WORK: Allowed = Allowed::Roles(&[Role::Admin, Role::Worker]);
+/// Admins only.
+pub const ADMIN: Allowed = Allowed::Roles(&[Role::Admin]);
+
+/// One route's rule: its method, its path template and who may call it.
+pub type Rule = (&'static str, &'static str, Allowed);
 
 /// Every route (method and path template) and who may call it. A route missing here
 /// cannot be served: `http::app` refuses to build with a path that has no rule, and a
 /// method without one is answered 405.
-pub const RULES: &[(&str, &str, Allowed)] = &[
+pub const RULES: &[Rule] = &[
     ("POST", "/v1/jobs", PRODUCE),
     ("GET", "/v1/jobs", READ),
     ("POST", "/v1/jobs/batch", PRODUCE),
@@ -112,23 +120,45 @@ pub const RULES: &[(&str, &str, Allowed)] = &[
     ("GET", "/docs/{*rest}", Allowed::Open),
 ];
 
-/// Who may call `method` on the route `path` (a template); `None`: nobody (405).
-/// HEAD is answered like GET.
-pub fn rule(method: &str, path: &str) -> Option<Allowed> {
-    let method = if method == "HEAD" { "GET" } else { method };
-    RULES
-        .iter()
-        .find(|(m, p, _)| *m == method && *p == path)
-        .map(|(_, _, a)| *a)
+/// The rules a server applies: [`RULES`] and those of the features it serves.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    features: Arc<[Rule]>,
 }
 
-/// The methods that have a rule on `path`, for an `Allow` header.
-pub fn methods(path: &str) -> Vec<&'static str> {
-    RULES
-        .iter()
-        .filter(|(_, p, _)| *p == path)
-        .map(|(m, _, _)| *m)
-        .collect()
+impl Rules {
+    /// [`RULES`] and `features`' rules.
+    pub fn with(features: Vec<Rule>) -> Rules {
+        Rules {
+            features: features.into(),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Rule> {
+        RULES.iter().chain(self.features.iter())
+    }
+
+    /// Who may call `method` on the route `path` (a template); `None`: nobody (405).
+    /// HEAD is answered like GET.
+    pub fn rule(&self, method: &str, path: &str) -> Option<Allowed> {
+        let method = if method == "HEAD" { "GET" } else { method };
+        self.all()
+            .find(|(m, p, _)| *m == method && *p == path)
+            .map(|(_, _, a)| *a)
+    }
+
+    /// The methods that have a rule on `path`, for an `Allow` header.
+    pub fn methods(&self, path: &str) -> Vec<&'static str> {
+        self.all()
+            .filter(|(_, p, _)| *p == path)
+            .map(|(m, _, _)| *m)
+            .collect()
+    }
+}
+
+/// Who may call `method` on the route `path` of [`RULES`] (see [`Rules::rule`]).
+pub fn rule(method: &str, path: &str) -> Option<Allowed> {
+    Rules::default().rule(method, path)
 }
 
 /// What the caller of a request may do (a request extension, set by the auth layer).

@@ -46,8 +46,18 @@ pub async fn stream(
     ApiQuery(query): ApiQuery<EventStreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
     access.check_listing("queue", query.queue.as_deref())?;
-    let resume = match headers.get("last-event-id") {
-        Some(v) => Some(
+    let after = resume_after(&headers, query.after)?;
+    let tail = engine.tail(query.validate()?, after).await?;
+    Ok(stream_of(tail, |e| {
+        serde_json::to_string(e).unwrap_or_default()
+    }))
+}
+
+/// Where a stream starts: after `Last-Event-ID` when the client sends one (it wins),
+/// else after `after`; `None`: new events only.
+pub fn resume_after(headers: &HeaderMap, after: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match headers.get("last-event-id") {
+        Some(v) => Ok(Some(
             v.to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
@@ -55,24 +65,33 @@ pub async fn stream(
                 .ok_or_else(|| {
                     Invalid::field("Last-Event-ID", "must be an event id (an integer)")
                 })?,
-        ),
-        None => None,
-    };
-    let after = resume.or(query.after);
-    let tail = engine.tail(query.validate()?, after).await?;
-    Ok(Sse::new(events(tail)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+        )),
+        None => Ok(after),
+    }
+}
+
+/// A tail as Server-Sent Events: each event as `id: <event id>` and `data:` what
+/// `render` makes of it, a comment every 15 s while idle; ends with the tail (at
+/// shutdown, or when the store fails: the client reconnects with the last id it saw).
+pub fn stream_of(
+    tail: Tail,
+    render: impl Fn(&Event) -> String + Send + 'static,
+) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
+    Sse::new(events(tail, render)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 /// The tail's events, one SSE event each, until it ends.
-fn events(tail: Tail) -> impl Stream<Item = Result<sse::Event, Infallible>> {
+fn events(
+    tail: Tail,
+    render: impl Fn(&Event) -> String + Send + 'static,
+) -> impl Stream<Item = Result<sse::Event, Infallible>> {
     futures_util::stream::unfold(
-        (tail, VecDeque::<Event>::new()),
-        |(mut tail, mut ready)| async move {
+        (tail, VecDeque::<Event>::new(), render),
+        |(mut tail, mut ready, render)| async move {
             loop {
                 if let Some(e) = ready.pop_front() {
-                    let data = serde_json::to_string(&e).unwrap_or_default();
-                    let out = sse::Event::default().id(e.id.to_string()).data(data);
-                    return Some((Ok(out), (tail, ready)));
+                    let out = sse::Event::default().id(e.id.to_string()).data(render(&e));
+                    return Some((Ok(out), (tail, ready, render)));
                 }
                 match tail.next().await? {
                     Ok(batch) => ready.extend(batch),

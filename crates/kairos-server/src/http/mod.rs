@@ -28,6 +28,7 @@ pub mod serve;
 pub mod workers;
 
 use crate::engine::Engine;
+use crate::feature::Feature;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
@@ -36,6 +37,7 @@ use layers::auth::{Guard, authorize};
 use layers::deadline::{Deadlines, deadline};
 use layers::observe::{Observe, observe};
 use problem::ApiError;
+use std::sync::Arc;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -52,10 +54,11 @@ pub struct RouteLimits {
     pub request_timeout: Duration,
 }
 
-/// The API's routes and the document describing them: every route is registered through
-/// `utoipa_axum`'s `routes!`, so none is served undescribed; and none without an access
-/// rule (this panics on one, so a test catches it before anyone serves it).
-pub fn routes() -> (Router<Engine>, Router<Engine>, utoipa::openapi::OpenApi) {
+/// The API's routes and the document describing them, with `features`' routes: every
+/// route is registered through `utoipa_axum`'s `routes!`, so none is served undescribed;
+/// and none without an access rule (this panics on one, so a test catches it before
+/// anyone serves it).
+pub fn routes(features: &[Arc<dyn Feature>]) -> Routes {
     let leasing = OpenApiRouter::new().routes(routes!(workers::lease));
     let normal = OpenApiRouter::new()
         .routes(routes!(jobs::enqueue, jobs::list))
@@ -80,25 +83,49 @@ pub fn routes() -> (Router<Engine>, Router<Engine>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::ready))
         .routes(routes!(health::probe))
         .routes(routes!(metrics::get));
+    let normal = features
+        .iter()
+        .fold(normal, |routes, f| routes.merge(f.routes()));
+    let rules = access::Rules::with(features.iter().flat_map(|f| f.rules()).collect());
     let (leasing, leasing_doc) = leasing.split_for_parts();
     let (normal, mut doc) = normal.split_for_parts();
     doc.merge(leasing_doc);
     let doc = openapi::finish(doc);
     for (method, path) in openapi::routes(&doc) {
         assert!(
-            access::rule(&method, &path).is_some(),
-            "route {method} {path} has no rule in http::access::RULES"
+            rules.rule(&method, &path).is_some(),
+            "route {method} {path} has no rule in http::access::RULES (or its feature's)"
         );
     }
-    (normal, leasing, doc)
+    Routes {
+        normal,
+        leasing,
+        doc,
+        rules,
+    }
 }
 
-/// The whole API as a router, over a running engine: its callers checked by `guard`,
-/// its requests observed by `observed` (unless `instrument` is off).
+/// What [`routes`] makes.
+pub struct Routes {
+    /// Every route but the long-polls.
+    pub normal: Router<Engine>,
+    /// The long-polls (their deadline is longer).
+    pub leasing: Router<Engine>,
+    /// The OpenAPI document describing them all.
+    pub doc: utoipa::openapi::OpenApi,
+    /// Who may call each.
+    pub rules: access::Rules,
+}
+
+/// The whole API as a router (`features`' routes included), over a running engine: its
+/// callers checked by `guard` (with the routes' rules), its requests observed by
+/// `observed` (unless `instrument` is off).
+#[allow(clippy::too_many_arguments)]
 pub fn app(
     engine: Engine,
+    features: &[Arc<dyn Feature>],
     limits: RouteLimits,
-    guard: Guard,
+    mut guard: Guard,
     limiter: Option<layers::limit::Limiter>,
     observed: Observe,
     instrument: bool,
@@ -111,7 +138,13 @@ pub fn app(
         request: limits.request_timeout + MAX_WAIT.as_std(),
         ..normal
     };
-    let (routes, leasing, doc) = routes();
+    let Routes {
+        normal: routes,
+        leasing,
+        doc,
+        rules,
+    } = routes(features);
+    guard.rules = rules;
     let leasing = leasing.layer(from_fn_with_state(long_poll, deadline));
     let docs: Router<Engine> = SwaggerUi::new(openapi::UI_PATH)
         .url(openapi::DOCUMENT_PATH, doc)

@@ -19,8 +19,8 @@ mod nats;
 
 use crate::engine::Engine;
 use crate::metrics::Metrics;
+use kairos_core::Backoff;
 use kairos_core::event::{Event, EventFilter, EventQuery, MAX_EVENTS_PAGE};
-use kairos_core::{Backoff, BackoffKind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,16 +176,6 @@ impl Publisher {
 }
 
 /// Reconnection delays: 200 ms doubling to 30 s, jittered.
-fn reconnect_backoff() -> Backoff {
-    Backoff {
-        kind: BackoffKind::Exponential,
-        base: kairos_core::Duration::from_millis(200),
-        factor: 2.0,
-        max: kairos_core::Duration::from_secs(30),
-        jitter: true,
-    }
-}
-
 /// Starts every configured sink on `engine`; each ends at shutdown.
 pub fn start(engine: &Engine, sinks: &[SinkConfig], metrics: Arc<Metrics>) {
     for config in sinks {
@@ -200,7 +190,7 @@ async fn run(engine: Engine, config: SinkConfig, metrics: Arc<Metrics>) {
     let name = format!("sink:{label}");
     let mut shutdown = engine.shutting_down();
     let mut leading = engine.leading();
-    let backoff = reconnect_backoff();
+    let backoff = Backoff::reconnect();
     let mut failures: u32 = 0;
     loop {
         tokio::select! {

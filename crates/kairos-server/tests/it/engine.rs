@@ -166,6 +166,12 @@ impl Store for Counting {
     async fn save_cursor(&self, name: &str, after: u64) -> Result<(), StoreError> {
         self.inner.save_cursor(name, after).await
     }
+    async fn append_events(
+        &self,
+        events: Vec<kairos_core::event::NewEvent>,
+    ) -> Result<(), StoreError> {
+        self.inner.append_events(events).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

@@ -2,7 +2,7 @@
 //! continue, and retention.
 
 use super::*;
-use kairos_core::event::{EVENT_SCAN_WINDOW, Event, EventQuery, EventType};
+use kairos_core::event::{EVENT_SCAN_WINDOW, Event, EventQuery, EventType, NewEvent};
 
 /// Every event from the start, once `n` are readable (a backend may make committed
 /// events readable a moment after the commit; its signal says when).
@@ -330,4 +330,39 @@ pub async fn event_cursors_are_durable_and_only_move_forward(env: Env) {
     assert_eq!(env.store.cursor("sink:a").await.unwrap(), Some(9));
     assert_eq!(env.store.cursor("sink:b").await.unwrap(), Some(3));
     assert_eq!(env.store.cursor("sink:c").await.unwrap(), None);
+}
+
+pub async fn appended_events_follow_the_changes_before_them(env: Env) {
+    let job = enqueue_one(&env, spec("remind")).await;
+    env.store
+        .append_events(vec![
+            NewEvent::feature(
+                EventType::TaskDue,
+                Some("kairos.tasks"),
+                Some(job.id),
+                &serde_json::json!({"task_id": "t1"}),
+            ),
+            NewEvent::feature(
+                EventType::NotificationCreated,
+                None,
+                None,
+                &serde_json::json!({"id": "n1"}),
+            ),
+        ])
+        .await
+        .unwrap();
+    let events = events_once(&env, 3).await;
+    assert_eq!(
+        names(&events),
+        ["job.enqueued", "task.due", "notification.created"]
+    );
+    assert!(events[1].id > events[0].id && events[2].id > events[1].id);
+    assert_eq!(events[1].queue.as_deref(), Some("kairos.tasks"));
+    assert_eq!(events[1].job_id, Some(job.id));
+    assert_eq!(data(&events[1])["task_id"], "t1");
+    assert_eq!(events[2].queue, None);
+    assert!(
+        events[1].at >= events[0].at,
+        "stamped by the store's clock, not left at the epoch"
+    );
 }

@@ -84,6 +84,7 @@ macro_rules! conformance_suite {
             a_rare_filter_pages_through_the_log_a_window_at_a_time,
             events_go_after_their_retention_and_ids_are_never_reused,
             event_cursors_are_durable_and_only_move_forward,
+            appended_events_follow_the_changes_before_them,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

@@ -30,7 +30,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use kairos_core::api::{
     AckReport, ClusterNode, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob,
 };
-use kairos_core::event::{EventFilter, EventPage};
+use kairos_core::event::{EventFilter, EventPage, NewEvent};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, QueueChange, Timestamp};
 use std::collections::{HashMap, HashSet};
@@ -513,6 +513,11 @@ impl Store for PostgresStore {
             Box::pin(async move { events::cursor(i, &name).await })
         })
         .await
+    }
+
+    async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), StoreError> {
+        self.run(move |i| Box::pin(ops::append_events(i, events.clone())))
+            .await
     }
 
     async fn save_cursor(&self, name: &str, after: u64) -> Result<(), StoreError> {

@@ -649,6 +649,17 @@ pub(crate) async fn delete(inner: &Inner, id: Uuid) -> Result<(), StoreError> {
     })
 }
 
+/// Appends `events` (see [`crate::Store::append_events`]).
+pub(crate) async fn append_events(inner: &Inner, events: Vec<NewEvent>) -> Result<(), StoreError> {
+    in_tx!(inner, None, |tx, _rows| {
+        for mut e in events {
+            e.at = tx.now;
+            tx.event(e);
+        }
+        Ok(())
+    })
+}
+
 pub(crate) async fn change_queue(
     inner: &Inner,
     name: String,

@@ -22,7 +22,7 @@ use crate::RETRY_DEAD_CHUNK;
 use crate::{Enqueued, Extended, IdempotencyKey, ItemError, Signals, Store, StoreError, Tick};
 use async_trait::async_trait;
 use kairos_core::api::{AckReport, Extension, JobFilter, JobPage, LeaseSpec, LeasedJob};
-use kairos_core::event::{EventFilter, EventPage};
+use kairos_core::event::{EventFilter, EventPage, NewEvent};
 use kairos_core::schedule::{Schedule, SchedulePatch, ScheduleRequest};
 use kairos_core::{
     Clock, Cutoffs, Job, JobState, Limits, NewJob, Queue, QueueChange, SystemClock, Timestamp,
@@ -461,6 +461,17 @@ impl Store for SqliteStore {
     async fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
         let name = name.to_string();
         self.read(move |conn, _| events::cursor(conn, &name)).await
+    }
+
+    async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), StoreError> {
+        self.write(move |b| {
+            for mut e in events {
+                e.at = b.now;
+                b.event(e);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn save_cursor(&self, name: &str, after: u64) -> Result<(), StoreError> {

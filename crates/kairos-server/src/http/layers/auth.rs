@@ -205,6 +205,8 @@ pub struct Guard {
     pub verifier: Option<Arc<Verifier>>,
     /// Where denials are counted.
     pub metrics: Arc<Metrics>,
+    /// Who may call each route.
+    pub rules: access::Rules,
 }
 
 impl Guard {
@@ -222,9 +224,9 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         return next.run(req).await; // no route: answered 404 by the fallback
     };
     let path = matched.as_str();
-    let Some(allowed) = access::rule(req.method().as_str(), path) else {
+    let Some(allowed) = guard.rules.rule(req.method().as_str(), path) else {
         let mut resp = ApiError::MethodNotAllowed.into_response();
-        if let Ok(v) = HeaderValue::from_str(&access::methods(path).join(", ")) {
+        if let Ok(v) = HeaderValue::from_str(&guard.rules.methods(path).join(", ")) {
             resp.headers_mut().insert(header::ALLOW, v);
         }
         return resp;
