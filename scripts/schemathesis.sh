@@ -34,7 +34,8 @@ for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break
     sleep 0.1
 done
-# /v1/events/stream is excluded: a Server-Sent Events answer never ends by itself, so
+# /v1/events/stream and /v1/notifications/stream are excluded: a Server-Sent Events
+# answer never ends by itself, so
 # every call to it would run into the request timeout (its tests are in tests/it/events.rs).
 token="$("$bin" token create --role admin --ttl 1d)"
 echo "== schemathesis for ${seconds}s against 127.0.0.1:$port"
@@ -43,6 +44,7 @@ echo "== schemathesis for ${seconds}s against 127.0.0.1:$port"
     --checks all \
     --exclude-checks positive_data_acceptance,ensure_resource_availability \
     --exclude-path /v1/events/stream \
+    --exclude-path /v1/notifications/stream \
     --max-time "$seconds" \
     --workers 2 \
     --request-timeout 70 \

@@ -356,31 +356,51 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .map(|url| kairos_server::sink::SinkConfig::new(url, args.sink_types.as_deref()))
             .collect::<Result<_, _>>()?,
     };
-    let (store, place): (std::sync::Arc<dyn kairos_store::Store>, String) =
-        match &args.database.database_url {
-            Some(url) => {
-                let store = kairos_store::PostgresStore::connect(url, args.database.options())
+    type Stores = (
+        std::sync::Arc<dyn kairos_store::Store>,
+        std::sync::Arc<dyn kairos_tasks::store::TaskStore>,
+        String,
+    );
+    let (store, tasks, place): Stores = match &args.database.database_url {
+        Some(url) => {
+            let options = args.database.options();
+            let tasks =
+                kairos_tasks::store::PostgresTasks::connect(url, &options.schema, TASK_POOL_SIZE)
                     .await
-                    .with_context(|| format!("opening the store in {}", redacted(url)))?;
-                let place = format!(
-                    "data in {}, schema {}",
-                    redacted(url),
-                    args.database.database_schema
-                );
-                (std::sync::Arc::new(store), place)
-            }
-            None => {
-                let options = kairos_store::sqlite::Options {
-                    write_queue_limit: args.write_queue_limit,
-                    accept_data_loss: args.accept_data_loss,
-                    ..Default::default()
-                };
-                let store = kairos_store::SqliteStore::open_with(&args.data_dir, options)
-                    .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-                let place = format!("data in {}", args.data_dir.display());
-                (std::sync::Arc::new(store), place)
-            }
-        };
+                    .with_context(|| format!("opening the tasks' tables in {}", redacted(url)))?;
+            let store = kairos_store::PostgresStore::connect(url, options)
+                .await
+                .with_context(|| format!("opening the store in {}", redacted(url)))?;
+            let place = format!(
+                "data in {}, schema {}",
+                redacted(url),
+                args.database.database_schema
+            );
+            (
+                std::sync::Arc::new(store),
+                std::sync::Arc::new(tasks),
+                place,
+            )
+        }
+        None => {
+            let options = kairos_store::sqlite::Options {
+                write_queue_limit: args.write_queue_limit,
+                accept_data_loss: args.accept_data_loss,
+                ..Default::default()
+            };
+            let store = kairos_store::SqliteStore::open_with(&args.data_dir, options)
+                .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+            let file = args.data_dir.join(TASKS_FILE);
+            let tasks = kairos_tasks::store::SqliteTasks::open(&file)
+                .with_context(|| format!("opening the tasks' file {}", file.display()))?;
+            let place = format!("data in {}", args.data_dir.display());
+            (
+                std::sync::Arc::new(store),
+                std::sync::Arc::new(tasks),
+                place,
+            )
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -391,11 +411,17 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     println!("kairos listening on http://{addr} ({place}; {auth_said})");
     kairos_server::Server::new(store)
         .config(config)
+        .feature(kairos_tasks::Tasks::new(tasks))
         .serve(listener, shutdown)
         .await
         .context("stopping the server")?;
     Ok(())
 }
+
+/// The tasks feature's SQLite file, in the data directory beside the engine's.
+const TASKS_FILE: &str = "tasks.sqlite3";
+/// Connections the tasks feature opens to PostgreSQL (beside the engine's pool).
+const TASK_POOL_SIZE: usize = 8;
 
 /// Descriptors kept free for everything but client connections: the store's files and
 /// reader connections, stdio, the runtime's own.

@@ -201,7 +201,8 @@ async fn payloads_are_any_json_and_optional_query_parameters_admit_empty() {
         let s = &schemas[schema]["properties"][field];
         assert!(s.is_object(), "{schema}.{field}: {s}");
         assert!(
-            s.get("type").is_none_or(|t| t.as_array().is_some_and(|a| a.len() > 2)),
+            s.get("type")
+                .is_none_or(|t| t.as_array().is_some_and(|a| a.len() > 2)),
             "{schema}.{field} admits any JSON value: {s}"
         );
     }

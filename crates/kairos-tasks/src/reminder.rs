@@ -1,0 +1,145 @@
+//! The built-in reminder worker: it leases reminder jobs through the engine (as any
+//! worker would, over the same lease and ack calls), and for each whose task still
+//! reminds at the job's time emits `task.due`. A stale reminder (its task gone, done,
+//! or moved) completes without a word. A reminder that runs twice (a lease that expired
+//! after the event was written, a retry through the API) emits twice; the notifications
+//! side makes one notification of them. Every node runs one: leasing is safe anywhere.
+
+use crate::model::{Due, REMINDER_KIND, REMINDER_QUEUE, Reminder, TaskStatus};
+use crate::store::TaskStore;
+use kairos_core::api::{AckItem, AckRequest, LeaseRequest, LeasedJob, OutcomeKind};
+use kairos_core::event::{EventType, NewEvent};
+use kairos_core::{Backoff, Duration};
+use kairos_server::engine::{Caller, Engine, EngineError};
+use std::sync::Arc;
+
+/// Reminders leased at once.
+const BATCH: u32 = 32;
+/// How long a lease request waits for reminders to come due.
+const WAIT: Duration = Duration::from_secs(30);
+/// A reminder's lease: far longer than handling one takes.
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Leases and handles reminders until shutdown.
+pub async fn run(engine: Engine, store: Arc<dyn TaskStore>) {
+    let worker = format!(
+        "kairos-tasks-reminders-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    let caller = Caller {
+        hostname: None,
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+    };
+    let mut shutdown = engine.shutting_down();
+    let backoff = Backoff::reconnect();
+    let mut failures = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let request = LeaseRequest {
+            queues: vec![REMINDER_QUEUE.to_string()],
+            worker: worker.clone(),
+            max: Some(BATCH),
+            wait: Some(WAIT),
+            lease: Some(LEASE),
+        };
+        match engine.lease(request, &caller).await {
+            Ok(jobs) => {
+                failures = 0;
+                for job in jobs {
+                    handle(&engine, store.as_ref(), &worker, &caller, job).await;
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(error = %e, "the reminder worker could not lease; retrying with backoff");
+                }
+                let delay = backoff.delay(failures, fastrand::f64()).as_std();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Handles one leased reminder and reports it.
+async fn handle(
+    engine: &Engine,
+    store: &dyn TaskStore,
+    worker: &str,
+    caller: &Caller,
+    job: LeasedJob,
+) {
+    let mut item = AckItem::completed(job.job.id, job.lease_token);
+    match remind(engine, store, &job).await {
+        Ok(due) => {
+            item.result = serde_json::value::to_raw_value(&serde_json::json!({ "due": due })).ok();
+        }
+        Err(Refused::Retry(error)) => {
+            item.outcome = OutcomeKind::Failed;
+            item.error = Some(error);
+        }
+        Err(Refused::Never(error)) => {
+            item.outcome = OutcomeKind::Failed;
+            item.error = Some(error);
+            item.retry = Some(false);
+        }
+    }
+    let ack = AckRequest {
+        worker: worker.to_string(),
+        results: vec![item],
+    };
+    // A report that does not land leaves the lease to expire: the reminder runs again,
+    // and its second `task.due` makes no second notification.
+    if let Err(e) = engine.ack(ack, caller).await {
+        tracing::warn!(job = %job.job.id, error = %e, "could not report a reminder");
+    }
+}
+
+enum Refused {
+    /// Try again later (the task store failed).
+    Retry(String),
+    /// Not a reminder this worker understands.
+    Never(String),
+}
+
+/// Emits `task.due` if the reminder is still wanted; answers whether it was.
+async fn remind(engine: &Engine, store: &dyn TaskStore, job: &LeasedJob) -> Result<bool, Refused> {
+    if job.job.kind != REMINDER_KIND {
+        return Err(Refused::Never(format!(
+            "the queue {REMINDER_QUEUE} is reserved for {REMINDER_KIND} jobs"
+        )));
+    }
+    let reminder: Reminder = serde_json::from_str(job.job.payload.get())
+        .map_err(|e| Refused::Never(format!("not a reminder's payload: {e}")))?;
+    let task = store
+        .task(reminder.task_id)
+        .await
+        .map_err(|e| Refused::Retry(e.to_string()))?;
+    let Some(task) =
+        task.filter(|t| t.status == TaskStatus::Open && t.remind_at == reminder.remind_at)
+    else {
+        return Ok(false);
+    };
+    let due = Due {
+        task_id: task.id,
+        title: task.title,
+        due_at: task.due_at,
+        remind_at: task.remind_at,
+    };
+    let event = NewEvent::feature(
+        EventType::TaskDue,
+        Some(REMINDER_QUEUE),
+        Some(job.job.id),
+        &due,
+    );
+    engine
+        .emit(vec![event])
+        .await
+        .map_err(|e: EngineError| Refused::Retry(e.to_string()))?;
+    Ok(true)
+}
