@@ -13,6 +13,8 @@ use kairos_core::{Backoff, Duration};
 use kairos_server::engine::{Caller, Engine, EngineError};
 use std::sync::Arc;
 
+/// The name the built-in worker leases under (`GET /v1/workers` lists it).
+pub const WORKER: &str = "kairos-tasks-reminders";
 /// Reminders leased at once.
 const BATCH: u32 = 32;
 /// How long a lease request waits for reminders to come due.
@@ -22,10 +24,9 @@ const LEASE: Duration = Duration::from_secs(60);
 
 /// Leases and handles reminders until shutdown.
 pub async fn run(engine: Engine, store: Arc<dyn TaskStore>) {
-    let worker = format!(
-        "kairos-tasks-reminders-{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    );
+    // One name on every node and across restarts: the registry shows one entry for the
+    // built-in worker, not one per start.
+    let worker = WORKER.to_string();
     let caller = Caller {
         hostname: None,
         version: Some(env!("CARGO_PKG_VERSION").to_string()),
