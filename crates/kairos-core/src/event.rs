@@ -531,7 +531,9 @@ mod tests {
         assert_eq!(EventType::JobEnqueued.code(), 0);
         assert_eq!(EventType::JobDead.code(), 4);
         assert_eq!(EventType::ScheduleFired.code(), 13);
-        assert_eq!(EventType::from_code(14), None);
+        assert_eq!(EventType::TaskDue.code(), 14);
+        assert_eq!(EventType::NotificationCreated.code(), 15);
+        assert_eq!(EventType::from_code(16), None);
         assert!("job.exploded".parse::<EventType>().is_err());
     }
 

@@ -58,6 +58,9 @@ const TASK_COLUMNS: &str = "id, title, description, due_at, remind_before_ms, re
     status, tags, created_at, updated_at, reminder_job_id";
 const NOTIFICATION_COLUMNS: &str = "seq, id, task_id, type, title, created_at, read_at, announced";
 
+/// Notifications marked read per statement by `read_all`.
+const READ_ALL_BATCH: i64 = 1_000;
+
 /// The feature's tables in a PostgreSQL database.
 pub struct PostgresTasks {
     pool: Pool,
@@ -407,10 +410,22 @@ impl TaskStore for PostgresTasks {
 
     async fn read_all(&self, now: Timestamp) -> Result<u64, StoreError> {
         let c = self.client().await?;
+        // A batch per statement: no transaction holds many rows' locks for long.
         let stmt = c
-            .prepare_cached("UPDATE task_notifications SET read_at = $1 WHERE read_at IS NULL")
+            .prepare_cached(
+                "UPDATE task_notifications SET read_at = $1 WHERE seq IN \
+                 (SELECT seq FROM task_notifications WHERE read_at IS NULL LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED)",
+            )
             .await?;
-        Ok(c.execute(&stmt, &[&now]).await?)
+        let mut total = 0;
+        loop {
+            let n = c.execute(&stmt, &[&now, &READ_ALL_BATCH]).await?;
+            total += n;
+            if n < READ_ALL_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 
     async fn close(&self) {

@@ -53,6 +53,9 @@ const TASK_COLUMNS: &str = "id, title, description, due_at, remind_before_ms, re
     status, tags, created_at, updated_at, reminder_job_id";
 const NOTIFICATION_COLUMNS: &str = "seq, id, task_id, type, title, created_at, read_at, announced";
 
+/// Notifications marked read per commit by `read_all`.
+const READ_ALL_BATCH: u64 = 1_000;
+
 /// Readers opened beside the writer.
 const READERS: usize = 4;
 
@@ -426,12 +429,24 @@ impl TaskStore for SqliteTasks {
     }
 
     async fn read_all(&self, now: Timestamp) -> Result<u64, StoreError> {
-        self.write(move |tx| {
-            let n = tx
-                .prepare_cached("UPDATE task_notifications SET read_at = ?1 WHERE read_at IS NULL")?
-                .execute([us(now)])?;
-            Ok(n as u64)
-        })
-        .await
+        let mut total = 0;
+        loop {
+            // A batch per commit: the writer is never held for long, however many.
+            let n = self
+                .write(move |tx| {
+                    let n = tx
+                        .prepare_cached(
+                            "UPDATE task_notifications SET read_at = ?1 WHERE seq IN \
+                             (SELECT seq FROM task_notifications WHERE read_at IS NULL LIMIT ?2)",
+                        )?
+                        .execute(params![us(now), READ_ALL_BATCH as i64])?;
+                    Ok(n as u64)
+                })
+                .await?;
+            total += n;
+            if n < READ_ALL_BATCH {
+                return Ok(total);
+            }
+        }
     }
 }
