@@ -100,7 +100,8 @@ async fn a_task_due_soon_notifies_once_postgres() {
 async fn rescheduling_completing_and_deleting_leave_no_stale_notification() {
     let s = Running::start(Backend::Sqlite).await.unwrap();
     let mut stream = s.stream("/v1/notifications/stream", None).await;
-    let soon = in_ms(1_000);
+    // Far enough ahead that the changes below land before it, even on a busy machine.
+    let soon = in_ms(3_000);
     let moved = create(&s, "moved", &soon).await;
     let completed = create(&s, "completed", &soon).await;
     let deleted = create(&s, "deleted", &soon).await;
@@ -165,7 +166,9 @@ async fn rescheduling_completing_and_deleting_leave_no_stale_notification() {
     // A task due after the others' old remind time: once its notification arrives, any
     // stale one would have come first (reminders run in remind order, notifications
     // follow the log in order).
-    let sentinel = create(&s, "sentinel", &in_ms(1_500)).await;
+    let after_soon =
+        soon.parse::<jiff::Timestamp>().unwrap() + jiff::SignedDuration::from_millis(500);
+    let sentinel = create(&s, "sentinel", &after_soon.to_string()).await;
     let (_, n) = stream.next().await;
     assert_eq!(
         n["task_id"], sentinel["id"],
@@ -296,4 +299,32 @@ async fn bad_input_is_refused_naming_the_field() {
         .await;
     assert_eq!(before["tasks"].as_array().unwrap().len(), 1);
     s.stop().await;
+}
+
+/// Two nodes on one PostgreSQL database: a task made on one, its notification made once
+/// (by the leader's subscriber, whichever that is) and streamed by the other.
+#[tokio::test]
+async fn two_nodes_make_one_notification_and_either_streams_it() {
+    let Some(a) = Running::start(Backend::Postgres).await else {
+        return;
+    };
+    let b = a.beside().await;
+    let mut on_b = b.stream("/v1/notifications/stream", None).await;
+    let task = create(&a, "shared", &in_ms(1_000)).await;
+    let (_, n) = on_b.next().await;
+    assert_eq!(n["task_id"], task["id"]);
+    // A second task, to know the first one's handling is over on every node.
+    let sentinel = create(&b, "sentinel", &in_ms(1_200)).await;
+    let (_, next) = on_b.next().await;
+    assert_eq!(
+        next["task_id"], sentinel["id"],
+        "one notification per task: {next}"
+    );
+    for node in [&a, &b] {
+        let listed = notifications(node).await;
+        let tasks: Vec<&Value> = listed.iter().map(|n| &n["task_id"]).collect();
+        assert_eq!(tasks, [&sentinel["id"], &task["id"]]);
+    }
+    b.stop().await;
+    a.stop().await;
 }

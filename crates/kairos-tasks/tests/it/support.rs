@@ -17,6 +17,8 @@ pub enum Backend {
 pub struct Place {
     pub engine: Arc<dyn kairos_store::Store>,
     pub tasks: Arc<dyn TaskStore>,
+    /// PostgreSQL's URL and schema (another node opens its own stores on them).
+    shared: Option<(String, String)>,
     _keep: Box<dyn std::any::Any + Send>,
 }
 
@@ -31,6 +33,7 @@ impl Place {
                 Some(Place {
                     engine: Arc::new(engine),
                     tasks: Arc::new(tasks),
+                    shared: None,
                     _keep: Box::new(dir),
                 })
             }
@@ -41,19 +44,34 @@ impl Place {
                     schema: db.schema.clone(),
                     ..Default::default()
                 };
-                let engine = kairos_store::PostgresStore::connect(&db.url, options)
-                    .await
-                    .unwrap();
-                let tasks = PostgresTasks::connect(&db.url, &db.schema, 4)
-                    .await
-                    .unwrap();
-                Some(Place {
-                    engine: Arc::new(engine),
-                    tasks: Arc::new(tasks),
-                    _keep: Box::new(db),
-                })
+                let mut place = Self::connect(&db.url, &db.schema, options).await;
+                place._keep = Box::new(db);
+                Some(place)
             }
         }
+    }
+
+    async fn connect(url: &str, schema: &str, options: kairos_store::postgres::Options) -> Place {
+        let engine = kairos_store::PostgresStore::connect(url, options)
+            .await
+            .unwrap();
+        let tasks = PostgresTasks::connect(url, schema, 4).await.unwrap();
+        Place {
+            engine: Arc::new(engine),
+            tasks: Arc::new(tasks),
+            shared: Some((url.to_string(), schema.to_string())),
+            _keep: Box::new(()),
+        }
+    }
+
+    /// Another node's stores on this place's database (PostgreSQL only).
+    pub async fn another_node(&self) -> Place {
+        let (url, schema) = self.shared.clone().expect("a PostgreSQL place");
+        let options = kairos_store::postgres::Options {
+            schema: schema.clone(),
+            ..Default::default()
+        };
+        Self::connect(&url, &schema, options).await
     }
 }
 
@@ -68,7 +86,15 @@ pub struct Running {
 
 impl Running {
     pub async fn start(backend: Backend) -> Option<Running> {
-        let place = Place::open(backend).await?;
+        Some(Self::on(Place::open(backend).await?).await)
+    }
+
+    /// A second node beside this one, on the same database (PostgreSQL only).
+    pub async fn beside(&self) -> Running {
+        Self::on(self._place.another_node().await).await
+    }
+
+    async fn on(place: Place) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -77,13 +103,13 @@ impl Running {
         let handle = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
-        Some(Running {
+        Running {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             handle: Some(handle),
             _place: place,
-        })
+        }
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
