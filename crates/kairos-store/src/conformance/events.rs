@@ -366,3 +366,69 @@ pub async fn appended_events_follow_the_changes_before_them(env: Env) {
         "stamped by the store's clock, not left at the epoch"
     );
 }
+
+/// Many writers committing at once (PostgreSQL's concurrent transactions): a reader
+/// following the log while they write sees every event, each once, in id order, and each
+/// writer's events in the order it committed them.
+pub async fn concurrent_writers_events_are_followed_without_gaps(env: Env) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 25;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = env.store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..EACH {
+                    let out = store
+                        .enqueue(vec![spec_in(&format!("w{w}"), "k")], None)
+                        .await
+                        .unwrap();
+                    ids.push(out.jobs[0].0.id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut seen: Vec<Event> = Vec::new();
+    let mut after = 0;
+    let mut signal = env.store.signals().watch_events();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while seen.len() < WRITERS * EACH {
+        let page = env
+            .store
+            .events(query(after, None, None, 1000))
+            .await
+            .unwrap();
+        after = page.next_after;
+        seen.extend(page.events);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "followed {} of {} events",
+            seen.len(),
+            WRITERS * EACH
+        );
+        // A backend's signal is a hint (PostgreSQL's may be lost): look again soon anyway.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), signal.changed()).await;
+    }
+    let mut written = Vec::new();
+    for w in writers {
+        written.push(w.await.unwrap());
+    }
+    let all = events_once(&env, WRITERS * EACH).await;
+    let ids = |es: &[Event]| es.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&seen),
+        ids(&all),
+        "followed: every event, once, in order"
+    );
+    assert!(all.windows(2).all(|p| p[0].id < p[1].id));
+    for (w, enqueued) in written.iter().enumerate() {
+        let queue = format!("w{w}");
+        let order: Vec<Uuid> = all
+            .iter()
+            .filter(|e| e.queue.as_deref() == Some(queue.as_str()))
+            .filter_map(|e| e.job_id)
+            .collect();
+        assert_eq!(&order, enqueued, "writer {w}'s events in its commit order");
+    }
+}
