@@ -74,6 +74,48 @@ impl Feature for Tasks {
     }
 }
 
+/// How a duty of the feature waits after failing: [`kairos_core::Backoff::reconnect`],
+/// and a warning once per outage (then quietly until it recovers).
+pub(crate) struct Retry {
+    backoff: kairos_core::Backoff,
+    failures: u32,
+    what: &'static str,
+}
+
+impl Retry {
+    pub(crate) fn new(what: &'static str) -> Retry {
+        Retry {
+            backoff: kairos_core::Backoff::reconnect(),
+            failures: 0,
+            what,
+        }
+    }
+
+    /// The duty works again.
+    pub(crate) fn recovered(&mut self) {
+        self.failures = 0;
+    }
+
+    /// Waits out the backoff after `error`; `false`: shutdown began meanwhile.
+    pub(crate) async fn failed(
+        &mut self,
+        error: &(dyn std::fmt::Display + Sync),
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        if self.failures == 1 {
+            tracing::warn!(error = %error, "{} failed; retrying with backoff", self.what);
+        } else {
+            tracing::debug!(error = %error, attempt = self.failures, "{} still failing", self.what);
+        }
+        let delay = self.backoff.delay(self.failures, fastrand::f64()).as_std();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = shutdown.wait_for(|s| *s) => false,
+        }
+    }
+}
+
 /// The engine's clock to the microsecond, as the stores keep times.
 pub(crate) fn now(engine: &Engine) -> kairos_core::Timestamp {
     let now = engine.store().now();

@@ -345,6 +345,39 @@ pub struct NotificationPage {
     pub next_cursor: Option<String>,
 }
 
+/// The first `limit` of `rows`, read `limit + 1` at most: one more means a next page,
+/// which starts after the last kept (its cursor made by `cursor`).
+fn page_of<T>(
+    mut rows: Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(cursor) } else { None };
+    (rows, next)
+}
+
+impl TaskPage {
+    /// The page of tasks a store read (`limit + 1` asked), soonest due first.
+    pub fn of(tasks: Vec<Task>, limit: u32) -> TaskPage {
+        let (tasks, next_cursor) = page_of(tasks, limit, task_cursor);
+        TaskPage { tasks, next_cursor }
+    }
+}
+
+impl NotificationPage {
+    /// The page of notifications a store read (`limit + 1` asked, each with its
+    /// position), newest first.
+    pub fn of(rows: Vec<(i64, Notification)>, limit: u32) -> NotificationPage {
+        let (rows, next_cursor) = page_of(rows, limit, |(seq, _)| notification_cursor(*seq));
+        NotificationPage {
+            notifications: rows.into_iter().map(|(_, n)| n).collect(),
+            next_cursor,
+        }
+    }
+}
+
 /// A validated task listing.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {

@@ -10,7 +10,6 @@
 use crate::Tasks;
 use crate::model::{Due, NotificationFilter, NotificationPage, NotificationQuery};
 use crate::store::TaskStore;
-use kairos_core::Backoff;
 use kairos_core::event::{Event, EventQuery, EventType, NewEvent};
 use kairos_server::engine::{Engine, EngineError};
 use kairos_store::StoreError;
@@ -24,28 +23,21 @@ pub const SUBSCRIBER: &str = "tasks:notifications";
 pub async fn run(engine: Engine, store: Arc<dyn TaskStore>) {
     let mut shutdown = engine.shutting_down();
     let mut leading = engine.leading();
-    let backoff = Backoff::reconnect();
-    let mut failures = 0u32;
+    let mut retry = crate::Retry::new("making notifications");
     loop {
         tokio::select! {
             _ = leading.wait_for(|l| *l) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
         let ended = tokio::select! {
-            ended = follow(&engine, store.as_ref(), &mut failures) => ended,
+            ended = follow(&engine, store.as_ref(), &mut retry) => ended,
             _ = leading.wait_for(|l| !*l) => Ok(()),
             _ = shutdown.wait_for(|s| *s) => return,
         };
-        if let Err(e) = ended {
-            failures = failures.saturating_add(1);
-            if failures == 1 {
-                tracing::warn!(error = %e, "making notifications failed; retrying with backoff");
-            }
-            let delay = backoff.delay(failures, fastrand::f64()).as_std();
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
-            }
+        if let Err(e) = ended
+            && !retry.failed(&e, &mut shutdown).await
+        {
+            return;
         }
     }
 }
@@ -55,7 +47,7 @@ pub async fn run(engine: Engine, store: Arc<dyn TaskStore>) {
 async fn follow(
     engine: &Engine,
     store: &dyn TaskStore,
-    failures: &mut u32,
+    retry: &mut crate::Retry,
 ) -> Result<(), EngineError> {
     let filter = EventQuery {
         types: Some(EventType::TaskDue.as_str().to_string()),
@@ -68,7 +60,7 @@ async fn follow(
             notify(engine, store, &event).await?;
         }
         sub.commit().await?;
-        *failures = 0;
+        retry.recovered();
     }
     Ok(())
 }

@@ -7,9 +7,9 @@
 
 use crate::model::{Due, REMINDER_KIND, REMINDER_QUEUE, Reminder, TaskStatus};
 use crate::store::TaskStore;
+use kairos_core::Duration;
 use kairos_core::api::{AckItem, AckRequest, LeaseRequest, LeasedJob, OutcomeKind};
 use kairos_core::event::{EventType, NewEvent};
-use kairos_core::{Backoff, Duration};
 use kairos_server::engine::{Caller, Engine, EngineError};
 use std::sync::Arc;
 
@@ -32,8 +32,7 @@ pub async fn run(engine: Engine, store: Arc<dyn TaskStore>) {
         version: Some(env!("CARGO_PKG_VERSION").to_string()),
     };
     let mut shutdown = engine.shutting_down();
-    let backoff = Backoff::reconnect();
-    let mut failures = 0u32;
+    let mut retry = crate::Retry::new("leasing reminders");
     loop {
         if *shutdown.borrow() {
             return;
@@ -47,20 +46,14 @@ pub async fn run(engine: Engine, store: Arc<dyn TaskStore>) {
         };
         match engine.lease(request, &caller).await {
             Ok(jobs) => {
-                failures = 0;
+                retry.recovered();
                 for job in jobs {
                     handle(&engine, store.as_ref(), &worker, &caller, job).await;
                 }
             }
             Err(e) => {
-                failures = failures.saturating_add(1);
-                if failures == 1 {
-                    tracing::warn!(error = %e, "the reminder worker could not lease; retrying with backoff");
-                }
-                let delay = backoff.delay(failures, fastrand::f64()).as_std();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.wait_for(|s| *s) => return,
+                if !retry.failed(&e, &mut shutdown).await {
+                    return;
                 }
             }
         }

@@ -6,7 +6,7 @@
 use super::{Notified, TaskStore};
 use crate::model::{
     Due, Notification, NotificationFilter, NotificationPage, TASK_DUE, Task, TaskFilter, TaskPage,
-    TaskStatus, notification_cursor, task_cursor,
+    TaskStatus,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -295,15 +295,8 @@ impl TaskStore for PostgresTasks {
                 &[&status, &f.due_before, &after_at, &after_id, &limit],
             )
             .await?;
-        let mut tasks = rows.iter().map(task_from).collect::<Result<Vec<_>, _>>()?;
-        let more = tasks.len() > f.limit as usize;
-        tasks.truncate(f.limit as usize);
-        let next_cursor = if more {
-            tasks.last().map(task_cursor)
-        } else {
-            None
-        };
-        Ok(TaskPage { tasks, next_cursor })
+        let tasks = rows.iter().map(task_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(TaskPage::of(tasks, f.limit))
     }
 
     async fn notify(
@@ -371,21 +364,14 @@ impl TaskStore for PostgresTasks {
             ))
             .await?;
         let rows = c.query(&stmt, &[&f.unread, &f.before, &limit]).await?;
-        let mut rows = rows
+        let rows = rows
             .iter()
             .map(notification_from)
             .collect::<Result<Vec<_>, _>>()?;
-        let more = rows.len() > f.limit as usize;
-        rows.truncate(f.limit as usize);
-        let next_cursor = if more {
-            rows.last().map(|(seq, _, _)| notification_cursor(*seq))
-        } else {
-            None
-        };
-        Ok(NotificationPage {
-            notifications: rows.into_iter().map(|(_, n, _)| n).collect(),
-            next_cursor,
-        })
+        Ok(NotificationPage::of(
+            rows.into_iter().map(|(seq, n, _)| (seq, n)).collect(),
+            f.limit,
+        ))
     }
 
     async fn read(&self, id: Uuid, now: Timestamp) -> Result<Option<Notification>, StoreError> {

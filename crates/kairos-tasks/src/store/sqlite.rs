@@ -5,7 +5,7 @@
 use super::{Notified, TaskStore};
 use crate::model::{
     Due, Notification, NotificationFilter, NotificationPage, TASK_DUE, Task, TaskFilter, TaskPage,
-    TaskStatus, notification_cursor, task_cursor,
+    TaskStatus,
 };
 use async_trait::async_trait;
 use kairos_core::{Duration, Timestamp};
@@ -312,18 +312,11 @@ impl TaskStore for SqliteTasks {
             }
             args.push(Value::Integer(i64::from(f.limit) + 1));
             sql.push_str(&format!(" ORDER BY due_at, id LIMIT ?{}", args.len()));
-            let mut tasks: Vec<Task> = conn
+            let tasks: Vec<Task> = conn
                 .prepare_cached(&sql)?
                 .query_map(rusqlite::params_from_iter(args), task_from)?
                 .collect::<Result<_, _>>()?;
-            let more = tasks.len() > f.limit as usize;
-            tasks.truncate(f.limit as usize);
-            let next_cursor = if more {
-                tasks.last().map(task_cursor)
-            } else {
-                None
-            };
-            Ok(TaskPage { tasks, next_cursor })
+            Ok(TaskPage::of(tasks, f.limit))
         })
         .await
     }
@@ -398,21 +391,14 @@ impl TaskStore for SqliteTasks {
             }
             args.push(Value::Integer(i64::from(f.limit) + 1));
             sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
-            let mut rows: Vec<(i64, Notification, bool)> = conn
+            let rows: Vec<(i64, Notification, bool)> = conn
                 .prepare_cached(&sql)?
                 .query_map(rusqlite::params_from_iter(args), notification_from)?
                 .collect::<Result<_, _>>()?;
-            let more = rows.len() > f.limit as usize;
-            rows.truncate(f.limit as usize);
-            let next_cursor = if more {
-                rows.last().map(|(seq, _, _)| notification_cursor(*seq))
-            } else {
-                None
-            };
-            Ok(NotificationPage {
-                notifications: rows.into_iter().map(|(_, n, _)| n).collect(),
-                next_cursor,
-            })
+            Ok(NotificationPage::of(
+                rows.into_iter().map(|(seq, n, _)| (seq, n)).collect(),
+                f.limit,
+            ))
         })
         .await
     }
