@@ -103,6 +103,11 @@ impl EventType {
         self as u8
     }
 
+    /// Whether the type is a job's (its data is the job's summary).
+    pub fn is_job(self) -> bool {
+        self.code() <= EventType::JobDeleted.code()
+    }
+
     /// The type stored as `code`.
     pub fn from_code(code: u8) -> Option<EventType> {
         EventType::ALL.into_iter().find(|t| t.code() == code)
@@ -194,6 +199,119 @@ impl JobSummary {
     }
 }
 
+/// A job summary as stored: a positional array without the id and queue, which the
+/// event row keeps in columns of its own. A third the bytes of the summary's JSON object,
+/// and written without copying the job's strings: the event log's cost in the writer is
+/// mostly the bytes it adds to each commit (docs/performance.md).
+///
+/// `[kind, state code, attempt, max_attempts, priority, run_at µs, created_at µs,
+/// finished_at µs | null, unique_key | null, tags, schedule_id | null, error | null]`
+type StoredSummary<'a> = (
+    &'a str,
+    u8,
+    u32,
+    u32,
+    i32,
+    i64,
+    i64,
+    Option<i64>,
+    Option<&'a str>,
+    &'a [String],
+    Option<Uuid>,
+    Option<&'a str>,
+);
+
+/// The stored summary of `job` (see [`JobSummary::from_stored`]).
+pub fn stored_summary(job: &Job) -> Box<RawValue> {
+    let stored: StoredSummary<'_> = (
+        &job.kind,
+        job.state.code(),
+        job.attempt,
+        job.max_attempts,
+        job.priority,
+        job.run_at.as_microsecond(),
+        job.created_at.as_microsecond(),
+        job.finished_at.map(|t| t.as_microsecond()),
+        job.unique_key.as_deref(),
+        &job.tags,
+        job.schedule_id,
+        job.errors.last().map(|e| e.error.as_str()),
+    );
+    raw(&stored)
+}
+
+impl JobSummary {
+    /// The summary stored as `stored` (by [`stored_summary`]) for job `id` of `queue`.
+    /// A summary stored whole (a JSON object, as the first stores wrote) reads as is.
+    pub fn from_stored(id: Uuid, queue: &str, stored: &str) -> Result<JobSummary, String> {
+        if stored.trim_start().starts_with('{') {
+            return serde_json::from_str(stored).map_err(|e| e.to_string());
+        }
+        type Owned = (
+            String,
+            u8,
+            u32,
+            u32,
+            i32,
+            i64,
+            i64,
+            Option<i64>,
+            Option<String>,
+            Vec<String>,
+            Option<Uuid>,
+            Option<String>,
+        );
+        let (
+            kind,
+            state,
+            attempt,
+            max_attempts,
+            priority,
+            run_at,
+            created_at,
+            finished_at,
+            unique_key,
+            tags,
+            schedule_id,
+            error,
+        ): Owned = serde_json::from_str(stored).map_err(|e| e.to_string())?;
+        let ts = |us: i64| Timestamp::from_microsecond(us).map_err(|e| e.to_string());
+        Ok(JobSummary {
+            id,
+            queue: queue.to_string(),
+            kind,
+            state: JobState::from_code(state)
+                .ok_or_else(|| format!("unknown job state code {state}"))?,
+            attempt,
+            max_attempts,
+            priority,
+            run_at: ts(run_at)?,
+            created_at: ts(created_at)?,
+            finished_at: finished_at.map(ts).transpose()?,
+            unique_key,
+            tags,
+            schedule_id,
+            error,
+        })
+    }
+}
+
+/// An event's data as shown, from its stored form: a job event's stored summary made
+/// whole again (with the row's `job_id` and `queue`), any other data as stored.
+pub fn shown_data(
+    kind: EventType,
+    job_id: Option<Uuid>,
+    queue: Option<&str>,
+    stored: String,
+) -> Result<Box<RawValue>, String> {
+    match (kind.is_job(), job_id, queue) {
+        (true, Some(id), Some(queue)) if !stored.trim_start().starts_with('{') => {
+            Ok(raw(&JobSummary::from_stored(id, queue, &stored)?))
+        }
+        _ => RawValue::from_string(stored).map_err(|e| e.to_string()),
+    }
+}
+
 /// A schedule as events show it: its timing and target, without the template's payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleSummary {
@@ -270,7 +388,8 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// An event about `job` (after the change), its summary as data.
+    /// An event about `job` (after the change), its summary as data (in its stored form:
+    /// see [`stored_summary`]; stores give it back whole through [`shown_data`]).
     pub fn job(kind: EventType, job: &Job, at: Timestamp) -> NewEvent {
         NewEvent {
             kind,
@@ -278,7 +397,7 @@ impl NewEvent {
             queue: Some(job.queue.clone()),
             job_id: Some(job.id),
             schedule_id: job.schedule_id,
-            data: raw(&JobSummary::of(job)),
+            data: stored_summary(job),
         }
     }
 
@@ -518,6 +637,57 @@ impl EventQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_summary_reads_back_whole() {
+        let spec = crate::api::EnqueueRequest {
+            kind: "mail".into(),
+            unique_key: Some("u1".into()),
+            tags: Some(vec!["a \"quoted\"".into(), "b".into()]),
+            ..Default::default()
+        }
+        .validate("", &crate::Limits::default())
+        .unwrap();
+        let mut job = Job::new(
+            spec,
+            Uuid::now_v7(),
+            "2026-01-01T00:00:00.123456Z".parse().unwrap(),
+        );
+        job.schedule_id = Some(Uuid::now_v7());
+        let stored = stored_summary(&job);
+        assert!(stored.get().starts_with('['), "{}", stored.get());
+        let whole = JobSummary::of(&job);
+        assert_eq!(
+            JobSummary::from_stored(job.id, &job.queue, stored.get()).unwrap(),
+            whole
+        );
+        let shown = shown_data(
+            EventType::JobEnqueued,
+            Some(job.id),
+            Some(&job.queue),
+            stored.get().to_string(),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<JobSummary>(shown.get()).unwrap(),
+            whole
+        );
+        // A summary stored whole (by an earlier version) reads as it was.
+        let old = serde_json::to_string(&whole).unwrap();
+        assert_eq!(
+            JobSummary::from_stored(job.id, &job.queue, &old).unwrap(),
+            whole
+        );
+        // Other events' data is shown as stored, arrays included.
+        let feature = shown_data(EventType::TaskDue, None, None, "[1,2]".into()).unwrap();
+        assert_eq!(feature.get(), "[1,2]");
+        assert!(
+            stored.get().len() * 2 < old.len(),
+            "{} vs {}",
+            stored.get(),
+            old
+        );
+    }
 
     #[test]
     fn names_and_codes_round_trip_and_never_move() {

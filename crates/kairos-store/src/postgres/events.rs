@@ -20,8 +20,8 @@ use super::notify::Announcements;
 use crate::StoreError;
 use crate::events::{self, Window};
 use deadpool_postgres::Pool;
-use kairos_core::event::{Event, EventFilter, EventPage, EventType, NewEvent};
-use kairos_core::{RawValue, Timestamp};
+use kairos_core::event::{Event, EventFilter, EventPage, EventType, NewEvent, shown_data};
+use kairos_core::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -226,16 +226,18 @@ fn from_row(r: &tokio_postgres::Row) -> Result<Event, StoreError> {
         .ok()
         .and_then(EventType::from_code)
         .ok_or_else(|| StoreError::Damaged(format!("unknown event type code {code}")))?;
-    let data: String = r.try_get(6)?;
+    let queue: Option<String> = r.try_get(3)?;
+    let job_id: Option<uuid::Uuid> = r.try_get(4)?;
+    let data = shown_data(kind, job_id, queue.as_deref(), r.try_get(6)?)
+        .map_err(|e| StoreError::Damaged(format!("an event's data: {e}")))?;
     Ok(Event {
         id: r.try_get::<_, i64>(0)?.max(0) as u64,
         kind,
         at: r.try_get(2)?,
-        queue: r.try_get(3)?,
-        job_id: r.try_get(4)?,
+        queue,
+        job_id,
         schedule_id: r.try_get(5)?,
-        data: RawValue::from_string(data)
-            .map_err(|e| StoreError::Damaged(format!("an event's data: {e}")))?,
+        data,
     })
 }
 

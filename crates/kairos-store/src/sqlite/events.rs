@@ -5,8 +5,8 @@
 use super::rows;
 use crate::StoreError;
 use crate::events::{self, Window};
-use kairos_core::event::{Event, EventFilter, EventPage, EventType, NewEvent};
-use kairos_core::{RawValue, Timestamp};
+use kairos_core::event::{Event, EventFilter, EventPage, EventType, NewEvent, shown_data};
+use kairos_core::Timestamp;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
@@ -87,15 +87,19 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
             .map(|b| Uuid::from_slice(&b).map_err(|e| bad(col, e.to_string())))
             .transpose()
     };
+    let kind = EventType::from_code(code)
+        .ok_or_else(|| bad(1, format!("unknown event type code {code}")))?;
+    let queue: Option<String> = r.get(3)?;
+    let job_id = uuid(4)?;
+    let data = shown_data(kind, job_id, queue.as_deref(), r.get(6)?).map_err(|e| bad(6, e))?;
     Ok(Event {
         id: r.get::<_, i64>(0)? as u64,
-        kind: EventType::from_code(code)
-            .ok_or_else(|| bad(1, format!("unknown event type code {code}")))?,
+        kind,
         at: rows::ts(r.get(2)?)?,
-        queue: r.get(3)?,
-        job_id: uuid(4)?,
+        queue,
+        job_id,
         schedule_id: uuid(5)?,
-        data: RawValue::from_string(r.get(6)?).map_err(|e| bad(6, e.to_string()))?,
+        data,
     })
 }
 
