@@ -5,8 +5,8 @@
 use super::rows;
 use crate::StoreError;
 use crate::events::{self, Window};
-use kairos_core::event::{Event, EventFilter, EventPage, EventType, NewEvent, shown_data};
 use kairos_core::Timestamp;
+use kairos_core::event::{Event, EventFilter, EventPage, EventType, NewEvent, shown_data};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
