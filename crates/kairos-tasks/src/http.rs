@@ -76,7 +76,7 @@ pub async fn list(
     Extension(tasks): Extension<Tasks>,
     ApiQuery(query): ApiQuery<TaskQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    Ok(Json(tasks.tasks(query.validate()?).await?))
+    Ok(Json(tasks.tasks(query).await?))
 }
 
 /// `GET /v1/tasks/{id}`.

@@ -5,7 +5,7 @@
 //! has a unique key, so a retried request never schedules two.
 
 use crate::Tasks;
-use crate::model::{Task, TaskFilter, TaskPage, TaskPatch, TaskRequest, TaskStatus};
+use crate::model::{Task, TaskPage, TaskPatch, TaskQuery, TaskRequest, TaskStatus};
 use kairos_server::engine::{Engine, EngineError};
 use kairos_store::StoreError;
 use uuid::Uuid;
@@ -29,8 +29,8 @@ impl Tasks {
     }
 
     /// A page of tasks.
-    pub async fn tasks(&self, filter: TaskFilter) -> Result<TaskPage, EngineError> {
-        Ok(self.store.tasks(&filter).await?)
+    pub async fn tasks(&self, query: TaskQuery) -> Result<TaskPage, EngineError> {
+        Ok(self.store.tasks(&query.validate()?).await?)
     }
 
     /// Changes a task; a new remind time reschedules its reminder.

@@ -364,10 +364,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let (store, tasks, place): Stores = match &args.database.database_url {
         Some(url) => {
             let options = args.database.options();
-            let tasks =
-                kairos_tasks::store::PostgresTasks::connect(url, &options.schema, TASK_POOL_SIZE)
-                    .await
-                    .with_context(|| format!("opening the tasks' tables in {}", redacted(url)))?;
+            let task_options = kairos_store::postgres::Options {
+                pool_size: TASK_POOL_SIZE,
+                ..options.clone()
+            };
+            let tasks = kairos_tasks::store::PostgresTasks::connect(url, &task_options)
+                .await
+                .with_context(|| format!("opening the tasks' tables in {}", redacted(url)))?;
             let store = kairos_store::PostgresStore::connect(url, options)
                 .await
                 .with_context(|| format!("opening the store in {}", redacted(url)))?;

@@ -223,6 +223,18 @@ fn unreachable() -> StoreError {
     StoreError::Unavailable("the database does not answer".into())
 }
 
+/// A connection pool to `url` with this backend's session settings (the schema as
+/// `search_path`, the lock and idle bounds, the planner settings below), for a feature
+/// that keeps tables of its own beside the engine's (`kairos-tasks`).
+pub fn connection_pool(url: &str, options: &Options) -> Result<Pool, StoreError> {
+    pool(url, options).map(|(pool, _)| pool)
+}
+
+/// A connection from `pool`, or `Unavailable` when the database does not give one.
+pub async fn connection(pool: &Pool) -> Result<Object, StoreError> {
+    get(pool).await
+}
+
 fn pool(url: &str, options: &Options) -> Result<(Pool, tokio_postgres::Config), StoreError> {
     let mut config: tokio_postgres::Config = url
         .parse()

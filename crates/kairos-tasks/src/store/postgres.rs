@@ -9,9 +9,10 @@ use crate::model::{
     TaskStatus,
 };
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Object, Pool};
 use kairos_core::{Duration, Timestamp};
 use kairos_store::StoreError;
+use kairos_store::postgres::Options;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -136,46 +137,18 @@ impl TaskRow {
 }
 
 impl PostgresTasks {
-    /// Connects to `url`, keeping the tables in `schema` (the engine's), and creates or
-    /// upgrades them. Refuses tables written by a newer Kairos.
-    pub async fn connect(url: &str, schema: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("the database URL does not parse: {e}")))?;
-        let search_path = format!("-c search_path={}", schema.replace(' ', "\\ "));
-        let options = match config.get_options() {
-            Some(o) => format!("{search_path} -c lock_timeout=5s {o}"),
-            None => format!("{search_path} -c lock_timeout=5s"),
-        };
-        config.options(&options);
-        if config.get_application_name().is_none() {
-            config.application_name("kairos-tasks");
-        }
-        config.connect_timeout(std::time::Duration::from_secs(5));
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(std::time::Duration::from_secs(5)))
-            .create_timeout(Some(std::time::Duration::from_secs(5)))
-            .build()
-            .map_err(|e| StoreError::Backend(format!("the connection pool: {e}")))?;
+    /// Connects to `url` with the engine's session settings (`options`: its schema, which
+    /// holds these tables too, and this pool's size), and creates or upgrades the tables.
+    /// Refuses tables written by a newer Kairos.
+    pub async fn connect(url: &str, options: &Options) -> Result<Self, StoreError> {
+        let pool = kairos_store::postgres::connection_pool(url, options)?;
         let store = PostgresTasks { pool };
-        store.migrate(schema).await?;
+        store.migrate(&options.schema).await?;
         Ok(store)
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("connecting to the database: {e}")))
+        kairos_store::postgres::connection(&self.pool).await
     }
 
     async fn migrate(&self, schema: &str) -> Result<(), StoreError> {

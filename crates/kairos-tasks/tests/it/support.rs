@@ -52,10 +52,14 @@ impl Place {
     }
 
     async fn connect(url: &str, schema: &str, options: kairos_store::postgres::Options) -> Place {
+        let task_options = kairos_store::postgres::Options {
+            pool_size: 4,
+            ..options.clone()
+        };
+        let tasks = PostgresTasks::connect(url, &task_options).await.unwrap();
         let engine = kairos_store::PostgresStore::connect(url, options)
             .await
             .unwrap();
-        let tasks = PostgresTasks::connect(url, schema, 4).await.unwrap();
         Place {
             engine: Arc::new(engine),
             tasks: Arc::new(tasks),
