@@ -367,6 +367,65 @@ pub async fn appended_events_follow_the_changes_before_them(env: Env) {
     );
 }
 
+/// One commit with more events than a stored batch holds: dense ids in the order given,
+/// read back whole in small pages from any point, and by a filter that matches within.
+pub async fn a_commit_of_many_events_reads_back_in_order_from_any_point(env: Env) {
+    const N: usize = 600;
+    let events: Vec<NewEvent> = (0..N)
+        .map(|i| {
+            let kind = if i % 7 == 3 {
+                EventType::TaskDue
+            } else {
+                EventType::NotificationCreated
+            };
+            NewEvent::feature(kind, None, None, &serde_json::json!({ "i": i }))
+        })
+        .collect();
+    env.store.append_events(events).await.unwrap();
+    let all = events_once(&env, N).await;
+    assert_eq!(all.len(), N);
+    let first = all[0].id;
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(
+            (e.id, data(e)["i"].as_u64()),
+            (first + i as u64, Some(i as u64))
+        );
+    }
+    // Pages of 37 from an id inside a batch: each continues where the last stopped.
+    let mut after = first + 100;
+    let mut seen = Vec::new();
+    loop {
+        let page = env
+            .store
+            .events(query(after, None, None, 37))
+            .await
+            .unwrap();
+        if page.events.is_empty() {
+            break;
+        }
+        assert!(page.events.len() <= 37);
+        seen.extend(page.events.iter().map(|e| e.id));
+        after = page.next_after;
+    }
+    assert_eq!(
+        seen,
+        ((first + 101)..(first + N as u64)).collect::<Vec<_>>()
+    );
+    let due = env
+        .store
+        .events(query(first + 100, Some("task.due"), None, 1000))
+        .await
+        .unwrap();
+    let expected: Vec<u64> = (101..N as u64)
+        .filter(|i| i % 7 == 3)
+        .map(|i| first + i)
+        .collect();
+    assert_eq!(
+        due.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        expected
+    );
+}
+
 /// Many writers committing at once (PostgreSQL's concurrent transactions): a reader
 /// following the log while they write sees every event, each once, in id order, and each
 /// writer's events in the order it committed them.

@@ -85,6 +85,7 @@ macro_rules! conformance_suite {
             events_go_after_their_retention_and_ids_are_never_reused,
             event_cursors_are_durable_and_only_move_forward,
             appended_events_follow_the_changes_before_them,
+            a_commit_of_many_events_reads_back_in_order_from_any_point,
             concurrent_writers_events_are_followed_without_gaps,
         );
     };

@@ -186,6 +186,35 @@ CREATE TABLE event_cursors (
     updated_at timestamptz NOT NULL
 );
 "#,
+    r#"
+-- The event log, one row per transaction (see postgres/events.rs): each commit's events
+-- packed as a JSON array of [type, at (µs), queue, job_id, schedule_id, data], with ids
+-- first_id to last_id taken from event_head in its last statement. `at` is the latest
+-- event's time (pruning), `types` has bit `type` set for each type in the batch.
+-- The rows of the first log move over, each a batch of one, unnumbered ones (left by a
+-- numbering pass that had not run yet) numbered after the rest in `seq` order.
+CREATE TABLE event_batches (
+    last_id  bigint      PRIMARY KEY,
+    first_id bigint      NOT NULL,
+    at       timestamptz NOT NULL,
+    types    bigint      NOT NULL,
+    events   text        NOT NULL
+);
+LOCK TABLE event_head, events IN EXCLUSIVE MODE;
+WITH todo AS (
+    SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM events WHERE public_id IS NULL
+)
+UPDATE events SET public_id = (SELECT last_id FROM event_head) + todo.n
+FROM todo WHERE events.seq = todo.seq;
+UPDATE event_head SET last_id = greatest(last_id, (SELECT coalesce(max(public_id), 0) FROM events));
+INSERT INTO event_batches (last_id, first_id, at, types, events)
+SELECT public_id, public_id, at, 1::bigint << type,
+       json_build_array(json_build_array(
+           type, (extract(epoch FROM at) * 1000000)::bigint, queue, job_id, schedule_id,
+           data::json))::text
+FROM events;
+DROP TABLE events;
+"#,
 ];
 
 /// The advisory lock key under which migrations run ("kairos" in ASCII).

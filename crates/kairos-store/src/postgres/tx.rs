@@ -7,7 +7,7 @@
 //! count deltas and `COMMIT`, again in one round trip.
 
 use super::Inner;
-use super::events::{EventRows, INSERT_EVENTS};
+use super::events::{BatchRows, INSERT_EVENTS};
 use super::rows::{SavedRows, StoredJob};
 use crate::StoreError;
 use crate::changes::Changes;
@@ -40,8 +40,8 @@ pub(crate) struct Effects {
     pub changes: Changes,
     pub resumed: Vec<String>,
     pub new_queues: Vec<String>,
-    /// The commit wrote events (they wait to be numbered).
-    pub wrote_events: bool,
+    /// The event head after this commit's events (`None`: it wrote none).
+    pub events_head: Option<u64>,
 }
 
 /// An open transaction.
@@ -229,8 +229,7 @@ impl Tx {
         let started = std::time::Instant::now();
         let rows = self.take_changed()?;
         let (queues, states, deltas) = self.effects.changes.count_columns();
-        let events = EventRows::of(std::mem::take(&mut self.effects.changes.events));
-        self.effects.wrote_events = !events.is_empty();
+        let events = BatchRows::of(&std::mem::take(&mut self.effects.changes.events));
         let client = self.client.take().expect("the transaction is open");
         let save = client.prepare_cached(super::rows::SAVE_JOBS).await?;
         let insert_events = client.prepare_cached(INSERT_EVENTS).await?;
@@ -258,17 +257,20 @@ impl Tx {
                 }
             };
             let events_f = async {
-                if events.is_empty() {
-                    Ok(0)
-                } else {
-                    c.execute(&insert_events, &events.params()).await
+                match &events {
+                    None => Ok(None),
+                    Some(batch) => {
+                        let row = c.query_one(&insert_events, &batch.params()).await?;
+                        row.try_get::<_, Option<i64>>(0)
+                    }
                 }
             };
             tokio::try_join!(save_f, count_f, events_f, c.execute(&commit, &[]))
         };
         match result {
-            Ok(_) => {
+            Ok((_, _, head, _)) => {
                 let mut effects = std::mem::take(&mut self.effects);
+                effects.events_head = head.map(|h| h.max(0) as u64);
                 effects.changes.commit = Some((started.elapsed().as_secs_f64(), 1));
                 Ok(effects)
             }

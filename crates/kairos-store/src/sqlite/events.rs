@@ -1,42 +1,43 @@
-//! The `events` table of the SQLite backend: events written at the end of each writer
-//! batch (so they are part of its group commit, numbered in the order they happened),
-//! pages read by readers, and retention. All event SQL of this backend lives here.
+//! The event log of the SQLite backend: each writer batch's events written as one
+//! [`Batch`] row at its end (so they are part of its group commit, numbered in the
+//! order they happened), pages read by readers, and retention. All event SQL of this
+//! backend lives here.
 
 use super::rows;
 use crate::StoreError;
-use crate::events::{self, Window};
+use crate::events::{self, Batch, Collector, Window};
 use kairos_core::Timestamp;
-use kairos_core::event::{Event, EventFilter, EventPage, EventType, NewEvent, shown_data};
-use rusqlite::types::Value;
+use kairos_core::event::{Event, EventFilter, EventPage, NewEvent};
 use rusqlite::{Connection, OptionalExtension, params};
-use uuid::Uuid;
 
-/// Writes `events` in order inside the open transaction; answers the last id given.
+/// Writes `events` in order, as batches, inside the open transaction; answers the last
+/// id given.
 pub(crate) fn insert(conn: &Connection, events: &[NewEvent]) -> Result<Option<u64>, StoreError> {
-    if events.is_empty() {
-        return Ok(None);
-    }
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO events (type, at, queue, job_id, schedule_id, data) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    let mut head = None;
+    let mut move_head =
+        conn.prepare_cached("UPDATE event_head SET last_id = last_id + ?1 RETURNING last_id")?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO event_batches (last_id, first_id, at, types, events) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for e in events {
-        stmt.execute(params![
-            e.kind.code(),
-            rows::us(e.at),
-            e.queue,
-            e.job_id.as_ref().map(|id| id.as_bytes().as_slice()),
-            e.schedule_id.as_ref().map(|id| id.as_bytes().as_slice()),
-            e.data.get(),
+    for batch in Batch::all_of(events) {
+        let last: i64 = move_head.query_row([batch.count], |r| r.get(0))?;
+        insert.execute(params![
+            last,
+            last - batch.count + 1,
+            rows::us(batch.at),
+            batch.types,
+            batch.events
         ])?;
+        head = Some(last.max(0) as u64);
     }
-    Ok(Some(conn.last_insert_rowid() as u64))
+    Ok(head)
 }
 
 /// The latest id given to an event, pruned ones included (0: none ever).
 pub(crate) fn last_id(conn: &Connection) -> Result<u64, StoreError> {
     let id: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
+        .prepare_cached("SELECT last_id FROM event_head WHERE id = 1")?
         .query_row([], |r| r.get(0))
         .optional()?;
     Ok(id.unwrap_or(0).max(0) as u64)
@@ -45,73 +46,47 @@ pub(crate) fn last_id(conn: &Connection) -> Result<u64, StoreError> {
 /// A page of events (see [`crate::Store::events`]).
 pub(crate) fn page(conn: &Connection, f: &EventFilter) -> Result<EventPage, StoreError> {
     let oldest: Option<i64> = conn
-        .prepare_cached("SELECT min(id) FROM events")?
-        .query_row([], |r| r.get(0))?;
-    let window = events::window(f, oldest.map(|o| o as u64));
+        .prepare_cached("SELECT first_id FROM event_batches ORDER BY last_id LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let window = events::window(f, oldest.map(|o| o.max(0) as u64));
     let head = last_id(conn)?;
     let found = read(conn, f, window)?;
     Ok(events::page(f, window, head, found))
 }
 
+/// The events of `w` that pass `f`, oldest first, at most `f.limit`.
 fn read(conn: &Connection, f: &EventFilter, w: Window) -> Result<Vec<Event>, StoreError> {
-    let mut sql = String::from(
-        "SELECT id, type, at, queue, job_id, schedule_id, data FROM events \
-         WHERE id > ?1 AND id <= ?2",
-    );
-    let mut args = vec![
-        Value::Integer(w.after.min(i64::MAX as u64) as i64),
-        Value::Integer(w.upto.min(i64::MAX as u64) as i64),
-    ];
-    if !f.types.is_empty() {
-        let codes: Vec<String> = f.types.iter().map(|t| t.code().to_string()).collect();
-        sql.push_str(&format!(" AND type IN ({})", codes.join(", ")));
+    let mut stmt = conn.prepare_cached(
+        "SELECT first_id, last_id, events FROM event_batches \
+         WHERE last_id > ?1 AND first_id <= ?2 AND (?3 IS NULL OR types & ?3 <> 0) \
+         ORDER BY last_id",
+    )?;
+    let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
+    let mut found = Collector::new(f, w);
+    let types = found.types();
+    // Rows are stepped one at a time: a full page stops reading.
+    let mut rows = stmt.query(params![clamp(w.after), clamp(w.upto), types])?;
+    while let Some(r) = rows.next()? {
+        let text: &str = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+        if found.add(r.get(0)?, r.get(1)?, text)? {
+            break;
+        }
     }
-    if let Some(q) = &f.queue {
-        args.push(Value::Text(q.clone()));
-        sql.push_str(&format!(" AND queue = ?{}", args.len()));
-    }
-    args.push(Value::Integer(i64::from(f.limit)));
-    sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(found.into_events())
 }
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-    let code: u8 = r.get(1)?;
-    let bad = |col: usize, m: String| {
-        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, m.into())
-    };
-    let uuid = |col: usize| -> rusqlite::Result<Option<Uuid>> {
-        r.get::<_, Option<Vec<u8>>>(col)?
-            .map(|b| Uuid::from_slice(&b).map_err(|e| bad(col, e.to_string())))
-            .transpose()
-    };
-    let kind = EventType::from_code(code)
-        .ok_or_else(|| bad(1, format!("unknown event type code {code}")))?;
-    let queue: Option<String> = r.get(3)?;
-    let job_id = uuid(4)?;
-    let data = shown_data(kind, job_id, queue.as_deref(), r.get(6)?).map_err(|e| bad(6, e))?;
-    Ok(Event {
-        id: r.get::<_, i64>(0)? as u64,
-        kind,
-        at: rows::ts(r.get(2)?)?,
-        queue,
-        job_id,
-        schedule_id: uuid(5)?,
-        data,
-    })
-}
-
-/// Deletes up to `limit` of the oldest events if older than `before`.
+/// Deletes up to `limit` of the oldest batches whose events are all older than
+/// `before`; answers how many events they held.
 pub(crate) fn prune(conn: &Connection, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
-    let n = conn
-        .prepare_cached(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?2) \
-             AND at < ?1",
-        )?
-        .execute(params![rows::us(before), limit])?;
-    Ok(n as u64)
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM event_batches WHERE last_id IN \
+         (SELECT last_id FROM event_batches ORDER BY last_id LIMIT ?2) AND at < ?1 \
+         RETURNING last_id - first_id + 1",
+    )?;
+    let held = stmt.query_map(params![rows::us(before), limit], |r| r.get::<_, i64>(0))?;
+    let n = held.sum::<rusqlite::Result<i64>>()?;
+    Ok(n.max(0) as u64)
 }
 
 /// Where the durable reader `name` has read up to (see [`crate::Store::cursor`]).

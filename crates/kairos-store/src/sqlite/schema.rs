@@ -156,6 +156,38 @@ CREATE TABLE event_cursors (
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- The event log, one row per commit (see kairos_store::events::Batch): its events packed
+-- as a JSON array of [type, at (µs), queue, job_id, schedule_id, data], ids first_id to
+-- last_id. `at` is the latest event's time (pruning), `types` has bit `type` set for
+-- each type in the batch. `event_head` holds the last id given, pruned ones included.
+-- The rows of the first log move over, each a batch of one.
+CREATE TABLE event_batches (
+    last_id  INTEGER PRIMARY KEY,
+    first_id INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    types    INTEGER NOT NULL,
+    events   TEXT NOT NULL
+);
+CREATE TABLE event_head (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    last_id INTEGER NOT NULL
+);
+INSERT INTO event_head (id, last_id) VALUES (1, coalesce(
+    (SELECT max(seq) FROM sqlite_sequence WHERE name = 'events'),
+    (SELECT max(id) FROM events), 0));
+INSERT INTO event_batches (last_id, first_id, at, types, events)
+SELECT id, id, at, 1 << type, json_array(json_array(type, at, queue,
+    CASE WHEN job_id IS NULL THEN NULL ELSE lower(substr(hex(job_id), 1, 8) || '-' ||
+      substr(hex(job_id), 9, 4) || '-' || substr(hex(job_id), 13, 4) || '-' ||
+      substr(hex(job_id), 17, 4) || '-' || substr(hex(job_id), 21)) END,
+    CASE WHEN schedule_id IS NULL THEN NULL ELSE lower(substr(hex(schedule_id), 1, 8) || '-' ||
+      substr(hex(schedule_id), 9, 4) || '-' || substr(hex(schedule_id), 13, 4) || '-' ||
+      substr(hex(schedule_id), 17, 4) || '-' || substr(hex(schedule_id), 21)) END,
+    json(data)))
+FROM events ORDER BY id;
+DROP TABLE events;
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and
@@ -191,6 +223,78 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::Connection;
+    /// A log written by the version before batches: its rows move into batches of one
+    /// with their ids, times, queues, job ids and data, and new events number after the
+    /// last id ever given (here past pruned ones).
+    #[test]
+    fn the_first_logs_rows_move_into_batches() {
+        use kairos_core::event::{EventQuery, EventType, NewEvent};
+        let mut conn = Connection::open_in_memory().unwrap();
+        let before = super::MIGRATIONS.len() - 1;
+        for m in &super::MIGRATIONS[..before] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        let job = uuid::Uuid::parse_str("0190f1a2-b3c4-7d5e-8f60-718293a4b5c6").unwrap();
+        let whole = format!(r#"{{"id":"{job}","queue":"mail","kind":"send"}}"#);
+        conn.execute(
+            "INSERT INTO events (id, type, at, queue, job_id, schedule_id, data) \
+             VALUES (4, ?1, 1000001, 'mail', ?2, NULL, ?3), \
+                    (5, ?4, 2000000, NULL, NULL, NULL, '{\"task_id\": \"t1\"}')",
+            rusqlite::params![
+                EventType::JobEnqueued.code(),
+                job.as_bytes().as_slice(),
+                whole,
+                EventType::TaskDue.code(),
+            ],
+        )
+        .unwrap();
+        // Ids 1 to 3 were given and pruned; AUTOINCREMENT remembers 5.
+        super::migrate(&mut conn).unwrap();
+
+        let all = EventQuery::default().validate().unwrap();
+        let page = crate::sqlite::events::page(&conn, &all).unwrap();
+        let seen: Vec<_> = page
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.id,
+                    e.kind,
+                    e.at.as_microsecond(),
+                    e.queue.clone(),
+                    e.job_id,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    4,
+                    EventType::JobEnqueued,
+                    1_000_001,
+                    Some("mail".into()),
+                    Some(job)
+                ),
+                (5, EventType::TaskDue, 2_000_000, None, None),
+            ]
+        );
+        let data: serde_json::Value = serde_json::from_str(page.events[0].data.get()).unwrap();
+        assert_eq!(
+            data,
+            serde_json::from_str::<serde_json::Value>(&whole).unwrap()
+        );
+        assert_eq!(page.events[1].data.get(), r#"{"task_id":"t1"}"#);
+
+        let new = NewEvent::feature(EventType::TaskDue, None, None, &"t2");
+        let last = crate::sqlite::events::insert(&conn, &[new.clone(), new]).unwrap();
+        assert_eq!(last, Some(7));
+        assert_eq!(crate::sqlite::events::last_id(&conn).unwrap(), 7);
+    }
+
     #[test]
     fn partial_indexes_use_the_core_state_sets() {
         crate::states::assert_partial_indexes_use_core_sets(&super::MIGRATIONS.concat());
