@@ -221,6 +221,38 @@ pub struct JobBatch {
     pub jobs: Vec<Job>,
 }
 
+/// Lean answer of `POST /v1/jobs/batch` with `Prefer: return=minimal`: for producers that
+/// need no echo of the jobs (rendering 1,000 whole jobs is a fifth of the server's cost
+/// of the batch).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobBatchMinimal {
+    /// The jobs, in request order.
+    pub jobs: Vec<EnqueuedJob>,
+}
+
+/// One job of a [`JobBatchMinimal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnqueuedJob {
+    pub id: Uuid,
+    pub state: JobState,
+    /// `false`: an unfinished job of the queue held the same `unique_key`; this is that
+    /// job.
+    pub created: bool,
+}
+
+impl EnqueuedJob {
+    /// The lean form of `job` (`created`: made by this request).
+    pub fn of(job: &Job, created: bool) -> EnqueuedJob {
+        EnqueuedJob {
+            id: job.id,
+            state: job.state,
+            created,
+        }
+    }
+}
+
 /// Answer of `GET /v1/jobs`: one page, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

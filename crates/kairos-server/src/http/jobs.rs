@@ -10,7 +10,9 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kairos_core::api::{BatchRequest, DEFAULT_QUEUE, EnqueueRequest, JobBatch, ListQuery};
+use kairos_core::api::{
+    BatchRequest, DEFAULT_QUEUE, EnqueueRequest, EnqueuedJob, JobBatch, JobBatchMinimal, ListQuery,
+};
 use kairos_core::{Invalid, Job};
 use kairos_store::IdempotencyKey;
 
@@ -42,14 +44,14 @@ fn idempotency(
     }))
 }
 
-/// `POST /v1/jobs`: 201 with the new job, or 200 with the unfinished job holding the
-/// same unique key.
 /// The producer's W3C trace context (a malformed `traceparent` is ignored).
 fn trace(headers: &HeaderMap) -> Option<kairos_core::Trace> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     kairos_core::Trace::from_headers(text("traceparent"), text("tracestate"))
 }
 
+/// `POST /v1/jobs`: 201 with the new job, or 200 with the unfinished job holding the
+/// same unique key.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body(content = kairos_core::api::EnqueueRequest, example = json!({"queue": "email", "kind": "send_welcome", "payload": {"user": 42}, "delay": "10m"})),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request within 24 h answer the first answer, creating nothing (1 to 255 visible ASCII characters)."), ("traceparent" = Option<String>, Header, description = "W3C trace context, stored with the job and handed to its worker."), ("tracestate" = Option<String>, Header, description = "W3C trace state, with traceparent.")),
     responses((status = 503, description = "Transient: retry after Retry-After; `queue-full` when the queue holds its max_depth."), (status = 422, description = "Invalid fields, or an Idempotency-Key reused for a different body."), (status = 201, description = "Created.", body = kairos_core::Job), (status = 200, description = "An unfinished job of the queue holds the same unique_key: that job.", body = kairos_core::Job)))]
@@ -76,8 +78,9 @@ pub async fn enqueue(
 
 /// `POST /v1/jobs/batch`: 201 with the jobs in request order, all or nothing.
 #[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs", request_body(content = kairos_core::api::BatchRequest, example = json!({"jobs": [{"kind": "resize", "payload": {"image": 1}}, {"kind": "resize", "payload": {"image": 2}}]})),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request within 24 h answer the first answer, creating nothing (1 to 255 visible ASCII characters)."), ("traceparent" = Option<String>, Header, description = "W3C trace context, stored with the job and handed to its worker."), ("tracestate" = Option<String>, Header, description = "W3C trace state, with traceparent.")),
-    responses((status = 503, description = "Transient: retry after Retry-After; `queue-full` when a queue would pass its max_depth."), (status = 422, description = "Invalid fields (named `jobs[i].field`), or an Idempotency-Key reused for a different body."), (status = 201, description = "All created (or deduplicated), in request order; all or nothing.", body = kairos_core::api::JobBatch)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request within 24 h answer the first answer, creating nothing (1 to 255 visible ASCII characters)."), ("traceparent" = Option<String>, Header, description = "W3C trace context, stored with the job and handed to its worker."), ("tracestate" = Option<String>, Header, description = "W3C trace state, with traceparent."),
+        ("Prefer" = Option<String>, Header, description = "`return=minimal`: answer only each job's id, state and whether this request created it (`Preference-Applied: return=minimal` says it was applied).")),
+    responses((status = 503, description = "Transient: retry after Retry-After; `queue-full` when a queue would pass its max_depth."), (status = 422, description = "Invalid fields (named `jobs[i].field`), or an Idempotency-Key reused for a different body."), (status = 201, description = "All created (or deduplicated), in request order; all or nothing. The whole jobs, or with `Prefer: return=minimal` their ids, states and `created`.", body = BatchAnswer)))]
 pub async fn enqueue_batch(
     State(engine): State<Engine>,
     Extension(access): Extension<Access>,
@@ -92,8 +95,48 @@ pub async fn enqueue_batch(
     let out = engine
         .enqueue_batch(body.value, key, trace(&headers))
         .await?;
+    if prefers_minimal(&headers) {
+        let jobs = out
+            .jobs
+            .iter()
+            .map(|(j, created)| EnqueuedJob::of(j, *created))
+            .collect();
+        let applied = [("preference-applied", "return=minimal")];
+        let answer = BatchAnswer::Minimal(JobBatchMinimal { jobs });
+        return Ok((StatusCode::CREATED, applied, Json(answer)).into_response());
+    }
     let jobs = out.jobs.into_iter().map(|(j, _)| j).collect();
-    Ok((StatusCode::CREATED, Json(JobBatch { jobs })).into_response())
+    let answer = BatchAnswer::Whole(JobBatch { jobs });
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// The answer of `POST /v1/jobs/batch`: the whole jobs, or the lean form a client asked
+/// for with `Prefer: return=minimal`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum BatchAnswer {
+    Whole(JobBatch),
+    Minimal(JobBatchMinimal),
+}
+
+/// Whether the request's `Prefer` headers (RFC 7240: comma-separated preferences, each
+/// `token[=value]` with optional `;` parameters, the token case-insensitive) ask for
+/// `return=minimal`.
+fn prefers_minimal(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|pref| pref.split(';').next())
+        .filter_map(|pref| pref.split_once('='))
+        .any(|(token, value)| {
+            token.trim().eq_ignore_ascii_case("return")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .eq_ignore_ascii_case("minimal")
+        })
 }
 
 /// `GET /v1/jobs/{id}`.

@@ -117,6 +117,69 @@ async fn unique_key_answers_the_unfinished_job() {
     s.stop().await;
 }
 
+/// `Prefer: return=minimal` (RFC 7240, among other preferences, any case) answers each
+/// job's id, state and `created` only, and says so in `Preference-Applied`; any other
+/// preference, or none, answers the whole jobs.
+#[tokio::test]
+async fn batch_answers_lean_when_asked_for_minimal() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    let held = s.enqueue(json!({"kind": "k", "unique_key": "u1"})).await;
+    let post = |prefer: Option<&'static str>, n: u32| {
+        let mut req = s.client.post(format!("{}/v1/jobs/batch", s.base)).json(&json!({
+            "jobs": [{"kind": "k", "unique_key": "u1"}, {"kind": "k", "delay": "1h", "payload": {"n": n}}]
+        }));
+        if let Some(p) = prefer {
+            req = req.header("prefer", p);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    for prefer in ["return=minimal", "respond-async, RETURN=\"minimal\"; x=1"] {
+        let resp = post(Some(prefer), 1).await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "{prefer}");
+        assert_eq!(resp.headers()["preference-applied"], "return=minimal");
+        let body: Value = resp.json().await.unwrap();
+        let jobs = body["jobs"].as_array().unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            jobs[0],
+            json!({"id": held["id"], "state": "available", "created": false}),
+            "{prefer}"
+        );
+        let mut keys: Vec<&str> = jobs[1]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["created", "id", "state"]);
+        assert_eq!(
+            (&jobs[1]["state"], &jobs[1]["created"]),
+            (&json!("scheduled"), &json!(true))
+        );
+        let made = s
+            .get(&format!("/v1/jobs/{}", jobs[1]["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(
+            made.body["payload"]["n"], 1,
+            "the lean answer names the job it made"
+        );
+    }
+    for prefer in [None, Some("return=representation"), Some("minimal")] {
+        let resp = post(prefer, 2).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        assert!(resp.headers().get("preference-applied").is_none());
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["jobs"][1]["payload"]["n"], 2,
+            "{prefer:?}: the whole jobs"
+        );
+    }
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn batch_is_ordered_and_all_or_nothing() {
     let Some(s) = TestServer::start().await else {
