@@ -322,6 +322,9 @@ pub(crate) fn ident(name: &str) -> String {
 mod tests {
     #[test]
     fn partial_indexes_use_the_core_state_sets() {
-        crate::states::assert_partial_indexes_use_core_sets(&super::MIGRATIONS.concat());
+        crate::states::assert_partial_indexes_use_core_sets(
+            &super::MIGRATIONS.concat(),
+            &crate::states::JOB_INDEXES,
+        );
     }
 }

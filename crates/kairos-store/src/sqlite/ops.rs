@@ -26,11 +26,11 @@ use uuid::Uuid;
 
 statement!(
     UNIQUE_HOLDER = "SELECT seq FROM jobs WHERE queue = ?1 AND unique_key = ?2 \
-     AND state IN {unfinished}"
+     AND {is_unfinished}"
 );
 statement!(
     OTHER_UNIQUE_HOLDER = "SELECT seq FROM jobs WHERE queue = ?1 AND unique_key = ?2 \
-     AND state IN {unfinished} AND seq <> ?3"
+     AND {is_unfinished} AND seq <> ?3"
 );
 statement!(
     LEASE_CANDIDATES = "SELECT priority, run_at, seq FROM jobs \
@@ -44,11 +44,11 @@ statement!(
     LAPSED_LEASES = "SELECT seq FROM jobs WHERE state = {running} \
      AND lease_expires_at <= ?1 ORDER BY lease_expires_at LIMIT ?2"
 );
-statement!(NEXT_RUN_AT = "SELECT min(run_at) FROM jobs WHERE state IN {waiting}");
+statement!(NEXT_RUN_AT = "SELECT min(run_at) FROM jobs WHERE {is_waiting}");
 statement!(NEXT_EXPIRY = "SELECT min(lease_expires_at) FROM jobs WHERE state = {running}");
 statement!(
     /// An unfinished run of a schedule, for `overlap: skip`.
-    UNFINISHED_RUN = "SELECT 1 FROM jobs WHERE schedule_id = ?1 AND state IN {unfinished} LIMIT 1"
+    UNFINISHED_RUN = "SELECT 1 FROM jobs WHERE schedule_id = ?1 AND {is_unfinished} LIMIT 1"
 );
 
 fn load(b: &Batch<'_>, id: Uuid) -> Result<StoredJob, StoreError> {

@@ -32,7 +32,7 @@ use uuid::Uuid;
 const MAX_OPS_PER_COMMIT: usize = 1024;
 
 statement!(
-    DUE_WAITING = "SELECT seq FROM jobs WHERE state IN {waiting} AND run_at <= ?1 \
+    DUE_WAITING = "SELECT seq FROM jobs WHERE {is_waiting} AND run_at <= ?1 \
      ORDER BY run_at LIMIT ?2"
 );
 
