@@ -92,16 +92,20 @@ where
 
 states::statement!(
     /// Finished jobs past their retention, oldest first (`$1`/`?1`: completed and
-    /// cancelled before, `$2`/`?2`: dead before, `$3`/`?3`: how many). Placeholders are
-    /// spelled per backend by [`prunable`].
-    PRUNABLE = "SELECT seq FROM jobs WHERE state IN {finished} AND \
+    /// cancelled before, `$2`/`?2`: dead before, `$3`/`?3`: how many). Placeholders and
+    /// the finished condition are spelled per backend by [`prunable`].
+    PRUNABLE = "SELECT seq FROM jobs WHERE #finished AND \
      ((state IN ({completed}, {cancelled}) AND finished_at < #1) OR \
       (state = {dead} AND finished_at < #2)) ORDER BY finished_at LIMIT #3"
 );
 
-/// [`PRUNABLE`] with `prefix` (`$` or `?`) for its parameters.
-pub(crate) fn prunable(prefix: char) -> String {
-    PRUNABLE.replace('#', &prefix.to_string())
+/// [`PRUNABLE`] with `prefix` (`$` or `?`) for its parameters and `finished` (the
+/// condition for a finished job exactly as the backend's `jobs_finished` index spells
+/// it, so the planner uses that index).
+pub(crate) fn prunable(prefix: char, finished: &str) -> String {
+    PRUNABLE
+        .replace("#finished", finished)
+        .replace('#', &prefix.to_string())
 }
 
 /// Every instant a trigger may take was taken (see `Schedule::trigger_instants`).

@@ -790,7 +790,7 @@ pub(crate) async fn prune_finished(
     static DELETE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "DELETE FROM jobs WHERE seq IN ({} FOR UPDATE SKIP LOCKED) RETURNING queue, state",
-            crate::prunable('$')
+            crate::prunable('$', &crate::states::render("state IN {finished}"))
         )
     });
     let limit = limit as i64;

@@ -383,21 +383,24 @@ pub(crate) fn tick(b: &mut Batch<'_>) -> Result<Tick, StoreError> {
     })
 }
 
+/// Deletes finished jobs past their retention (see [`crate::PRUNABLE`]), finished as the
+/// `jobs_finished` index spells it.
+pub(crate) static PRUNE_FINISHED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "DELETE FROM jobs WHERE seq IN ({}) RETURNING queue, state",
+        crate::prunable('?', &crate::states::render("{is_finished}"))
+    )
+});
+
 /// Deletes up to `limit` finished jobs past their retention.
 pub(crate) fn prune_finished(
     b: &mut Batch<'_>,
     cutoffs: Cutoffs,
     limit: u32,
 ) -> Result<u64, StoreError> {
-    static DELETE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "DELETE FROM jobs WHERE seq IN ({}) RETURNING queue, state",
-            crate::prunable('?')
-        )
-    });
     let gone: Vec<(String, u8)> = b
         .conn
-        .prepare_cached(&DELETE)?
+        .prepare_cached(&PRUNE_FINISHED)?
         .query_map(
             params![
                 rows::us(cutoffs.completed_before),

@@ -158,15 +158,23 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<StoredJob> {
     })
 }
 
+/// Inserts a new job row (see [`insert_job`]).
+pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs \
+     (id, queue, kind, payload, priority, state, attempt, max_attempts, run_at, created_at, \
+     started_at, finished_at, unique_key, tags, errors, result, timeout_ms, backoff, \
+     cancel_requested, schedule_id, scheduled_for, trace) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, ?11, ?12, '[]', NULL, \
+     ?13, ?14, 0, ?15, ?16, ?17)";
+
+/// Writes back a job row after a transition (see [`save_job`]).
+pub(crate) const SAVE_JOB: &str = "UPDATE jobs SET \
+     state = ?2, attempt = ?3, run_at = ?4, started_at = ?5, finished_at = ?6, errors = ?7, \
+     result = ?8, cancel_requested = ?9, lease_token = ?10, lease_worker = ?11, \
+     lease_expires_at = ?12, lease_reported = ?13, failures = ?14 WHERE seq = ?1";
+
 /// Inserts a new job; returns its `seq`.
 pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO jobs (id, queue, kind, payload, priority, state, attempt, max_attempts, \
-         run_at, created_at, started_at, finished_at, unique_key, tags, errors, result, \
-         timeout_ms, backoff, cancel_requested, schedule_id, scheduled_for, trace) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, ?11, ?12, '[]', NULL, \
-         ?13, ?14, 0, ?15, ?16, ?17)",
-    )?;
+    let mut stmt = tx.prepare_cached(INSERT_JOB)?;
     stmt.execute(params![
         j.id.as_bytes(),
         j.queue,
@@ -191,12 +199,7 @@ pub(crate) fn insert_job(tx: &rusqlite::Connection, j: &Job) -> Result<i64, Stor
 
 /// Writes back every column a transition may change.
 pub(crate) fn save_job(tx: &rusqlite::Connection, seq: i64, j: &Job) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "UPDATE jobs SET state = ?2, attempt = ?3, run_at = ?4, started_at = ?5, \
-         finished_at = ?6, errors = ?7, result = ?8, cancel_requested = ?9, \
-         lease_token = ?10, lease_worker = ?11, lease_expires_at = ?12, lease_reported = ?13, \
-         failures = ?14 WHERE seq = ?1",
-    )?;
+    let mut stmt = tx.prepare_cached(SAVE_JOB)?;
     let lease = j.lease.as_ref();
     let errors = stored::list_text(&j.errors)?;
     stmt.execute(params![
