@@ -590,7 +590,20 @@ impl Schedule {
     /// (an old row, a newer tzdb) is deactivated with `last_error` instead: it would
     /// otherwise stay due forever and keep the timer busy.
     pub fn fire(&mut self, now: Timestamp, up_since: Timestamp) -> Vec<Timestamp> {
-        if self.timetable().is_none() {
+        let timetable = self.timetable();
+        self.fire_by(timetable.as_ref(), now, up_since)
+    }
+
+    /// [`Schedule::fire`] by a timetable built beforehand (`timetable`: what
+    /// [`Schedule::timetable`] answered for this schedule's cron and zone), for a store
+    /// that keeps it between fires instead of parsing the cron at every one.
+    pub fn fire_by(
+        &mut self,
+        timetable: Option<&Timetable>,
+        now: Timestamp,
+        up_since: Timestamp,
+    ) -> Vec<Timestamp> {
+        if timetable.is_none() {
             let why = match self.cron.parse::<Cron>() {
                 Err(e) => e.to_string(),
                 Ok(_) => format!("{:?} is not a known time zone", self.timezone),
@@ -600,7 +613,7 @@ impl Schedule {
             self.last_error = Some(format!("deactivated: {why}"));
             return Vec::new();
         }
-        let (runs, next) = self.due(now, up_since);
+        let (runs, next) = self.due_by(timetable, now, up_since);
         self.next_run_at = next;
         runs
     }
@@ -645,7 +658,16 @@ impl Schedule {
     /// misfires, handled by the misfire policy. Returns `(runs, next_run_at)`, runs oldest
     /// first.
     pub fn due(&self, now: Timestamp, up_since: Timestamp) -> (Vec<Timestamp>, Option<Timestamp>) {
-        let (Some(first), Some(tt)) = (self.next_run_at, self.timetable()) else {
+        self.due_by(self.timetable().as_ref(), now, up_since)
+    }
+
+    fn due_by(
+        &self,
+        timetable: Option<&Timetable>,
+        now: Timestamp,
+        up_since: Timestamp,
+    ) -> (Vec<Timestamp>, Option<Timestamp>) {
+        let (Some(first), Some(tt)) = (self.next_run_at, timetable) else {
             return (Vec::new(), self.next_run_at);
         };
         if !self.active || first > now {

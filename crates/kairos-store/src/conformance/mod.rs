@@ -66,6 +66,7 @@ macro_rules! conformance_suite {
             tick_reports_next_due,
             schedules_are_created_with_next_run_at,
             due_schedule_fires_once_per_slot,
+            fired_timing_reads_back_and_an_update_rules_the_next_fire,
             overlap_skip_waits_for_the_previous_run,
             schedule_update_trigger_and_delete,
             retry_never_makes_two_unfinished_jobs_share_a_unique_key,
@@ -1284,6 +1285,60 @@ pub async fn due_schedule_fires_once_per_slot(env: Env) {
         s.next_run_at,
         Some(start() + jiff::SignedDuration::from_secs(120))
     );
+}
+
+/// A fire's timing reads back by id and in the list, survives an update of something
+/// else, and an update of the cron rules the very next fire (a backend that keeps parsed
+/// schedules between fires must not fire by a stale one).
+pub async fn fired_timing_reads_back_and_an_update_rules_the_next_fire(env: Env) {
+    let at = |secs| start() + jiff::SignedDuration::from_secs(secs);
+    let s = env
+        .store
+        .create_schedule(schedule_req("timing", "* * * * *"), Limits::default())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        advance(&env, 60);
+        assert_eq!(env.store.tick().await.unwrap().fired, 1);
+    }
+    let timing = |s: &kairos_core::schedule::Schedule| (s.last_run_at, s.next_run_at);
+    let by_id = env.store.schedule(s.id).await.unwrap().unwrap();
+    assert_eq!(timing(&by_id), (Some(at(120)), Some(at(180))));
+    let listed = env.store.schedules().await.unwrap();
+    assert_eq!(timing(&listed[0]), (Some(at(120)), Some(at(180))));
+    let renamed = SchedulePatch {
+        description: Some("renamed".into()),
+        ..Default::default()
+    };
+    let s = env
+        .store
+        .update_schedule(s.id, renamed, Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(timing(&s), (Some(at(120)), Some(at(180))));
+    // Every second minute from now (120) on: 240 next, then 360 (the old cron: 300).
+    let every_other = SchedulePatch {
+        cron: Some("*/2 * * * *".into()),
+        ..Default::default()
+    };
+    let s = env
+        .store
+        .update_schedule(s.id, every_other, Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(s.next_run_at, Some(at(240)));
+    advance(&env, 120);
+    assert_eq!(env.store.tick().await.unwrap().fired, 1);
+    let s = env.store.schedule(s.id).await.unwrap().unwrap();
+    assert_eq!(timing(&s), (Some(at(240)), Some(at(360))));
+    assert_eq!(s.description.as_deref(), Some("renamed"));
+    let mut slots: Vec<_> = runs_of(&env, s.id)
+        .await
+        .iter()
+        .filter_map(|j| j.scheduled_for)
+        .collect();
+    slots.sort();
+    assert_eq!(slots, [at(60), at(120), at(240)]);
 }
 
 pub async fn overlap_skip_waits_for_the_previous_run(env: Env) {

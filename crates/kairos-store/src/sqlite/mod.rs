@@ -6,6 +6,7 @@
 //!   while the writer writes).
 //! - [`rows`]: the `jobs` row layout.
 //! - [`schema`]: tables, indexes and migrations.
+//! - [`timetables`]: schedules as parsed for firing, kept between fires.
 //! - [`files`]: the data directory's lock and identity, and the checks that refuse to
 //!   open damaged files ([`wal`] reads the write-ahead log as SQLite's recovery would).
 
@@ -15,6 +16,7 @@ mod ops;
 mod read;
 mod rows;
 mod schema;
+mod timetables;
 mod wal;
 mod writer;
 

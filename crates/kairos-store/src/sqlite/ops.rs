@@ -429,23 +429,40 @@ pub(crate) fn prune_idempotency_keys(
     Ok(n as u64)
 }
 
-/// Saves a schedule and tells the timer its next fire time. `next_run_at` is already
-/// `None` for an inactive schedule (the core keeps it so), and is what the timer reads.
-/// A fired schedule changes only timing and body, so its save leaves the name index alone.
-fn save_schedule(b: &mut Batch<'_>, s: &Schedule, fired: bool) -> Result<(), StoreError> {
-    let sql = if fired {
-        "UPDATE schedules SET next_due = ?3, body = ?4 WHERE id = ?1 AND name = ?2"
-    } else {
-        "INSERT INTO schedules (id, name, next_due, body) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, next_due = excluded.next_due, \
-         body = excluded.body"
-    };
-    b.conn.prepare_cached(sql)?.execute(params![
-        s.id.as_bytes(),
-        s.name,
-        s.next_run_at.map(rows::us),
-        serde_json::to_string(s)?
-    ])?;
+/// Saves a whole schedule and tells the timer its next fire time. `next_run_at` is
+/// already `None` for an inactive schedule (the core keeps it so), and is what the timer
+/// reads.
+fn save_schedule(b: &mut Batch<'_>, s: &Schedule) -> Result<(), StoreError> {
+    b.conn
+        .prepare_cached(
+            "INSERT INTO schedules (id, name, next_due, last_run, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+             next_due = excluded.next_due, last_run = excluded.last_run, body = excluded.body",
+        )?
+        .execute(params![
+            s.id.as_bytes(),
+            s.name,
+            s.next_run_at.map(rows::us),
+            s.last_run_at.map(rows::us),
+            serde_json::to_string(s)?
+        ])?;
+    if let Some(at) = s.next_run_at {
+        b.due_at(at);
+    }
+    Ok(())
+}
+
+/// Saves a fired schedule's timing alone (its body holds everything else, unchanged by a
+/// fire), and tells the timer its next fire time.
+fn save_timing(b: &mut Batch<'_>, s: &Schedule) -> Result<(), StoreError> {
+    b.conn
+        .prepare_cached("UPDATE schedules SET next_due = ?2, last_run = ?3 WHERE id = ?1")?
+        .execute(params![
+            s.id.as_bytes(),
+            s.next_run_at.map(rows::us),
+            s.last_run_at.map(rows::us),
+        ])?;
     if let Some(at) = s.next_run_at {
         b.due_at(at);
     }
@@ -475,7 +492,7 @@ pub(crate) fn create_schedule(
     if name_taken(b, &s.name, None)? {
         return Err(duplicate(&s.name));
     }
-    save_schedule(b, &s, false)?;
+    save_schedule(b, &s)?;
     b.event(NewEvent::schedule(EventType::ScheduleCreated, &s, b.now));
     Ok(s)
 }
@@ -491,7 +508,7 @@ pub(crate) fn update_schedule(
     if next.name != current.name && name_taken(b, &next.name, Some(id))? {
         return Err(duplicate(&next.name));
     }
-    save_schedule(b, &next, false)?;
+    save_schedule(b, &next)?;
     b.event(NewEvent::schedule(EventType::ScheduleUpdated, &next, b.now));
     Ok(next)
 }
@@ -501,6 +518,7 @@ pub(crate) fn delete_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<(), StoreEr
     b.conn
         .prepare_cached("DELETE FROM schedules WHERE id = ?1")?
         .execute([id.as_bytes()])?;
+    b.timetables().forget(id);
     b.event(NewEvent::schedule(EventType::ScheduleDeleted, &s, b.now));
     Ok(())
 }
@@ -543,18 +561,28 @@ fn make_run(
 /// Fires due schedules (per their misfire and overlap policies), the most overdue first,
 /// up to [`FIRE_CHUNK`]. Returns the runs made.
 fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
-    let bodies: Vec<String> = b
-        .conn
-        .prepare_cached(
-            "SELECT body FROM schedules WHERE next_due IS NOT NULL AND next_due <= ?1 \
+    static DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT id, {} FROM schedules WHERE next_due IS NOT NULL AND next_due <= ?1 \
              ORDER BY next_due LIMIT ?2",
-        )?
-        .query_map(params![rows::us(b.now), FIRE_CHUNK], |r| r.get(0))?
+            read::SCHEDULE_COLUMNS
+        )
+    });
+    let due: Vec<(Uuid, read::ScheduleRow)> = b
+        .conn
+        .prepare_cached(&DUE)?
+        .query_map(params![rows::us(b.now), FIRE_CHUNK], |r| {
+            let id: [u8; 16] = r.get(0)?;
+            Ok((Uuid::from_bytes(id), read::ScheduleRow::from_row_at(r, 1)?))
+        })?
         .collect::<Result<_, _>>()?;
     let mut made = 0;
-    for body in bodies {
-        let mut s: Schedule = serde_json::from_str(&body)?;
-        for slot in s.fire(b.now, b.up_since) {
+    for (id, row) in due {
+        let parsed = b.timetables().parse(id, &row.body)?;
+        let mut s = parsed.schedule.clone();
+        row.time(&mut s)?;
+        let was_active = s.active;
+        for slot in s.fire_by(parsed.timetable.as_ref(), b.now, b.up_since) {
             if let Some(run) = make_run(b, &s, slot, false)? {
                 made += 1;
                 s.record_run(slot);
@@ -566,7 +594,12 @@ fn fire_schedules(b: &mut Batch<'_>) -> Result<u64, StoreError> {
         {
             tracing::warn!(schedule = %s.id, name = %s.name, error = %why, "schedule deactivated");
         }
-        save_schedule(b, &s, true)?;
+        if s.active == was_active {
+            save_timing(b, &s)?;
+        } else {
+            // Deactivated (its cron or zone no longer parses): the body says so.
+            save_schedule(b, &s)?;
+        }
     }
     Ok(made)
 }
@@ -577,7 +610,7 @@ pub(crate) fn trigger_schedule(b: &mut Batch<'_>, id: Uuid) -> Result<Job, Store
     for at in Schedule::trigger_instants(b.now) {
         if let Some(job) = make_run(b, &s, at, true)? {
             s.record_run(at);
-            save_schedule(b, &s, false)?;
+            save_schedule(b, &s)?;
             b.event(NewEvent::fired(&s, &job, at, true, b.now));
             return Ok(job);
         }

@@ -159,25 +159,71 @@ pub(crate) fn running_by_worker(
     Ok(out)
 }
 
+/// A schedule row as stored: its body, and the timing a fire writes beside it.
+pub(crate) struct ScheduleRow {
+    pub body: String,
+    /// `next_due`: the schedule's `next_run_at` (the body's is as of its last save).
+    pub next_due: Option<i64>,
+    /// `last_run`: its `last_run_at` when a fire moved it past the body's.
+    pub last_run: Option<i64>,
+}
+
+/// The columns of a [`ScheduleRow`], in its order.
+pub(crate) const SCHEDULE_COLUMNS: &str = "body, next_due, last_run";
+
+impl ScheduleRow {
+    pub fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Self::from_row_at(r, 0)
+    }
+
+    /// The row whose columns start at column `first` of `r`.
+    pub fn from_row_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
+        Ok(ScheduleRow {
+            body: r.get(first)?,
+            next_due: r.get(first + 1)?,
+            last_run: r.get(first + 2)?,
+        })
+    }
+
+    /// Sets `s` (parsed from this row's body) to the row's timing.
+    pub fn time(&self, s: &mut Schedule) -> Result<(), StoreError> {
+        s.next_run_at = self.next_due.map(rows::ts).transpose()?;
+        if let Some(last) = self.last_run.map(rows::ts).transpose()? {
+            s.record_run(last);
+        }
+        Ok(())
+    }
+
+    /// The schedule this row holds.
+    pub fn schedule(&self) -> Result<Schedule, StoreError> {
+        let mut s = serde_json::from_str(&self.body)?;
+        self.time(&mut s)?;
+        Ok(s)
+    }
+}
+
 /// One schedule by id.
 pub(crate) fn schedule(conn: &Connection, id: Uuid) -> Result<Option<Schedule>, StoreError> {
-    let body: Option<String> = conn
-        .prepare_cached("SELECT body FROM schedules WHERE id = ?1")?
-        .query_row([id.as_bytes()], |r| r.get(0))
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1")
+    });
+    let row = conn
+        .prepare_cached(&ONE)?
+        .query_row([id.as_bytes()], ScheduleRow::from_row)
         .optional()?;
-    Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+    row.map(|r| r.schedule()).transpose()
 }
 
 /// Every schedule, by name.
 pub(crate) fn schedules(conn: &Connection) -> Result<Vec<Schedule>, StoreError> {
-    let bodies: Vec<String> = conn
-        .prepare_cached("SELECT body FROM schedules ORDER BY name")?
-        .query_map([], |r| r.get(0))?
+    static ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name")
+    });
+    let rows: Vec<ScheduleRow> = conn
+        .prepare_cached(&ALL)?
+        .query_map([], ScheduleRow::from_row)?
         .collect::<Result<_, _>>()?;
-    bodies
-        .iter()
-        .map(|b| Ok(serde_json::from_str(b)?))
-        .collect()
+    rows.iter().map(ScheduleRow::schedule).collect()
 }
 
 /// The saved workers, most recently seen first.

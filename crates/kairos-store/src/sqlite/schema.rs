@@ -207,6 +207,11 @@ CREATE INDEX jobs_schedule_open ON jobs (schedule_id)
 DROP INDEX jobs_finished;
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state >= 4;
 "#,
+    r#"
+-- A fire writes a schedule's timing, not its whole body: next_due is its next_run_at,
+-- last_run its last_run_at when later than the body's (NULL: the body's holds).
+ALTER TABLE schedules ADD COLUMN last_run INTEGER;
+"#,
 ];
 
 /// Settings for every connection: WAL so readers never block the writer, and

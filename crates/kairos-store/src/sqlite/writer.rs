@@ -184,6 +184,7 @@ struct Caches {
     limits: HashMap<String, QueueLimits>,
     buckets: HashMap<String, Bucket>,
     known_queues: HashSet<String>,
+    timetables: super::timetables::Timetables,
 }
 
 /// The transaction context an operation runs in.
@@ -205,6 +206,11 @@ impl Batch<'_> {
     /// A fresh job id: UUIDv7, increasing within this process.
     pub fn next_id(&mut self) -> Uuid {
         self.ids.next_v7(self.now.as_millisecond() as u64)
+    }
+
+    /// Schedules as parsed for firing (see [`super::timetables`]).
+    pub fn timetables(&self) -> &super::timetables::Timetables {
+        &self.caches.timetables
     }
 
     /// Loads a job by its public id.
