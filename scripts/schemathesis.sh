@@ -39,15 +39,30 @@ done
 # every call to it would run into the request timeout (its tests are in tests/it/events.rs).
 token="$("$bin" token create --role admin --ttl 1d)"
 echo "== schemathesis for ${seconds}s against 127.0.0.1:$port"
-"$venv/bin/st" --config-file "$(dirname "$0")/schemathesis.toml" run "http://127.0.0.1:$port/openapi.json" \
-    -H "Authorization: Bearer $token" \
-    --checks all \
-    --exclude-checks positive_data_acceptance,ensure_resource_availability \
-    --exclude-path /v1/events/stream \
-    --exclude-path /v1/notifications/stream \
-    --max-time "$seconds" \
-    --workers 2 \
-    --request-timeout 70 \
-    --max-response-time 75 \
-    --seed 1 \
-    --no-color
+# CPython 3.11.7's ast module can raise "SystemError: AST constructor recursion depth
+# mismatch" when hypothesis describes a lambda deep in schemathesis's generators (seen
+# once in CI, on POST /v1/ack, passing on the rerun with the same seed): a crash of the
+# tool, not a finding about the server. That one error, and only it, gets one more run.
+run_st() {
+    "$venv/bin/st" --config-file "$(dirname "$0")/schemathesis.toml" run "http://127.0.0.1:$port/openapi.json" \
+        -H "Authorization: Bearer $token" \
+        --checks all \
+        --exclude-checks positive_data_acceptance,ensure_resource_availability \
+        --exclude-path /v1/events/stream \
+        --exclude-path /v1/notifications/stream \
+        --max-time "$seconds" \
+        --workers 2 \
+        --request-timeout 70 \
+        --max-response-time 75 \
+        --seed 1 \
+        --no-color
+}
+log="$data/st.log"
+if ! run_st 2>&1 | tee "$log"; then
+    if grep -q "AST constructor recursion depth mismatch" "$log"; then
+        echo "== schemathesis crashed inside CPython's ast module (not a finding); running it once more"
+        run_st
+    else
+        exit 1
+    fi
+fi
