@@ -14,6 +14,8 @@
 //! - [`cron`]: cron expressions and their next matching wall-clock time.
 //! - [`timetable`]: fire times of a cron expression in a time zone, with DST policies.
 //! - [`schedule`]: the schedule resource (recurring jobs) and its API shapes.
+//! - [`diagnosis`]: why a job is not running, read from the leasing rules.
+//! - [`fingerprint`]: error texts with what varies replaced, to group failures.
 //!
 //! Backends (`kairos-store`) persist what the state machine decides; the server
 //! (`kairos-server`) translates HTTP to these types. Neither decides what a job
@@ -23,8 +25,10 @@ pub mod api;
 pub mod backoff;
 pub mod clock;
 pub mod cron;
+pub mod diagnosis;
 pub mod duration;
 pub mod event;
+pub mod fingerprint;
 pub mod int;
 pub mod job;
 pub mod machine;
@@ -44,7 +48,7 @@ pub use backoff::{Backoff, BackoffKind};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use duration::Duration;
 pub use job::{AttemptError, Job, JobState, Lease, NewJob, Reported};
-pub use machine::{AckEffect, Outcome, TransitionError};
+pub use machine::{AckEffect, OperatorActions, Outcome, TransitionError};
 pub use problem::ProblemCode;
 pub use queue::{Held, Queue, QueueChange, QueueFull, QueueLimits, StateCounts};
 pub use retention::{Cutoffs, Retention};

@@ -131,6 +131,17 @@ fn later(now: Timestamp, by: Duration) -> Timestamp {
     now.saturating_add(by.as_signed()).unwrap_or(now)
 }
 
+/// What an operator may do to a job now ([`Job::operator_actions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorActions {
+    /// Run it again now.
+    pub retry: bool,
+    /// Cancel it (at its next report when it is running).
+    pub cancel: bool,
+    /// Delete it.
+    pub delete: bool,
+}
+
 impl Job {
     /// The state the job behaves as at `now`: a waiting job whose time has come is available.
     pub fn effective_state(&self, now: Timestamp) -> JobState {
@@ -302,6 +313,18 @@ impl Job {
         self.state = JobState::Available;
         self.run_at = now;
         Ok(Happened::one(EventType::JobRetried))
+    }
+
+    /// What an operator may do to the job as it stands: the requests [`Job::retry`],
+    /// [`Job::cancel`] and [`Job::check_delete`] would accept and that change something
+    /// (a retry of an available job is accepted but does nothing). The dashboard shows
+    /// its buttons by this.
+    pub fn operator_actions(&self) -> OperatorActions {
+        OperatorActions {
+            retry: !matches!(self.state, JobState::Running | JobState::Available),
+            cancel: !self.state.is_finished() && !self.cancel_requested,
+            delete: self.state != JobState::Running,
+        }
     }
 
     /// Whether the job may be deleted now (not while it runs), and the event its deletion

@@ -9,6 +9,8 @@
 //! - [`sink`]: the event log published to RabbitMQ and NATS, at least once and in order.
 //! - [`feature`]: what a feature (tasks and notifications) plugs in: routes, their
 //!   access rules, duties beside the engine.
+//! - [`ui`]: the dashboard under `/ui`: server-rendered pages over the same engine
+//!   calls, sessions in a cookie, CSRF tokens.
 //! - [`metrics`]: the Prometheus metrics (`GET /metrics`), fed by the store's commits
 //!   and the HTTP edge.
 //! - [`Server`]: ties it together over a store the caller opened (so the binary picks the
@@ -31,6 +33,7 @@ pub mod feature;
 pub mod http;
 pub mod metrics;
 pub mod sink;
+pub mod ui;
 
 use axum::Router;
 use axum::extract::Request;
@@ -206,8 +209,18 @@ impl Server {
         for f in &self.features {
             f.start(&engine);
         }
+        let dashboard = ui::router(ui::Ui {
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+            sessions: Arc::new(ui::session::Sessions::new(
+                c.auth.as_ref(),
+                verifier.clone(),
+                metrics.clone(),
+            )),
+        });
         let mut app = http::app(
             engine.clone(),
+            dashboard,
             &self.features,
             http::RouteLimits {
                 max_body_bytes: c.max_body_bytes,

@@ -21,7 +21,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 /// Queue names given a label of their own; the rest count as `_other`.
@@ -106,6 +106,26 @@ pub struct Metrics {
     commit_batch: Histogram,
     queue_depth: Gauge,
     sink_lag: Family<SinkLabel, Gauge>,
+    recent: Mutex<HashMap<String, VecDeque<Minute>>>,
+}
+
+/// Minutes of history [`Metrics::recent`] keeps.
+pub const RECENT_MINUTES: usize = 60;
+
+/// One minute's completed jobs and failed attempts (the counters' increments).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Minute {
+    /// Minutes since the Unix epoch (UTC).
+    pub minute: i64,
+    /// Jobs completed in it.
+    pub completed: u64,
+    /// Attempts failed in it (retried or dead, lease expiries included).
+    pub failed: u64,
+}
+
+/// The current minute since the Unix epoch, by the system clock.
+pub fn minute_now() -> i64 {
+    jiff::Timestamp::now().as_second().div_euclid(60)
 }
 
 impl Default for Metrics {
@@ -138,6 +158,7 @@ impl Metrics {
             commit_batch: Histogram::new(SIZES),
             queue_depth: Gauge::default(),
             sink_lag: Family::default(),
+            recent: Mutex::new(HashMap::new()),
         };
         let r = &mut registry;
         r.register("kairos_jobs_enqueued", "Jobs created", m.enqueued.clone());
@@ -260,6 +281,52 @@ impl Metrics {
             .set(lag.min(i64::MAX as u64) as i64);
     }
 
+    /// Completed jobs and failed attempts in each of the last [`RECENT_MINUTES`] minutes
+    /// up to `now` (a [`minute_now`]), oldest first, summed over the queues `sees`
+    /// allows (by their metrics label: queues past [`MAX_QUEUE_LABELS`] are `_other`).
+    /// Kept in memory by this process, from the same commits as the counters.
+    pub fn recent(&self, now: i64, sees: impl Fn(&str) -> bool) -> Vec<Minute> {
+        let first = now - RECENT_MINUTES as i64 + 1;
+        let mut out: Vec<Minute> = (first..=now)
+            .map(|minute| Minute {
+                minute,
+                ..Minute::default()
+            })
+            .collect();
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        for minutes in recent.iter().filter(|(q, _)| sees(q)).map(|(_, m)| m) {
+            for m in minutes.iter().filter(|m| (first..=now).contains(&m.minute)) {
+                let slot = &mut out[(m.minute - first) as usize];
+                slot.completed += m.completed;
+                slot.failed += m.failed;
+            }
+        }
+        out
+    }
+
+    fn count_recent(&self, queue: &str, completed: u64, failed: u64) {
+        let now = minute_now();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let minutes = recent.entry(queue.to_string()).or_default();
+        match minutes.back_mut() {
+            Some(m) if m.minute == now => {
+                m.completed += completed;
+                m.failed += failed;
+            }
+            _ => minutes.push_back(Minute {
+                minute: now,
+                completed,
+                failed,
+            }),
+        }
+        while minutes
+            .front()
+            .is_some_and(|m| m.minute <= now - RECENT_MINUTES as i64)
+        {
+            minutes.pop_front();
+        }
+    }
+
     /// A request refused by auth, for `reason`.
     pub fn auth_denied(&self, reason: &'static str) {
         self.auth_denied
@@ -332,6 +399,9 @@ impl Observer for Metrics {
             add(&self.failed, a.failed);
             add(&self.dead, a.dead);
             add(&self.expired, a.expired);
+            if a.completed > 0 || a.failed > 0 {
+                self.count_recent(&label.queue, a.completed, a.failed);
+            }
             if !a.wait_seconds.is_empty() {
                 let h = self.wait.get_or_create(&label);
                 a.wait_seconds.iter().for_each(|s| h.observe(*s));

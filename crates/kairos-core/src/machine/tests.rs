@@ -269,6 +269,27 @@ fn the_error_list_keeps_the_latest_and_counts_them_all() {
     assert_eq!(j.errors.last().unwrap().error, "failure 199");
 }
 
+/// The dashboard's buttons ([`Job::operator_actions`]) are offered exactly when the
+/// transition would be accepted and change the job.
+fn check_operator_actions(j: &Job, now: Timestamp) {
+    let actions = j.operator_actions();
+    let changes = |f: &dyn Fn(&mut Job) -> bool| {
+        let mut copy = j.clone();
+        f(&mut copy) && format!("{copy:?}") != format!("{j:?}")
+    };
+    assert_eq!(
+        actions.retry,
+        changes(&|c| c.retry(now).is_ok()),
+        "retry of {j:?}"
+    );
+    assert_eq!(
+        actions.cancel,
+        changes(&|c| c.cancel(now).is_ok()),
+        "cancel of {j:?}"
+    );
+    assert_eq!(actions.delete, j.check_delete().is_ok(), "delete of {j:?}");
+}
+
 proptest! {
     #[test]
     fn no_history_reaches_an_illegal_state(max in 1u32..5, ops in proptest::collection::vec(op(), 1..60)) {
@@ -311,6 +332,7 @@ proptest! {
                 Op::Promote => { j.promote(now); }
             }
             check_invariants(&j);
+            check_operator_actions(&j, now);
         }
     }
 

@@ -190,6 +190,11 @@ impl Access {
         }
     }
 
+    /// Whether the caller may see `worker`: one that leased from a queue it sees.
+    pub fn sees_worker(&self, worker: &kairos_core::api::WorkerInfo) -> bool {
+        !self.is_limited() || worker.queues.iter().any(|q| self.sees(q))
+    }
+
     /// Whether the caller is limited to some queues.
     pub fn is_limited(&self) -> bool {
         self.queues.is_some()

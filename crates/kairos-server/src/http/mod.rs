@@ -119,10 +119,12 @@ pub struct Routes {
 
 /// The whole API as a router (`features`' routes included), over a running engine: its
 /// callers checked by `guard` (with the routes' rules), its requests observed by
-/// `observed` (unless `instrument` is off).
+/// `observed` (unless `instrument` is off). `dashboard` (the `/ui` routes, which check
+/// their own sessions) is served beside it, under the same deadlines and observation.
 #[allow(clippy::too_many_arguments)]
 pub fn app(
     engine: Engine,
+    dashboard: Router<Engine>,
     features: &[Arc<dyn Feature>],
     limits: RouteLimits,
     mut guard: Guard,
@@ -158,6 +160,7 @@ pub fn app(
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(from_fn_with_state(limiter, layers::limit::limit))
         .layer(from_fn_with_state(guard, authorize))
+        .merge(dashboard.layer(from_fn_with_state(normal, deadline)))
         .layer(axum::Extension(observed.metrics.clone()));
     let app = if instrument {
         app.layer(from_fn_with_state(observed, observe))

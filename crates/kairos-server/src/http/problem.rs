@@ -163,7 +163,8 @@ pub fn item_problem(e: &ItemError) -> Problem {
 }
 
 impl ApiError {
-    fn problem(&self) -> Problem {
+    /// The problem this error answers (the one mapping; the dashboard renders it too).
+    pub fn problem(&self) -> Problem {
         match self {
             ApiError::MalformedJson(m) => problem(ProblemCode::MalformedJson, m.clone()),
             ApiError::Invalid(i) => validation(i),

@@ -37,10 +37,7 @@ pub async fn list(
     Extension(access): Extension<Access>,
 ) -> Result<Json<WorkerList>, ApiError> {
     let mut list = engine.workers().await?;
-    if access.is_limited() {
-        list.workers
-            .retain(|w| w.queues.iter().any(|q| access.sees(q)));
-    }
+    list.workers.retain(|w| access.sees_worker(w));
     Ok(Json(list))
 }
 use serde::Serialize;

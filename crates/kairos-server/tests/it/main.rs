@@ -20,4 +20,5 @@ mod schedules;
 mod sinks;
 mod sqlite;
 mod support;
+mod ui;
 mod workers;

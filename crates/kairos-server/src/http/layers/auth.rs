@@ -287,15 +287,11 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
             );
         }
     };
-    let Ok(role) = claims.role.parse::<Role>() else {
-        return guard.deny(
-            "role",
-            ApiError::Forbidden(format!(
-                "the token's role {:?} is not one of Kairos's",
-                claims.role
-            )),
-        );
+    let access = match admit(claims) {
+        Ok(a) => a,
+        Err(refused) => return guard.deny("role", refused),
     };
+    let role = access.role.expect("admitted tokens have a role");
     if let Allowed::Roles(roles) = allowed
         && !roles.contains(&role)
     {
@@ -308,10 +304,22 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
             )),
         );
     }
-    req.extensions_mut().insert(Access {
+    req.extensions_mut().insert(access);
+    next.run(req).await
+}
+
+/// What a verified token's claims allow, or 403 when its role is not one of Kairos's
+/// (the API's bearer tokens and the dashboard's sessions alike).
+pub fn admit(claims: Claims) -> Result<Access, ApiError> {
+    let Ok(role) = claims.role.parse::<Role>() else {
+        return Err(ApiError::Forbidden(format!(
+            "the token's role {:?} is not one of Kairos's",
+            claims.role
+        )));
+    };
+    Ok(Access {
         subject: Some(Arc::from(claims.sub.as_str())),
         role: Some(role),
         queues: claims.queues.map(Arc::from),
-    });
-    next.run(req).await
+    })
 }
