@@ -868,6 +868,43 @@ pub struct ListQuery {
     /// Where the previous page ended.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub cursor: Option<String>,
+    /// Only jobs whose id is this, or whose kind, unique key or a tag contains it
+    /// (case-sensitive), 1 to 128 bytes. A page of a search looks at the newest 10,000
+    /// jobs the other filters allow: it may hold fewer than `limit` jobs and still have a
+    /// `next_cursor`, which goes on from where it stopped looking.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    #[cfg_attr(feature = "openapi", param(max_length = 128))]
+    pub q: Option<String>,
+}
+
+/// A job search (`q` of a listing): a job matches when `id` is its id, or its kind, its
+/// unique key or one of its tags contains `text`. Backends implement [`JobSearch::matches`]
+/// in SQL; the conformance suite holds them to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSearch {
+    /// The text, as given.
+    pub text: String,
+    /// The text as a job id, when it is one.
+    pub id: Option<Uuid>,
+}
+
+impl JobSearch {
+    /// A search for `text`.
+    pub fn new(text: &str) -> JobSearch {
+        JobSearch {
+            text: text.to_string(),
+            id: Uuid::parse_str(text).ok(),
+        }
+    }
+
+    /// Whether `job` matches.
+    pub fn matches(&self, job: &Job) -> bool {
+        let t = self.text.as_str();
+        self.id == Some(job.id)
+            || job.kind.contains(t)
+            || job.unique_key.as_deref().is_some_and(|k| k.contains(t))
+            || job.tags.iter().any(|tag| tag.contains(t))
+    }
 }
 
 /// Reads a query parameter, taking an empty value as absent.
@@ -899,6 +936,9 @@ pub struct JobFilter {
     pub limit: u32,
     /// Opaque position from a previous page.
     pub cursor: Option<String>,
+    /// Only jobs matching this search (pages look at most
+    /// [`validate::MAX_SEARCH_SCAN`] jobs each).
+    pub search: Option<JobSearch>,
 }
 
 impl EnqueueRequest {
@@ -946,6 +986,17 @@ impl ListQuery {
             }
             None => None,
         };
+        if let Some(q) = &self.q
+            && (q.len() > validate::MAX_SEARCH_LEN || q.chars().any(char::is_control))
+        {
+            c.invalid(
+                "q",
+                format!(
+                    "must be 1 to {} bytes without control characters",
+                    validate::MAX_SEARCH_LEN
+                ),
+            );
+        }
         let limit = self.limit.unwrap_or(50);
         if !(1..=validate::MAX_LIST_LIMIT).contains(&limit) {
             c.invalid(
@@ -961,6 +1012,7 @@ impl ListQuery {
             schedule_id,
             limit,
             cursor: self.cursor,
+            search: self.q.as_deref().map(JobSearch::new),
         })
     }
 }

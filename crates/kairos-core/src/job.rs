@@ -124,6 +124,12 @@ pub struct AttemptError {
     pub at: Timestamp,
     /// What the worker said, or `lease expired`.
     pub error: String,
+    /// The worker whose lease it was (absent on attempts recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// When the attempt's lease began (absent on attempts recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
 }
 
 /// What became of a lease, once its worker reported (or it expired). Stable storage codes,

@@ -354,6 +354,8 @@ impl Job {
             attempt: self.attempt,
             at: now,
             error,
+            worker: self.lease.as_ref().map(|l| l.worker.clone()),
+            started_at: self.started_at,
         });
         self.failures = self.failures.saturating_add(1);
         if self.cancel_requested {

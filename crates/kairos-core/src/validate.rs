@@ -9,6 +9,11 @@ pub const MAX_LIST_LIMIT: u32 = 500;
 /// A listing page stops adding jobs once their payloads and results reach this many
 /// bytes (it holds at least one job, and gives `next_cursor` for the rest).
 pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Longest job search text (`q`), in bytes.
+pub const MAX_SEARCH_LEN: usize = 128;
+/// Most jobs one page of a search looks at (newest first, after the other filters): past
+/// them the page ends, and its cursor goes on from there.
+pub const MAX_SEARCH_SCAN: u32 = 10_000;
 /// Largest `max` a lease request accepts.
 pub const MAX_LEASE_MAX: u32 = 1000;
 /// Longest long-poll `wait` of a lease request.

@@ -307,7 +307,11 @@ impl Metrics {
     fn count_recent(&self, queue: &str, completed: u64, failed: u64) {
         let now = minute_now();
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let minutes = recent.entry(queue.to_string()).or_default();
+        // The name is copied only the first time a queue counts (this runs per commit).
+        if !recent.contains_key(queue) {
+            recent.insert(queue.to_string(), VecDeque::new());
+        }
+        let minutes = recent.get_mut(queue).expect("just inserted");
         match minutes.back_mut() {
             Some(m) if m.minute == now => {
                 m.completed += completed;

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use kairos_core::api::{JobFilter, ListQuery};
 use kairos_core::diagnosis::why_not_running;
 use kairos_core::fingerprint::fingerprint;
+use kairos_core::validate::MAX_SEARCH_SCAN;
 use kairos_core::worker::WorkerState;
 use kairos_core::{Invalid, Job, JobState, Timestamp};
 use maud::{Markup, html};
@@ -35,6 +36,7 @@ pub struct JobsQuery {
     queue: Option<String>,
     state: Option<String>,
     kind: Option<String>,
+    q: Option<String>,
     cursor: Option<String>,
 }
 
@@ -74,6 +76,7 @@ async fn render_list(ui: &Ui, viewer: &Viewer, q: &JobsQuery) -> Result<Markup, 
             schedule_id: None,
             limit: Some(PAGE),
             cursor: blank(&q.cursor).map(str::to_string),
+            q: blank(&q.q).map(str::to_string),
         }
         .validate()?;
         Some(ui.engine.list_jobs(filter).await?)
@@ -84,6 +87,7 @@ async fn render_list(ui: &Ui, viewer: &Viewer, q: &JobsQuery) -> Result<Markup, 
             ("queue", queue),
             ("state", blank(&q.state)),
             ("kind", blank(&q.kind)),
+            ("q", blank(&q.q)),
             ("cursor", blank(&q.cursor)),
         ])
     );
@@ -104,11 +108,12 @@ async fn render_list(ui: &Ui, viewer: &Viewer, q: &JobsQuery) -> Result<Markup, 
                 }
             } }
             label { "Kind" input name="kind" value=[blank(&q.kind)] placeholder="any kind" size="14"; }
+            label { "Search" input type="search" name="q" value=[blank(&q.q)] placeholder="id, kind, unique key, tag" size="24"; }
             button type="submit" { "Filter" }
         }
         @match &page_of {
             None => p { "This token is limited to some queues: choose one above." },
-            Some(p) if p.jobs.is_empty() => p.muted { "No job matches." },
+            Some(p) if p.jobs.is_empty() && p.next_cursor.is_none() => p.muted { "No job matches." },
             Some(p) => {
                 @if act {
                     form #bulk .actions method="post" action="/ui/jobs/bulk" data-bulk {
@@ -127,7 +132,7 @@ async fn render_list(ui: &Ui, viewer: &Viewer, q: &JobsQuery) -> Result<Markup, 
                     } }
                     tbody {
                         @for j in &p.jobs {
-                            tr data-job=(j.id) data-state=(j.state.as_str()) {
+                            tr data-job=(j.id) data-state=(j.state.as_str()) data-kind=(j.kind) {
                                 @if act { td { input type="checkbox" name="id" value=(j.id) form="bulk" aria-label={ "select " (j.id) }; } }
                                 td { a href={ "/ui/jobs/" (j.id) } { code { (short(j.id)) } } }
                                 td { (j.kind) }
@@ -141,7 +146,12 @@ async fn render_list(ui: &Ui, viewer: &Viewer, q: &JobsQuery) -> Result<Markup, 
                     }
                 } }
                 @if let Some(next) = &p.next_cursor {
-                    p.pager { a rel="next" href={ "/ui/jobs" (page::query(&[("queue", queue), ("state", blank(&q.state)), ("kind", blank(&q.kind)), ("cursor", Some(next))])) } { "Older jobs →" } }
+                    p.pager {
+                        @if blank(&q.q).is_some() && p.jobs.len() < PAGE as usize {
+                            span.muted { "This page looked at the newest " (MAX_SEARCH_SCAN) " jobs it could. " }
+                        }
+                        a rel="next" href={ "/ui/jobs" (page::query(&[("queue", queue), ("state", blank(&q.state)), ("kind", blank(&q.kind)), ("q", blank(&q.q)), ("cursor", Some(next))])) } { "Older jobs →" }
+                    }
                 }
             }
         }
@@ -249,9 +259,8 @@ async fn render_job(ui: &Ui, viewer: &Viewer, id: &str) -> Result<(String, Marku
     Ok((format!("Job {}", job.id), markup))
 }
 
-/// Each attempt: its failures (time and error, the latest kept; the latest with its
-/// worker and how long it ran), and the one running now or completed (its worker, start
-/// and duration). Earlier attempts' workers and durations are not recorded.
+/// Each attempt: its failures (the latest 20 kept: start, how long it ran, worker,
+/// error), and the one running now or completed (its start, duration and worker).
 fn attempts(job: &Job, now: Timestamp) -> Markup {
     let last_ok = job.state == JobState::Completed;
     html! {
@@ -262,14 +271,11 @@ fn attempts(job: &Job, now: Timestamp) -> Markup {
                 thead { tr { th.num { "Attempt" } th { "When" } th { "Duration" } th { "Worker" } th { "Outcome" } } }
                 tbody {
                     @for e in &job.errors {
-                        // The latest attempt's start and worker are the job's; earlier
-                        // attempts keep only their failure.
-                        @let latest = (e.attempt == job.attempt).then_some(()).and(job.started_at);
                         tr {
                             td.num { (e.attempt) }
-                            td { (time(e.at, now)) }
-                            td { @if let Some(start) = latest { (page::span(e.at.as_second() - start.as_second())) } @else { "—" } }
-                            td { @match (latest, &job.lease) { (Some(_), Some(l)) => code { (l.worker) }, _ => "—" } }
+                            td { @if let Some(start) = e.started_at { (time(start, now)) } @else { (time(e.at, now)) } }
+                            td { @if let Some(start) = e.started_at { (page::duration(start, e.at)) } @else { "—" } }
+                            td { @if let Some(w) = &e.worker { code { (w) } } @else { "—" } }
                             td { "failed: " (e.error) }
                         }
                     }
@@ -278,7 +284,7 @@ fn attempts(job: &Job, now: Timestamp) -> Markup {
                         tr {
                             td.num { (job.attempt) }
                             td { (time(start, now)) }
-                            td { (page::span(end.as_second() - start.as_second())) }
+                            td { (page::duration(start, end)) }
                             td { @if let Some(l) = &job.lease { code { (l.worker) } } @else { "—" } }
                             td { @if last_ok { "completed" } @else { "running" } }
                         }

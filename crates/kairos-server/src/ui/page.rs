@@ -176,6 +176,16 @@ pub fn ago(at: Timestamp, now: Timestamp) -> String {
     }
 }
 
+/// From `start` to `end`: milliseconds under a second, else as [`span`].
+pub fn duration(start: Timestamp, end: Timestamp) -> String {
+    let ms = end.as_millisecond() - start.as_millisecond();
+    if (0..1000).contains(&ms) {
+        format!("{ms} ms")
+    } else {
+        span(ms / 1000)
+    }
+}
+
 /// A seconds count as the largest whole unit (`42 s`, `3 min`, `2 h`, `5 d`).
 pub fn span(secs: i64) -> String {
     let n = secs.max(0);

@@ -168,6 +168,17 @@ async fn every_page_is_html_with_its_guard_headers() {
         get(&s, "/ui/assets/missing.js", None).await.status,
         StatusCode::NOT_FOUND
     );
+    // Search finds a job by a part of its unique key.
+    let keyed = s
+        .enqueue(json!({"queue": "mail", "kind": "receipt", "unique_key": "order-7731"}))
+        .await;
+    let found = get(&s, "/ui/jobs?q=der-77", None).await;
+    assert!(
+        found.body.contains(keyed["id"].as_str().unwrap()),
+        "{}",
+        found.body
+    );
+    assert!(!found.body.contains(job["id"].as_str().unwrap()));
     // A bad filter is the API's problem, shown on the page.
     let bad = get(&s, "/ui/jobs?state=sleeping", None).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);

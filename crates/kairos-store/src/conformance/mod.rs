@@ -9,7 +9,7 @@ mod events;
 pub use events::*;
 
 use crate::{Extended, IdempotencyKey, ItemError, Store, StoreError};
-use kairos_core::api::{AckReport, EnqueueRequest, Extension, JobFilter, LeaseSpec};
+use kairos_core::api::{AckReport, EnqueueRequest, Extension, JobFilter, JobSearch, LeaseSpec};
 use kairos_core::schedule::{JobTemplateRequest, SchedulePatch, ScheduleRequest};
 use kairos_core::{
     Duration, Job, JobState, Limits, ManualClock, NewJob, Outcome, QueueChange, Reported,
@@ -52,6 +52,8 @@ macro_rules! conformance_suite {
             unique_key_dedupes_unfinished_jobs,
             idempotency_key_replays_the_first_answer,
             listing_pages_newest_first_and_filters,
+            searches_match_ids_kinds_unique_keys_and_tags,
+            a_search_looks_at_a_bounded_window_per_page,
             listing_pages_are_bounded_in_bytes,
             queue_counts_follow_every_transition,
             paused_queue_is_not_leased,
@@ -744,6 +746,97 @@ pub async fn listing_pages_newest_first_and_filters(env: Env) {
         env.store.list_jobs(bad).await,
         Err(StoreError::InvalidCursor)
     ));
+}
+
+pub async fn searches_match_ids_kinds_unique_keys_and_tags(env: Env) {
+    let mut jobs = Vec::new();
+    for (kind, key, tags) in [
+        ("email.welcome", None, vec![]),
+        ("sms", Some("user-42-sms"), vec![]),
+        ("report", None, vec!["billing", "eu-west"]),
+        ("Email.Upper", None, vec![]),
+        ("half_off", None, vec!["50%"]),
+    ] {
+        let mut s = spec_in(if kind == "sms" { "texts" } else { "default" }, kind);
+        s.unique_key = key.map(str::to_string);
+        s.tags = tags.into_iter().map(str::to_string).collect();
+        jobs.push(enqueue_one(&env, s).await);
+    }
+    let found = |q: &str, queue: Option<&str>| {
+        let filter = JobFilter {
+            queue: queue.map(str::to_string),
+            search: Some(JobSearch::new(q)),
+            limit: 50,
+            ..Default::default()
+        };
+        let store = env.store.clone();
+        async move {
+            let page = store.list_jobs(filter).await.unwrap();
+            assert_eq!(page.next_cursor, None);
+            page.jobs.iter().map(|j| j.kind.clone()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        found("email", None).await,
+        ["email.welcome"],
+        "case-sensitive"
+    );
+    assert_eq!(found("Email", None).await, ["Email.Upper"]);
+    assert_eq!(found("42", None).await, ["sms"], "the unique key");
+    assert_eq!(
+        found("42", Some("default")).await,
+        Vec::<String>::new(),
+        "with the filters"
+    );
+    assert_eq!(found("eu-", None).await, ["report"], "a tag");
+    assert_eq!(found("_", None).await, ["half_off"], "no wildcards");
+    assert_eq!(found("%", None).await, ["half_off"], "no wildcards in tags");
+    assert_eq!(
+        found("\"", None).await,
+        Vec::<String>::new(),
+        "tags' JSON is not text"
+    );
+    let id = jobs[2].id.to_string();
+    assert_eq!(found(&id, None).await, ["report"], "an id");
+    // Every backend agrees with the rule in core.
+    for q in ["e", "m", "-", "sms", "billing", "x", &id] {
+        let search = JobSearch::new(q);
+        let want: Vec<String> = jobs
+            .iter()
+            .rev()
+            .filter(|j| search.matches(j))
+            .map(|j| j.kind.clone())
+            .collect();
+        assert_eq!(found(q, None).await, want, "q={q}");
+    }
+}
+
+pub async fn a_search_looks_at_a_bounded_window_per_page(env: Env) {
+    use kairos_core::validate::MAX_SEARCH_SCAN;
+    // One match, then more than a window of jobs that do not match above it.
+    enqueue_one(&env, spec("needle")).await;
+    let hay = MAX_SEARCH_SCAN as usize + 10;
+    for start in (0..hay).step_by(1000) {
+        let batch = (start..hay.min(start + 1000))
+            .map(|_| spec("hay"))
+            .collect();
+        env.store.enqueue(batch, None).await.unwrap();
+    }
+    let search = |cursor: Option<String>| JobFilter {
+        search: Some(JobSearch::new("needle")),
+        limit: 5,
+        cursor,
+        ..Default::default()
+    };
+    let first = env.store.list_jobs(search(None)).await.unwrap();
+    assert!(first.jobs.is_empty(), "the newest window holds no match");
+    let cursor = first
+        .next_cursor
+        .expect("the cursor goes on below the window");
+    let second = env.store.list_jobs(search(Some(cursor))).await.unwrap();
+    assert_eq!(second.jobs.len(), 1);
+    assert_eq!(second.jobs[0].kind, "needle");
+    assert_eq!(second.next_cursor, None, "nothing is left below");
 }
 
 pub async fn queue_counts_follow_every_transition(env: Env) {

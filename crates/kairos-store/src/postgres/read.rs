@@ -69,26 +69,30 @@ pub(crate) async fn list(inner: &Inner, f: JobFilter) -> Result<JobPage, StoreEr
     let client = inner.connection().await?;
     // Read first: the filter on available jobs compares run_at with it.
     let now = now(inner, &client).await?;
-    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE true");
-    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+    // The filters, as `AND …` clauses over `jobs`, with their arguments.
+    type Arg = Box<dyn ToSql + Sync + Send>;
+    // Appends `clause` with its `?`s numbered as the argument `v` it adds.
+    fn push(sql: &mut String, args: &mut Vec<Arg>, clause: &str, v: Arg) {
         args.push(v);
         sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-    };
+    }
+    let mut filters = String::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: Arg| push(sql, &mut args, clause, v);
     if let Some(q) = f.queue {
-        arg(&mut sql, " AND queue = ?", Box::new(q));
+        arg(&mut filters, " AND queue = ?", Box::new(q));
     }
     if let Some(k) = f.kind {
-        arg(&mut sql, " AND kind = ?", Box::new(k));
+        arg(&mut filters, " AND kind = ?", Box::new(k));
     }
     if let Some(id) = f.schedule_id {
-        arg(&mut sql, " AND schedule_id = ?", Box::new(id));
+        arg(&mut filters, " AND schedule_id = ?", Box::new(id));
     }
     let waiting = crate::states::set(&JobState::WAITING);
     match f.state {
         // A waiting job whose time has come reads as available.
         Some(JobState::Available) => arg(
-            &mut sql,
+            &mut filters,
             &format!(
                 " AND (state = {} OR (state IN {waiting} AND run_at <= ?))",
                 JobState::Available.code()
@@ -96,18 +100,44 @@ pub(crate) async fn list(inner: &Inner, f: JobFilter) -> Result<JobPage, StoreEr
             Box::new(now),
         ),
         Some(s) if s.is_waiting() => {
-            sql.push_str(&format!(" AND state = {}", s.code()));
-            arg(&mut sql, " AND run_at > ?", Box::new(now));
+            filters.push_str(&format!(" AND state = {}", s.code()));
+            arg(&mut filters, " AND run_at > ?", Box::new(now));
         }
-        Some(s) => sql.push_str(&format!(" AND state = {}", s.code())),
+        Some(s) => filters.push_str(&format!(" AND state = {}", s.code())),
         None => {}
     }
     if let Some(cursor) = f.cursor {
         let seq = crate::listing::cursor_seq(&cursor)?;
-        arg(&mut sql, " AND seq < ?", Box::new(seq));
+        arg(&mut filters, " AND seq < ?", Box::new(seq));
     }
-    arg(
+    let filter_args = args.len();
+    let window = format!(
+        "SELECT seq FROM jobs WHERE true{filters} ORDER BY seq DESC LIMIT {}",
+        crate::listing::SEARCH_WINDOW
+    );
+    let mut sql = match &f.search {
+        None => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE true{filters}"),
+        // A search looks at the newest `SEARCH_WINDOW` jobs the filters allow, and
+        // matches them as `JobSearch::matches` says.
+        Some(search) => {
+            let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE seq IN ({window}) AND (");
+            let mut arg = |sql: &mut String, clause: &str, v: Arg| push(sql, &mut args, clause, v);
+            if let Some(id) = search.id {
+                arg(&mut sql, "id = ? OR ", Box::new(id));
+            }
+            arg(
+                &mut sql,
+                "strpos(kind, ?) > 0 OR strpos(coalesce(unique_key, ''), ?) > 0 \
+                 OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(jobs.tags::jsonb) AS t(tag) \
+                 WHERE strpos(t.tag, ?) > 0))",
+                Box::new(search.text.clone()),
+            );
+            sql
+        }
+    };
+    push(
         &mut sql,
+        &mut args,
         " ORDER BY seq DESC LIMIT ?",
         Box::new(f.limit as i64 + 1),
     );
@@ -117,7 +147,15 @@ pub(crate) async fn list(inner: &Inner, f: JobFilter) -> Result<JobPage, StoreEr
     let rows = rows
         .iter()
         .map(|r| rows::job_from_row(r).map(|s| (s.seq, s.job)));
-    crate::listing::page(rows, f.limit as usize, now)
+    let mut page = crate::listing::page(rows, f.limit as usize, now)?;
+    if f.search.is_some() && page.next_cursor.is_none() {
+        let stmt = client
+            .prepare_cached(&format!("SELECT count(*), min(seq) FROM ({window}) AS w"))
+            .await?;
+        let row = client.query_one(&stmt, &params[..filter_args]).await?;
+        crate::listing::continue_search(&mut page, row.try_get(0)?, row.try_get(1)?);
+    }
+    Ok(page)
 }
 
 fn queues_from(rows: &[tokio_postgres::Row]) -> Result<Vec<Queue>, StoreError> {

@@ -28,21 +28,24 @@ pub(crate) fn job(conn: &Connection, id: Uuid, now: Timestamp) -> Result<Option<
 }
 
 pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<JobPage, StoreError> {
-    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+    // The filters, as `AND …` clauses over `jobs`, with their arguments.
+    let mut filters = String::new();
     let mut args: Vec<Value> = Vec::new();
-    let mut arg = |sql: &mut String, clause: &str, v: Value| {
+    // Appends `clause` with its `?`s numbered as the argument `v` it adds.
+    fn push(sql: &mut String, args: &mut Vec<Value>, clause: &str, v: Value) {
         args.push(v);
         sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-    };
+    }
+    let mut arg = |sql: &mut String, clause: &str, v: Value| push(sql, &mut args, clause, v);
     if let Some(q) = f.queue {
-        arg(&mut sql, " AND queue = ?", Value::Text(q));
+        arg(&mut filters, " AND queue = ?", Value::Text(q));
     }
     if let Some(k) = f.kind {
-        arg(&mut sql, " AND kind = ?", Value::Text(k));
+        arg(&mut filters, " AND kind = ?", Value::Text(k));
     }
     if let Some(id) = f.schedule_id {
         arg(
-            &mut sql,
+            &mut filters,
             " AND schedule_id = ?",
             Value::Blob(id.as_bytes().to_vec()),
         );
@@ -50,18 +53,48 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
     let now_us = Value::Integer(rows::us(now));
     match f.state {
         // A waiting job whose time has come reads as available.
-        Some(JobState::Available) => arg(&mut sql, &AVAILABLE_NOW, now_us),
+        Some(JobState::Available) => arg(&mut filters, &AVAILABLE_NOW, now_us),
         Some(s) if s.is_waiting() => {
-            sql.push_str(&format!(" AND state = {}", s.code()));
-            arg(&mut sql, " AND run_at > ?", now_us);
+            filters.push_str(&format!(" AND state = {}", s.code()));
+            arg(&mut filters, " AND run_at > ?", now_us);
         }
-        Some(s) => sql.push_str(&format!(" AND state = {}", s.code())),
+        Some(s) => filters.push_str(&format!(" AND state = {}", s.code())),
         None => {}
     }
     if let Some(cursor) = f.cursor {
         let seq = crate::listing::cursor_seq(&cursor)?;
-        arg(&mut sql, " AND seq < ?", Value::Integer(seq));
+        arg(&mut filters, " AND seq < ?", Value::Integer(seq));
     }
+    let Some(search) = f.search else {
+        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1{filters}");
+        arg(
+            &mut sql,
+            " ORDER BY seq DESC LIMIT ?",
+            Value::Integer(f.limit as i64 + 1),
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), rows::job_from_row)?
+            .map(|r| r.map(|s| (s.seq, s.job)).map_err(StoreError::from));
+        return crate::listing::page(rows, f.limit as usize, now);
+    };
+    // A search looks at the newest `SEARCH_WINDOW` jobs the filters allow, and matches
+    // them as `JobSearch::matches` says.
+    let filter_args = args.len();
+    let mut arg = |sql: &mut String, clause: &str, v: Value| push(sql, &mut args, clause, v);
+    let window = format!(
+        "SELECT seq FROM jobs WHERE 1 = 1{filters} ORDER BY seq DESC LIMIT {}",
+        crate::listing::SEARCH_WINDOW
+    );
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE seq IN ({window}) AND (");
+    if let Some(id) = search.id {
+        arg(&mut sql, "id = ? OR ", Value::Blob(id.as_bytes().to_vec()));
+    }
+    arg(
+        &mut sql,
+        "instr(kind, ?) > 0 OR instr(coalesce(unique_key, ''), ?) > 0          OR EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE instr(value, ?) > 0))",
+        Value::Text(search.text),
+    );
     arg(
         &mut sql,
         " ORDER BY seq DESC LIMIT ?",
@@ -69,9 +102,19 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(args), rows::job_from_row)?
+        .query_map(rusqlite::params_from_iter(args.iter()), rows::job_from_row)?
         .map(|r| r.map(|s| (s.seq, s.job)).map_err(StoreError::from));
-    crate::listing::page(rows, f.limit as usize, now)
+    let mut page = crate::listing::page(rows, f.limit as usize, now)?;
+    if page.next_cursor.is_none() {
+        let (looked, lowest): (i64, Option<i64>) = conn
+            .prepare_cached(&format!("SELECT count(*), min(seq) FROM ({window})"))?
+            .query_row(
+                rusqlite::params_from_iter(args[..filter_args].iter()),
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+        crate::listing::continue_search(&mut page, looked, lowest);
+    }
+    Ok(page)
 }
 
 fn counts(conn: &Connection, name: &str) -> Result<StateCounts, StoreError> {

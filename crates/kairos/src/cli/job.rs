@@ -78,6 +78,9 @@ pub struct Filter {
     /// Only the runs of this schedule (its id).
     #[arg(long)]
     pub schedule_id: Option<String>,
+    /// Only jobs whose id is this, or whose kind, unique key or a tag contains it.
+    #[arg(long)]
+    pub search: Option<String>,
 }
 
 impl Filter {
@@ -90,6 +93,7 @@ impl Filter {
             schedule_id: self.schedule_id.clone(),
             limit,
             cursor,
+            q: self.search.clone(),
         }
     }
 }

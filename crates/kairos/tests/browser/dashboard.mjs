@@ -157,11 +157,20 @@ const states = await page.locator("#job-table tbody tr").evaluateAll((rows) => r
 assert.deepEqual(states, ["dead", "dead", "dead"]);
 await shot(page, "jobs-filtered");
 
+// Search: a part of a kind finds its jobs in every queue.
+await page.goto(OPEN + "/ui/jobs");
+await page.fill("input[name=q]", "harg");
+await Promise.all([page.waitForURL(/q=harg/), page.click("form.filters button")]);
+const kinds = await page.locator("#job-table tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.kind));
+assert.deepEqual(kinds, Array(7).fill("charge"), "mail's five charges and billing's two");
+await page.goto(OPEN + "/ui/jobs?queue=mail&state=dead");
+
 // Open a dead job and read its attempts.
 await page.click("#job-table tbody tr:first-child td a");
 await page.waitForSelector("#attempts");
 const attempts = await page.innerText("#attempts");
 assert.match(attempts, /declined by gateway/);
+assert.match(attempts, /seed-mail/, "the attempt names its worker");
 assert.match(await page.innerText("#why"), /dead/);
 const deadId = page.url().split("/").pop();
 await shot(page, "job");
