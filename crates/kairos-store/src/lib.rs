@@ -276,6 +276,10 @@ pub trait Store: Send + Sync + 'static {
         self.change_queue(name, QueueChange::pause(paused)).await
     }
 
+    /// The `run_at` of the job of `queue` that has been available longest, if any is:
+    /// one index seek per priority in use (at most 201), however many jobs wait.
+    async fn oldest_available(&self, queue: &str) -> Result<Option<Timestamp>, StoreError>;
+
     /// Moves every dead job of a queue back to available with attempt 0.
     async fn retry_dead(&self, queue: &str) -> Result<u64, StoreError>;
 

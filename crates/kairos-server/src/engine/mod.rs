@@ -17,7 +17,7 @@ use kairos_core::api::{
     JobPage, LeaseRequest, LeasedJob, QueuePatch, WorkerList,
 };
 use kairos_core::schedule::{Preview, PreviewRequest, Schedule, SchedulePatch, ScheduleRequest};
-use kairos_core::{Invalid, Job, JobState, Limits, Queue, Retention};
+use kairos_core::{Invalid, Job, JobState, Limits, Queue, Retention, Timestamp};
 use kairos_store::{
     Enqueued, Extended, IdempotencyKey, ItemError, Node, QueueWatch, Store, StoreError,
 };
@@ -307,6 +307,11 @@ impl Engine {
             .queue(name)
             .await?
             .ok_or(EngineError::Store(StoreError::NotFound))
+    }
+
+    /// When the job of `queue` waiting longest became available (its `run_at`), if any.
+    pub async fn oldest_available(&self, queue: &str) -> Result<Option<Timestamp>, EngineError> {
+        Ok(self.inner.store.oldest_available(queue).await?)
     }
 
     /// Pauses or resumes a queue, and sets or removes its limits.

@@ -16,6 +16,9 @@ use maud::{Markup, html};
 
 /// Schedules listed under "firing next".
 const NEXT_SCHEDULES: usize = 10;
+/// Queues whose oldest waiting job is looked up, at most (those with the most available
+/// jobs): each lookup is a few index seeks.
+pub const OLDEST_LOOKUPS: usize = 100;
 
 /// `GET /ui`.
 pub async fn page(State(ui): State<Ui>, Extension(viewer): Extension<Viewer>) -> Response {
@@ -46,6 +49,18 @@ async fn render(ui: &Ui, viewer: &Viewer) -> Result<Markup, ApiError> {
         }
     }
     let minutes = ui.metrics.recent(minute_now(), |q| access.sees(q));
+    let mut busiest: Vec<&kairos_core::Queue> =
+        queues.iter().filter(|q| q.counts.available > 0).collect();
+    busiest.sort_by_key(|q| std::cmp::Reverse(q.counts.available));
+    let mut oldest: Option<(kairos_core::Timestamp, &str)> = None;
+    for q in busiest.into_iter().take(OLDEST_LOOKUPS) {
+        if let Some(at) = ui.engine.oldest_available(&q.name).await?
+            && oldest.is_none_or(|(t, _)| at < t)
+        {
+            oldest = Some((at, q.name.as_str()));
+        }
+    }
+    let waited = oldest.map_or(0, |(at, _)| (now.as_second() - at.as_second()).max(0));
     Ok(html! {
         h1 { "Overview" }
         div #overview-live data-live {
@@ -55,6 +70,13 @@ async fn render(ui: &Ui, viewer: &Viewer) -> Result<Markup, ApiError> {
                 (card("scheduled", "Scheduled or retrying", total.scheduled + total.retryable))
                 (card("dead", "Dead", total.dead))
                 (card("workers-online", "Workers online", online as u64))
+                div.card #card-oldest data-value=(waited) {
+                    div.value { @if oldest.is_some() { (page::span(waited)) } @else { "—" } }
+                    div.label {
+                        "Oldest waiting job"
+                        @if let Some((_, q)) = oldest { " (" a href={ "/ui/jobs" (page::query(&[("queue", Some(q)), ("state", Some("available"))])) } { (q) } ")" }
+                    }
+                }
             }
             h2 { "Completed and failed per minute, last hour" }
             (chart(&minutes))

@@ -75,6 +75,11 @@ pub async fn page(
         Err(e) => return page::failed_page(&viewer, "Queues", e),
     };
     let minutes = ui.metrics.recent(minute_now(), |label| label == q.name);
+    let oldest = match ui.engine.oldest_available(&q.name).await {
+        Ok(o) => o,
+        Err(e) => return page::failed_page(&viewer, "Queues", e.into()),
+    };
+    let now = ui.engine.store().now();
     let completed: u64 = minutes.iter().map(|m| m.completed).sum();
     let failed: u64 = minutes.iter().map(|m| m.failed).sum();
     let path = format!("/ui/queues/{}", page::encode(&q.name));
@@ -105,6 +110,7 @@ pub async fn page(
                     dt { "max_depth" } dd { (limit(q.limits.max_depth.map(|d| d.to_string()))) }
                     dt { "concurrency" } dd { (limit(q.limits.concurrency.map(|c| c.to_string()))) }
                     dt { "rate" } dd { (limit(q.limits.rate.map(|r| r.to_string()))) }
+                    dt { "Oldest waiting job" } dd #queue-oldest { @if let Some(at) = oldest { "available since " (page::time(at, now)) } @else { "none waiting" } }
                     dt { "Last hour" } dd { (completed) " completed, " (failed) " failed attempts (this node)" }
                 }
                 h2 { "Jobs by state" }

@@ -102,6 +102,12 @@ impl Store for Counting {
     async fn queue(&self, name: &str) -> Result<Option<Queue>, StoreError> {
         self.inner.queue(name).await
     }
+    async fn oldest_available(
+        &self,
+        queue: &str,
+    ) -> Result<Option<kairos_core::Timestamp>, StoreError> {
+        self.inner.oldest_available(queue).await
+    }
     async fn change_queue(&self, name: &str, change: QueueChange) -> Result<Queue, StoreError> {
         self.inner.change_queue(name, change).await
     }

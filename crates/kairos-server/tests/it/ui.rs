@@ -157,6 +157,9 @@ async fn every_page_is_html_with_its_guard_headers() {
         assert_eq!(p.header("x-frame-options"), "DENY", "{path}");
         assert!(p.body.contains("/ui/assets/kairos.js"), "{path}");
     }
+    // The job waiting longest is named, on the overview and its queue's page.
+    assert!(get(&s, "/ui", None).await.body.contains("Oldest waiting job (<a"));
+    assert!(get(&s, "/ui/queues/mail", None).await.body.contains("available since"));
     // `/` leads to the dashboard; the icon a browser asks for by itself is there.
     let root = get(&s, "/", None).await;
     assert_eq!(root.status, StatusCode::SEE_OTHER);

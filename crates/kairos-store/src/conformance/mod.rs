@@ -54,6 +54,7 @@ macro_rules! conformance_suite {
             listing_pages_newest_first_and_filters,
             searches_match_ids_kinds_unique_keys_and_tags,
             a_search_looks_at_a_bounded_window_per_page,
+            the_oldest_available_job_is_found_across_priorities,
             listing_pages_are_bounded_in_bytes,
             queue_counts_follow_every_transition,
             paused_queue_is_not_leased,
@@ -837,6 +838,42 @@ pub async fn a_search_looks_at_a_bounded_window_per_page(env: Env) {
     assert_eq!(second.jobs.len(), 1);
     assert_eq!(second.jobs[0].kind, "needle");
     assert_eq!(second.next_cursor, None, "nothing is left below");
+}
+
+pub async fn the_oldest_available_job_is_found_across_priorities(env: Env) {
+    assert_eq!(env.store.oldest_available("default").await.unwrap(), None);
+    let t0 = env.clock_now();
+    let mut low = spec("k");
+    low.priority = -5;
+    enqueue_one(&env, low).await;
+    advance(&env, 10);
+    let t10 = env.clock_now();
+    let mut high = spec("k");
+    high.priority = 10;
+    enqueue_one(&env, high).await;
+    enqueue_one(&env, spec("k")).await;
+    let mut later = spec("k");
+    later.delay = Some(Duration::from_secs(60));
+    enqueue_one(&env, later).await;
+    enqueue_one(&env, spec_in("other", "k")).await;
+    let oldest = || env.store.oldest_available("default");
+    assert_eq!(
+        oldest().await.unwrap(),
+        Some(t0),
+        "the low-priority job waits longest"
+    );
+    // Leased in priority order: the oldest stays until it is leased itself.
+    env.store.lease(lease_spec(&["default"], 2)).await.unwrap();
+    assert_eq!(oldest().await.unwrap(), Some(t0));
+    env.store.lease(lease_spec(&["default"], 1)).await.unwrap();
+    assert_eq!(
+        oldest().await.unwrap(),
+        None,
+        "a job not yet due is not available"
+    );
+    advance(&env, 60);
+    env.store.tick().await.unwrap();
+    assert!(oldest().await.unwrap().is_some_and(|t| t > t10));
 }
 
 pub async fn queue_counts_follow_every_transition(env: Env) {

@@ -415,6 +415,15 @@ impl Store for PostgresStore {
         self.run(|i| Box::pin(read::queues(i, None))).await
     }
 
+    async fn oldest_available(&self, queue: &str) -> Result<Option<Timestamp>, StoreError> {
+        let queue = queue.to_string();
+        self.run(move |i| {
+            let queue = queue.clone();
+            Box::pin(async move { read::oldest_available(i, &queue).await })
+        })
+        .await
+    }
+
     async fn queue(&self, name: &str) -> Result<Option<Queue>, StoreError> {
         let name = name.to_string();
         self.run(move |i| {

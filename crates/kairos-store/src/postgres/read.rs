@@ -158,6 +158,26 @@ pub(crate) async fn list(inner: &Inner, f: JobFilter) -> Result<JobPage, StoreEr
     Ok(page)
 }
 
+statement!(
+    /// The oldest `run_at` among a queue's available jobs, by `jobs_lease`: a skip-scan
+    /// from one priority in use to the next, the first `run_at` of each.
+    OLDEST_AVAILABLE = "WITH RECURSIVE p(pr) AS ( \
+     SELECT max(priority) FROM jobs WHERE queue = $1 AND state = {available} \
+     UNION ALL SELECT (SELECT max(priority) FROM jobs \
+       WHERE queue = $1 AND state = {available} AND priority < p.pr) FROM p WHERE p.pr IS NOT NULL) \
+     SELECT min((SELECT min(run_at) FROM jobs \
+       WHERE queue = $1 AND state = {available} AND priority = p.pr)) FROM p WHERE p.pr IS NOT NULL"
+);
+
+pub(crate) async fn oldest_available(
+    inner: &Inner,
+    queue: &str,
+) -> Result<Option<Timestamp>, StoreError> {
+    let client = inner.connection().await?;
+    let stmt = client.prepare_cached(&OLDEST_AVAILABLE).await?;
+    Ok(client.query_one(&stmt, &[&queue]).await?.try_get(0)?)
+}
+
 fn queues_from(rows: &[tokio_postgres::Row]) -> Result<Vec<Queue>, StoreError> {
     let mut out: Vec<Queue> = Vec::new();
     for r in rows {

@@ -378,6 +378,12 @@ impl Store for SqliteStore {
         self.read(move |c, _| read::queue(c, &name)).await
     }
 
+    async fn oldest_available(&self, queue: &str) -> Result<Option<Timestamp>, StoreError> {
+        let queue = queue.to_string();
+        self.read(move |c, _| read::oldest_available(c, &queue))
+            .await
+    }
+
     async fn change_queue(&self, name: &str, change: QueueChange) -> Result<Queue, StoreError> {
         let name = name.to_string();
         self.write(move |b| ops::change_queue(b, &name, change))

@@ -21,6 +21,26 @@ statement!(
      AND lease_worker IS NOT NULL GROUP BY lease_worker"
 );
 statement!(LAST_DEAD = "SELECT max(seq) FROM jobs WHERE queue = ?1 AND state = {dead}");
+statement!(
+    /// The oldest `run_at` among a queue's available jobs, by `jobs_lease`: a skip-scan
+    /// from one priority in use to the next, the first `run_at` of each.
+    OLDEST_AVAILABLE = "WITH RECURSIVE p(pr) AS ( \
+     SELECT max(priority) FROM jobs WHERE queue = ?1 AND state = {available} \
+     UNION ALL SELECT (SELECT max(priority) FROM jobs \
+       WHERE queue = ?1 AND state = {available} AND priority < p.pr) FROM p WHERE p.pr IS NOT NULL) \
+     SELECT min((SELECT min(run_at) FROM jobs \
+       WHERE queue = ?1 AND state = {available} AND priority = p.pr)) FROM p WHERE p.pr IS NOT NULL"
+);
+
+pub(crate) fn oldest_available(
+    conn: &Connection,
+    queue: &str,
+) -> Result<Option<Timestamp>, StoreError> {
+    let us: Option<i64> = conn
+        .prepare_cached(&OLDEST_AVAILABLE)?
+        .query_row([queue], |r| r.get(0))?;
+    Ok(us.map(rows::ts).transpose()?)
+}
 
 pub(crate) fn job(conn: &Connection, id: Uuid, now: Timestamp) -> Result<Option<Job>, StoreError> {
     let found = rows::job_by_id(conn, id, rows::Read::Full)?;

@@ -348,6 +348,7 @@ mod tests {
             (&*crate::sqlite::ops::NEXT_RUN_AT, "jobs_due"),
             (&*crate::sqlite::writer::DUE_WAITING, "jobs_due"),
             (&*crate::sqlite::ops::PRUNE_FINISHED, "jobs_finished"),
+            (&*crate::sqlite::read::OLDEST_AVAILABLE, "jobs_lease"),
         ] {
             let plan = explained("EXPLAIN QUERY PLAN", sql, 3);
             assert!(

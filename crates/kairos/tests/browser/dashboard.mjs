@@ -134,6 +134,7 @@ const sum = (state) => queues.reduce((s, q) => s + q.counts[state], 0);
 assert.equal(await page.getAttribute("#card-available", "data-value"), String(sum("available")));
 assert.equal(await page.getAttribute("#card-dead", "data-value"), String(sum("dead")));
 assert.equal(await page.getAttribute("#card-running", "data-value"), String(sum("running")));
+assert.match(await page.innerText("#card-oldest"), /Oldest waiting job \((mail|billing)\)/);
 const metrics = await (await fetch(OPEN + "/metrics")).text();
 const total = (name) => metrics.split("\n").filter((l) => l.startsWith(name + "{"))
   .reduce((s, l) => s + Number(l.split(" ").pop()), 0);
