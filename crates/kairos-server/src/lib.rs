@@ -209,6 +209,8 @@ impl Server {
         for f in &self.features {
             f.start(&engine);
         }
+        // One limiter for the API and the dashboard: a client's budget is one.
+        let limiter = c.rate_limit.as_ref().map(http::layers::limit::Limiter::new);
         let dashboard = ui::router(ui::Ui {
             engine: engine.clone(),
             metrics: metrics.clone(),
@@ -217,6 +219,7 @@ impl Server {
                 verifier.clone(),
                 metrics.clone(),
             )),
+            limiter: limiter.clone(),
         });
         let mut app = http::app(
             engine.clone(),
@@ -232,7 +235,7 @@ impl Server {
                 metrics: metrics.clone(),
                 rules: Default::default(),
             },
-            c.rate_limit.as_ref().map(http::layers::limit::Limiter::new),
+            limiter,
             http::layers::observe::Observe {
                 metrics,
                 log_slow: c.log_slow,

@@ -46,12 +46,16 @@ pub struct Ui {
     pub metrics: Arc<Metrics>,
     /// How callers are checked.
     pub sessions: Arc<Sessions>,
+    /// The per-client rate limit the API's callers share (`None`: unlimited).
+    pub limiter: Option<crate::http::layers::limit::Limiter>,
 }
 
 /// The dashboard's routes (`/`, `/favicon.ico` and everything under `/ui`), behind the
-/// session layer.
+/// session layer, then the API's per-client rate limit (a session's subject, or the
+/// peer's address, counts as one client with its API calls).
 pub fn router(ui: Ui) -> Router<Engine> {
     let sessions = ui.sessions.clone();
+    let limiter = ui.limiter.clone();
     Router::new()
         .route("/ui", get(overview::page))
         .route("/ui/login", get(login_page).post(login))
@@ -71,6 +75,10 @@ pub fn router(ui: Ui) -> Router<Engine> {
         .route("/ui/workers", get(workers::list))
         .route("/ui/assets/{file}", get(asset))
         .route("/favicon.ico", get(favicon))
+        .layer(from_fn_with_state(
+            limiter,
+            crate::http::layers::limit::limit,
+        ))
         .layer(from_fn_with_state(sessions, session::check))
         .layer(DefaultBodyLimit::max(session::MAX_FORM_BYTES))
         .route("/", get(|| async { Redirect::to("/ui") }))

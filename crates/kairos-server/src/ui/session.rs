@@ -301,6 +301,9 @@ pub async fn check(State(sessions): State<Arc<Sessions>>, req: Request, next: Ne
     } else {
         body
     };
+    // What the rate limit keys on, as for an API call: the session's subject, else (the
+    // login page included, so guessing tokens is limited too) the peer's address.
+    parts.extensions.insert(viewer.access.clone());
     parts.extensions.insert(viewer);
     parts.extensions.insert(form);
     next.run(Request::from_parts(parts, body)).await

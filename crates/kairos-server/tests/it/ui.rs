@@ -158,8 +158,18 @@ async fn every_page_is_html_with_its_guard_headers() {
         assert!(p.body.contains("/ui/assets/kairos.js"), "{path}");
     }
     // The job waiting longest is named, on the overview and its queue's page.
-    assert!(get(&s, "/ui", None).await.body.contains("Oldest waiting job (<a"));
-    assert!(get(&s, "/ui/queues/mail", None).await.body.contains("available since"));
+    assert!(
+        get(&s, "/ui", None)
+            .await
+            .body
+            .contains("Oldest waiting job (<a")
+    );
+    assert!(
+        get(&s, "/ui/queues/mail", None)
+            .await
+            .body
+            .contains("available since")
+    );
     // `/` leads to the dashboard; the icon a browser asks for by itself is there.
     let root = get(&s, "/", None).await;
     assert_eq!(root.status, StatusCode::SEE_OTHER);
@@ -559,5 +569,32 @@ async fn a_queue_limited_session_sees_only_its_queues() {
             .as_str()
             .unwrap()
             .starts_with("1 of 2 done")
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_shares_the_apis_rate_limit() {
+    use kairos_server::http::layers::limit::RateLimitConfig;
+    let Some(s) = TestServer::start_with(|c| {
+        c.rate_limit = Some(RateLimitConfig {
+            rate: "1/h".parse().unwrap(),
+            burst: Some(2),
+            trusted_proxies: vec![],
+        })
+    })
+    .await
+    else {
+        return;
+    };
+    assert_eq!(get(&s, "/ui", None).await.status, StatusCode::OK);
+    assert_eq!(s.get("/v1/queues").await.status, StatusCode::OK);
+    // The burst is spent, by a page and an API call alike.
+    let limited = get(&s, "/ui/queues", None).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.header("retry-after").parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        get(&s, "/ui/login", None).await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the login page too: guessing tokens is limited"
     );
 }
