@@ -6,7 +6,7 @@
 
 use super::Ui;
 use super::page::{self, action, state, time};
-use super::session::{Form, Viewer, wants_page};
+use super::session::{Form, Viewer};
 use crate::http::problem::ApiError;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -174,9 +174,7 @@ fn cut(text: &str, n: usize) -> String {
 
 /// A job by id, absent (404) unless the viewer may see its queue.
 async fn visible(ui: &Ui, viewer: &Viewer, id: &str) -> Result<Job, ApiError> {
-    let id = Uuid::parse_str(id)
-        .map_err(|_| ApiError::Invalid(Invalid::field("id", "must be a job id (a UUID)")))?;
-    let job = ui.engine.job(id).await?;
+    let job = ui.engine.job(page::path_id(id, "job")?).await?;
     viewer.access.reveal(&job.queue)?;
     Ok(job)
 }
@@ -338,17 +336,7 @@ pub async fn act(
     match apply(&ui, &viewer, &id, &verb).await {
         Ok(()) if verb == "delete" => Redirect::to("/ui/jobs").into_response(),
         Ok(()) => Redirect::to(&format!("/ui/jobs/{id}")).into_response(),
-        Err(e) => fail(&viewer, &headers, "Jobs", e),
-    }
-}
-
-/// A failed action: the page with the problem for a browser's own post, the problem
-/// document for a script.
-fn fail(viewer: &Viewer, headers: &HeaderMap, section: &str, e: ApiError) -> Response {
-    if wants_page(headers) {
-        page::failed_page(viewer, section, e)
-    } else {
-        page::failure(headers, e)
+        Err(e) => page::failed_action(&viewer, &headers, "Jobs", e),
     }
 }
 
@@ -392,7 +380,7 @@ pub async fn bulk(
     };
     match done.await {
         Ok(()) => Redirect::to(&back(&form, "/ui/jobs")).into_response(),
-        Err(e) => fail(&viewer, &headers, "Jobs", e),
+        Err(e) => page::failed_action(&viewer, &headers, "Jobs", e),
     }
 }
 
@@ -563,6 +551,6 @@ pub async fn retry_group(
     };
     match done.await {
         Ok(()) => Redirect::to("/ui/dead").into_response(),
-        Err(e) => fail(&viewer, &headers, "Dead", e),
+        Err(e) => page::failed_action(&viewer, &headers, "Dead", e),
     }
 }

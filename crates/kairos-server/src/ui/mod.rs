@@ -27,7 +27,7 @@ use crate::http::problem::ApiError;
 use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -188,21 +188,14 @@ async fn login(
     let next = safe_next(form.get("next")).to_string();
     let token = form.get("token").unwrap_or("").trim();
     let refused = |error: ApiError| {
-        let mut p = error.problem();
-        p.request_id = crate::http::layers::observe::current_request_id();
-        let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::UNAUTHORIZED);
-        if !session::wants_page(&headers) {
-            return crate::http::problem::problem_response(&p);
-        }
-        page::answer(
-            status,
+        page::refuse(Some(&headers), error, |p| {
             page::frame(
                 None,
                 "Sign in",
                 "",
-                login_form(&viewer, &next, Some(page::problem_box(&p, None))),
-            ),
-        )
+                login_form(&viewer, &next, Some(page::problem_box(p, None))),
+            )
+        })
     };
     if token.is_empty() {
         return refused(ApiError::Unauthorized("paste a token to sign in".into()));

@@ -98,30 +98,48 @@ pub fn ok(markup: Markup) -> Response {
     answer(StatusCode::OK, markup)
 }
 
-/// How a failed request is answered: a page showing the problem to a browser that asked
-/// for one, else the problem document itself (`application/problem+json`, the API's).
-pub fn failure(headers: &HeaderMap, error: ApiError) -> Response {
+/// A failed request's answer: its problem rendered into a page by `render` (with the
+/// problem's status) when the request asked for a page, or always when `headers` is
+/// `None` (a page load); else the problem document itself (`application/problem+json`,
+/// as the API answers it).
+pub fn refuse(
+    headers: Option<&HeaderMap>,
+    error: ApiError,
+    render: impl FnOnce(&Problem) -> Markup,
+) -> Response {
     let mut p = error.problem();
     p.request_id = crate::http::layers::observe::current_request_id();
-    if !wants_page(headers) {
+    if headers.is_some_and(|h| !wants_page(h)) {
         return problem_response(&p);
     }
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    answer(
-        status,
-        frame(None, &p.title, "", problem_box(&p, Some("/ui"))),
-    )
+    answer(status, render(&p))
 }
 
-/// A page's failure, for a viewer already on the dashboard: the frame with the problem.
+/// A refusal before any page (no session, no CSRF token): [`refuse`] with a bare frame.
+pub fn failure(headers: &HeaderMap, error: ApiError) -> Response {
+    refuse(Some(headers), error, |p| {
+        frame(None, &p.title, "", problem_box(p, Some("/ui")))
+    })
+}
+
+/// A page that could not be made, for a viewer on the dashboard.
 pub fn failed_page(viewer: &Viewer, section: &str, error: ApiError) -> Response {
-    let mut p = error.problem();
-    p.request_id = crate::http::layers::observe::current_request_id();
-    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    answer(
-        status,
-        frame(Some(viewer), &p.title, section, problem_box(&p, None)),
-    )
+    refuse(None, error, |p| {
+        frame(Some(viewer), &p.title, section, problem_box(p, None))
+    })
+}
+
+/// An action that failed: [`refuse`] with the dashboard's frame.
+pub fn failed_action(
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    section: &str,
+    error: ApiError,
+) -> Response {
+    refuse(Some(headers), error, |p| {
+        frame(Some(viewer), &p.title, section, problem_box(p, None))
+    })
 }
 
 /// A problem's details, as the API would answer them.
@@ -141,6 +159,16 @@ pub fn problem_box(p: &Problem, back: Option<&str>) -> Markup {
             @if let Some(back) = back { p { a href=(back) { "Back to the dashboard" } } }
         }
     }
+}
+
+/// The id in a page's path, or the API's 422 naming `id` (`what`: job, schedule).
+pub fn path_id(text: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(text).map_err(|_| {
+        ApiError::Invalid(kairos_core::Invalid::field(
+            "id",
+            format!("must be a {what} id (a UUID)"),
+        ))
+    })
 }
 
 /// A job state as a badge.

@@ -4,7 +4,7 @@
 
 use super::Ui;
 use super::page::{self, action, badge};
-use super::session::{Viewer, wants_page};
+use super::session::Viewer;
 use crate::http::problem::ApiError;
 use crate::metrics::minute_now;
 use axum::Extension;
@@ -157,7 +157,6 @@ pub async fn act(
     };
     match done.await {
         Ok(()) => Redirect::to(&format!("/ui/queues/{}", page::encode(&name))).into_response(),
-        Err(e) if wants_page(&headers) => page::failed_page(&viewer, "Queues", e),
-        Err(e) => page::failure(&headers, e),
+        Err(e) => page::failed_action(&viewer, &headers, "Queues", e),
     }
 }

@@ -5,18 +5,16 @@
 
 use super::Ui;
 use super::page::{self, action, badge, state, time, word};
-use super::session::{Viewer, wants_page};
+use super::session::Viewer;
 use crate::http::problem::ApiError;
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use kairos_core::Invalid;
 use kairos_core::api::JobFilter;
 use kairos_core::schedule::{PreviewRequest, Schedule, SchedulePatch};
 use kairos_core::timetable::DstRule;
 use maud::html;
-use uuid::Uuid;
 
 /// Fire times shown on a schedule's page.
 pub const NEXT_FIRES: u32 = 10;
@@ -64,9 +62,7 @@ pub async fn list(State(ui): State<Ui>, Extension(viewer): Extension<Viewer>) ->
 
 /// The schedule in the path, absent (404) unless the viewer may see its runs' queue.
 async fn visible(ui: &Ui, viewer: &Viewer, id: &str) -> Result<Schedule, ApiError> {
-    let id = Uuid::parse_str(id)
-        .map_err(|_| ApiError::Invalid(Invalid::field("id", "must be a schedule id (a UUID)")))?;
-    let s = ui.engine.schedule(id).await?;
+    let s = ui.engine.schedule(page::path_id(id, "schedule")?).await?;
     viewer.access.reveal(&s.job.queue)?;
     Ok(s)
 }
@@ -220,7 +216,6 @@ pub async fn act(
     };
     match done.await {
         Ok(id) => Redirect::to(&format!("/ui/schedules/{id}")).into_response(),
-        Err(e) if wants_page(&headers) => page::failed_page(&viewer, "Schedules", e),
-        Err(e) => page::failure(&headers, e),
+        Err(e) => page::failed_action(&viewer, &headers, "Schedules", e),
     }
 }

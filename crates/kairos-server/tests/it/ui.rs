@@ -6,7 +6,7 @@ use crate::support::TestServer;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kairos_server::http::layers::auth::{AuthConfig, Claims, TokenKey};
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
@@ -44,6 +44,25 @@ async fn secured() -> Option<TestServer> {
         })
     })
     .await
+}
+
+/// An API call with `token`: its status and JSON answer.
+async fn api(
+    s: &TestServer,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = s
+        .client
+        .request(method, format!("{}{path}", s.base))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap_or(Value::Null))
 }
 
 /// A browser-like client: it does not follow redirects, so each answer is seen.
@@ -389,17 +408,14 @@ async fn a_reader_sees_every_page_without_buttons_and_forging_is_refused() {
     };
     let admin = token("admin", None, 600);
     let reader = token("reader", None, 600);
-    let job = s
-        .client
-        .post(format!("{}/v1/jobs", s.base))
-        .bearer_auth(&admin)
-        .json(&json!({"queue": "mail", "kind": "email"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let (_, job) = api(
+        &s,
+        &admin,
+        reqwest::Method::POST,
+        "/v1/jobs",
+        Some(json!({"queue": "mail", "kind": "email"})),
+    )
+    .await;
     let id = job["id"].as_str().unwrap();
     for path in ["/ui/queues/mail", &format!("/ui/jobs/{id}"), "/ui/jobs"] {
         let p = get(&s, path, Some(&reader)).await;
@@ -440,16 +456,14 @@ async fn a_reader_sees_every_page_without_buttons_and_forging_is_refused() {
     )
     .await;
     assert_eq!(swapped.status, StatusCode::FORBIDDEN);
-    let job_now: Value = s
-        .client
-        .get(format!("{}/v1/jobs/{id}", s.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, job_now) = api(
+        &s,
+        &admin,
+        reqwest::Method::GET,
+        &format!("/v1/jobs/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(
         job_now["state"], "available",
         "nothing the reader sent changed it"
@@ -485,32 +499,18 @@ async fn a_queue_limited_session_sees_only_its_queues() {
     let limited = token("producer", Some(&["billing"]), 600);
     let mut ids = Vec::new();
     for (queue, worker) in [("mail", "mailer"), ("billing", "biller")] {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {admin}")).unwrap(),
-        );
-        let job: Value = s
-            .client
-            .post(format!("{}/v1/jobs", s.base))
-            .headers(h.clone())
-            .json(&json!({"queue": queue, "kind": "k"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, job) = api(
+            &s,
+            &admin,
+            reqwest::Method::POST,
+            "/v1/jobs",
+            Some(json!({"queue": queue, "kind": "k"})),
+        )
+        .await;
         ids.push(job["id"].as_str().unwrap().to_string());
-        let leased = s
-            .client
-            .post(format!("{}/v1/lease", s.base))
-            .headers(h)
-            .json(&json!({"worker": worker, "queues": [queue], "max": 1}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(leased.status(), StatusCode::OK);
+        let lease = json!({"worker": worker, "queues": [queue], "max": 1});
+        let (status, _) = api(&s, &admin, reqwest::Method::POST, "/v1/lease", Some(lease)).await;
+        assert_eq!(status, StatusCode::OK);
     }
     let s2 = &s;
     let body = |path: &'static str| {

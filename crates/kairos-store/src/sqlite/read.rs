@@ -85,36 +85,30 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
         let seq = crate::listing::cursor_seq(&cursor)?;
         arg(&mut filters, " AND seq < ?", Value::Integer(seq));
     }
-    let Some(search) = f.search else {
-        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1{filters}");
-        arg(
-            &mut sql,
-            " ORDER BY seq DESC LIMIT ?",
-            Value::Integer(f.limit as i64 + 1),
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), rows::job_from_row)?
-            .map(|r| r.map(|s| (s.seq, s.job)).map_err(StoreError::from));
-        return crate::listing::page(rows, f.limit as usize, now);
-    };
-    // A search looks at the newest `SEARCH_WINDOW` jobs the filters allow, and matches
-    // them as `JobSearch::matches` says.
     let filter_args = args.len();
-    let mut arg = |sql: &mut String, clause: &str, v: Value| push(sql, &mut args, clause, v);
     let window = format!(
         "SELECT seq FROM jobs WHERE 1 = 1{filters} ORDER BY seq DESC LIMIT {}",
         crate::listing::SEARCH_WINDOW
     );
-    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE seq IN ({window}) AND (");
-    if let Some(id) = search.id {
-        arg(&mut sql, "id = ? OR ", Value::Blob(id.as_bytes().to_vec()));
-    }
-    arg(
-        &mut sql,
-        "instr(kind, ?) > 0 OR instr(coalesce(unique_key, ''), ?) > 0          OR EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE instr(value, ?) > 0))",
-        Value::Text(search.text),
-    );
+    let mut arg = |sql: &mut String, clause: &str, v: Value| push(sql, &mut args, clause, v);
+    let mut sql = match &f.search {
+        None => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1{filters}"),
+        // A search looks at the newest `SEARCH_WINDOW` jobs the filters allow, and
+        // matches them as `JobSearch::matches` says.
+        Some(search) => {
+            let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE seq IN ({window}) AND (");
+            if let Some(id) = search.id {
+                arg(&mut sql, "id = ? OR ", Value::Blob(id.as_bytes().to_vec()));
+            }
+            arg(
+                &mut sql,
+                "instr(kind, ?) > 0 OR instr(coalesce(unique_key, ''), ?) > 0 \
+                 OR EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE instr(value, ?) > 0))",
+                Value::Text(search.text.clone()),
+            );
+            sql
+        }
+    };
     arg(
         &mut sql,
         " ORDER BY seq DESC LIMIT ?",
@@ -125,7 +119,7 @@ pub(crate) fn list(conn: &Connection, f: JobFilter, now: Timestamp) -> Result<Jo
         .query_map(rusqlite::params_from_iter(args.iter()), rows::job_from_row)?
         .map(|r| r.map(|s| (s.seq, s.job)).map_err(StoreError::from));
     let mut page = crate::listing::page(rows, f.limit as usize, now)?;
-    if page.next_cursor.is_none() {
+    if f.search.is_some() && page.next_cursor.is_none() {
         let (looked, lowest): (i64, Option<i64>) = conn
             .prepare_cached(&format!("SELECT count(*), min(seq) FROM ({window})"))?
             .query_row(

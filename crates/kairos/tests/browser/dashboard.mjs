@@ -227,6 +227,17 @@ const resumed = await api(OPEN, "POST", "/v1/lease", { worker: "w-resumed", queu
 assert.equal(resumed.jobs.length, 1, "resumed, it leases again");
 clean(page, "pause and resume");
 
+// The keyboard alone: Tab reaches billing's Pause button, Enter presses it.
+await page.goto(OPEN + "/ui/queues/billing");
+const focused = () => page.evaluate(() => document.activeElement?.textContent?.trim());
+for (let i = 0; i < 40 && (await focused()) !== "Pause"; i++) await page.keyboard.press("Tab");
+assert.equal(await focused(), "Pause", "Tab reaches the button");
+await Promise.all([page.waitForEvent("framenavigated"), page.keyboard.press("Enter")]);
+await page.waitForLoadState("load");
+assert.match(await page.innerText("#queue-status"), /paused/);
+await api(OPEN, "PATCH", "/v1/queues/billing", { paused: false });
+clean(page, "keyboard");
+
 // A schedule's next fire times in Europe/Berlin across the DST changes.
 await page.goto(OPEN + `/ui/schedules/${schedule.id}`);
 const fires = await page.innerText("#next-fires");

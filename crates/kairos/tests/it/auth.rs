@@ -25,14 +25,7 @@ fn off_loopback_without_a_key_the_server_refuses_to_start() {
 }
 
 fn mint(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(["token", "create"])
-        .args(args)
-        .env("KAIROS_JWT_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    crate::support::mint(SECRET, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

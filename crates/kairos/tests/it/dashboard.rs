@@ -23,14 +23,9 @@ fn required() -> bool {
 }
 
 fn mint(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(["token", "create", "--ttl", "1h"])
-        .args(args)
-        .env("KAIROS_JWT_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    let mut all = vec!["--ttl", "1h"];
+    all.extend(args);
+    crate::support::mint(SECRET, &all)
 }
 
 /// `tests/browser`, with playwright-core installed (from its lock file) when missing.

@@ -134,3 +134,15 @@ impl Drop for Kairos {
         let _ = self.child.wait();
     }
 }
+
+/// `kairos token create ARGS`, signed with `secret`, as an operator would mint it.
+pub fn mint(secret: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["token", "create"])
+        .args(args)
+        .env("KAIROS_JWT_SECRET", secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
