@@ -60,6 +60,9 @@ async fn render_list(ui: &Ui, viewer: &Viewer, q: &JobsQuery) -> Result<Markup, 
     let now = ui.engine.store().now();
     let mut queues = ui.engine.queues().await?;
     queues.retain(|x| viewer.access.sees(&x.name));
+    // The queue menu lists the first MAX_ROWS (a longer list is no menu); any queue can
+    // still be named in the URL.
+    queues.truncate(page::MAX_ROWS);
     let queue = blank(&q.queue);
     // A token limited to some queues lists one queue at a time (as the API does).
     let must_choose = viewer.access.is_limited() && queue.is_none();
@@ -99,6 +102,9 @@ async fn render_list(ui: &Ui, viewer: &Viewer, q: &JobsQuery) -> Result<Markup, 
                 @if !viewer.access.is_limited() { option value="" { "every queue" } }
                 @for x in &queues {
                     option value=(x.name) selected[queue == Some(x.name.as_str())] { (x.name) }
+                }
+                @if let Some(name) = queue.filter(|n| !queues.iter().any(|x| x.name == *n)) {
+                    option value=(name) selected { (name) }
                 }
             } }
             label { "State" select name="state" {

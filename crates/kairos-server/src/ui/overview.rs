@@ -61,6 +61,8 @@ async fn render(ui: &Ui, viewer: &Viewer) -> Result<Markup, ApiError> {
         }
     }
     let waited = oldest.map_or(0, |(at, _)| (now.as_second() - at.as_second()).max(0));
+    let oldest = oldest.map(|(at, q)| (at, q.to_string()));
+    let more_queues = page::cap(&mut queues);
     Ok(html! {
         h1 { "Overview" }
         div #overview-live data-live {
@@ -74,7 +76,7 @@ async fn render(ui: &Ui, viewer: &Viewer) -> Result<Markup, ApiError> {
                     div.value { @if oldest.is_some() { (page::span(waited)) } @else { "—" } }
                     div.label {
                         "Oldest waiting job"
-                        @if let Some((_, q)) = oldest { " (" a href={ "/ui/jobs" (page::query(&[("queue", Some(q)), ("state", Some("available"))])) } { (q) } ")" }
+                        @if let Some((_, q)) = &oldest { " (" a href={ "/ui/jobs" (page::query(&[("queue", Some(q)), ("state", Some("available"))])) } { (q) } ")" }
                     }
                 }
             }
@@ -85,6 +87,7 @@ async fn render(ui: &Ui, viewer: &Viewer) -> Result<Markup, ApiError> {
                 p.muted { "No queue has held a job yet." }
             } @else {
                 (super::queues::table(&queues))
+                (more_queues)
             }
             h2 { "Schedules firing next" }
             @if schedules.is_empty() {

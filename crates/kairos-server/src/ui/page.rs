@@ -171,6 +171,18 @@ pub fn path_id(text: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
     })
 }
 
+/// Most rows a page lists of what it shows whole (queues, schedules).
+pub const MAX_ROWS: usize = 1_000;
+
+/// Keeps the first [`MAX_ROWS`] of `items`, and says how many there were when that cut.
+pub fn cap<T>(items: &mut Vec<T>) -> Markup {
+    let total = items.len();
+    items.truncate(MAX_ROWS);
+    html! {
+        @if total > MAX_ROWS { p.muted.capped { "Showing the first " (MAX_ROWS) " of " (total) "." } }
+    }
+}
+
 /// A job state as a badge.
 pub fn state(s: JobState) -> Markup {
     html! { span class={ "state state-" (s.as_str()) } { (s.as_str()) } }

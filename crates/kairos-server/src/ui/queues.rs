@@ -17,13 +17,14 @@ use maud::{Markup, html};
 
 /// `GET /ui/queues`.
 pub async fn list(State(ui): State<Ui>, Extension(viewer): Extension<Viewer>) -> Response {
-    let queues = match ui.engine.queues().await {
+    let mut queues = match ui.engine.queues().await {
         Ok(mut q) => {
             q.retain(|q| viewer.access.sees(&q.name));
             q
         }
         Err(e) => return page::failed_page(&viewer, "Queues", e.into()),
     };
+    let more = page::cap(&mut queues);
     page::ok(page::frame(
         Some(&viewer),
         "Queues",
@@ -32,7 +33,7 @@ pub async fn list(State(ui): State<Ui>, Extension(viewer): Extension<Viewer>) ->
             h1 { "Queues" }
             div #queues-live data-live {
                 @if queues.is_empty() { p.muted { "No queue has held a job yet." } }
-                @else { (table(&queues)) }
+                @else { (table(&queues)) (more) }
             }
         },
     ))

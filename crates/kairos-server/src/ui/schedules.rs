@@ -23,13 +23,14 @@ pub const RECENT_RUNS: u32 = 10;
 
 /// `GET /ui/schedules`.
 pub async fn list(State(ui): State<Ui>, Extension(viewer): Extension<Viewer>) -> Response {
-    let schedules = match ui.engine.schedules().await {
+    let mut schedules = match ui.engine.schedules().await {
         Ok(mut s) => {
             s.retain(|s| viewer.access.sees(&s.job.queue));
             s
         }
         Err(e) => return page::failed_page(&viewer, "Schedules", e.into()),
     };
+    let more = page::cap(&mut schedules);
     let now = ui.engine.store().now();
     page::ok(page::frame(
         Some(&viewer),
@@ -55,6 +56,7 @@ pub async fn list(State(ui): State<Ui>, Extension(viewer): Extension<Viewer>) ->
                         }
                     }
                 } }
+                (more)
             }
         },
     ))

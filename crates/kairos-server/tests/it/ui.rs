@@ -598,3 +598,31 @@ async fn the_dashboard_shares_the_apis_rate_limit() {
         "the login page too: guessing tokens is limited"
     );
 }
+
+#[tokio::test]
+async fn lists_a_page_shows_whole_are_cut_and_say_so() {
+    let Some(s) = TestServer::start().await else {
+        return;
+    };
+    for chunk in [0..1000, 1000..1001] {
+        let jobs: Vec<Value> = chunk
+            .map(|i| json!({"queue": format!("q{i:04}"), "kind": "k"}))
+            .collect();
+        assert_eq!(
+            s.post("/v1/jobs/batch", json!({"jobs": jobs})).await.status,
+            StatusCode::CREATED
+        );
+    }
+    for path in ["/ui/queues", "/ui"] {
+        let p = get(&s, path, None).await;
+        assert_eq!(p.body.matches("<tr data-queue=").count(), 1000, "{path}");
+        assert!(p.body.contains("Showing the first 1000 of 1001."), "{path}");
+    }
+    // A queue past the menu's end stays chosen.
+    let p = get(&s, "/ui/jobs?queue=q1000", None).await;
+    assert!(
+        p.body.contains(r#"<option value="q1000" selected>"#),
+        "{}",
+        p.body
+    );
+}
