@@ -214,9 +214,11 @@ pub fn over_tls(headers: &HeaderMap) -> bool {
         || text(header::FORWARDED).is_some_and(|f| f.contains("proto=https"))
 }
 
-/// Paths served to anyone: the login page, and what every page loads.
+/// Paths served to anyone: the login page, **Log out** (so a session whose token just
+/// expired can still clear its cookie; its CSRF token is still checked), and what every
+/// page loads.
 fn public(path: &str) -> bool {
-    path == "/ui/login" || path.starts_with("/ui/assets/") || path == "/favicon.ico"
+    matches!(path, "/ui/login" | "/ui/logout" | "/favicon.ico") || path.starts_with("/ui/assets/")
 }
 
 /// Whether an answer for this request should be a page (a browser's own form post or

@@ -393,6 +393,20 @@ async fn login_keeps_the_token_in_a_strict_cookie_until_it_expires() {
     .await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert!(out.header("set-cookie").contains("Max-Age=0"));
+    // A session whose token no longer verifies can still log out (with its CSRF token).
+    let broken = admin.replace('.', ".y");
+    let csrf_of_broken = get(&s, "/ui/login", Some(&broken)).await.csrf();
+    let cleared = post(
+        &s,
+        "/ui/logout",
+        Some(&broken),
+        &[("csrf_token", &csrf_of_broken)],
+    )
+    .await;
+    assert_eq!(cleared.status, StatusCode::SEE_OTHER);
+    assert!(cleared.header("set-cookie").contains("Max-Age=0"));
+    let no_csrf = post(&s, "/ui/logout", Some(&broken), &[]).await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
     // A session whose token does not verify is none.
     let tampered = admin.replace('.', ".x");
     assert_eq!(
