@@ -1,7 +1,9 @@
 //! The built-in reminder worker: it leases reminder jobs through the engine (as any
 //! worker would, over the same lease and ack calls), and for each whose task still
 //! reminds at the job's time emits `task.due`. A stale reminder (its task gone, done,
-//! or moved) completes without a word. A reminder that runs twice (a lease that expired
+//! or moved) completes without a word; one younger than [`SAVE_GRACE`] whose task does
+//! not match yet is looked at again shortly, since it may have come before its task's
+//! save. A reminder that runs twice (a lease that expired
 //! after the event was written, a retry through the API) emits twice; the notifications
 //! side makes one notification of them. Every node runs one: leasing is safe anywhere.
 
@@ -21,6 +23,15 @@ const BATCH: u32 = 32;
 const WAIT: Duration = Duration::from_secs(30);
 /// A reminder's lease: far longer than handling one takes.
 const LEASE: Duration = Duration::from_secs(60);
+/// A reminder is scheduled before its task is saved (`tasks.rs`), so one leased at once
+/// can come before that save commits: while it is this young, a task not found (or not
+/// yet reminding at its time) is looked at again shortly instead of being taken as
+/// stale. Older, it is stale (a crash between the two writes, a task moved on).
+const SAVE_GRACE: Duration = Duration::from_secs(10);
+/// The first look again after that, in milliseconds; doubled each attempt (0.1 s,
+/// 0.2 s, … 6.4 s: seven attempts span the grace, well inside a reminder's
+/// `max_attempts`).
+const LOOK_AGAIN_MS: u64 = 100;
 
 /// Leases and handles reminders until shutdown.
 pub async fn run(engine: Engine, store: Arc<dyn TaskStore>) {
@@ -77,6 +88,12 @@ async fn handle(
             item.outcome = OutcomeKind::Failed;
             item.error = Some(error);
         }
+        Err(Refused::NotYetSaved) => {
+            item.outcome = OutcomeKind::Failed;
+            item.error = Some("its task is not saved yet; looking again shortly".into());
+            let doublings = job.job.attempt.saturating_sub(1).min(6);
+            item.retry_in = Some(Duration::from_millis(LOOK_AGAIN_MS << doublings));
+        }
         Err(Refused::Never(error)) => {
             item.outcome = OutcomeKind::Failed;
             item.error = Some(error);
@@ -97,6 +114,8 @@ async fn handle(
 enum Refused {
     /// Try again later (the task store failed).
     Retry(String),
+    /// Its task's save may not have committed yet: look again shortly.
+    NotYetSaved,
     /// Not a reminder this worker understands.
     Never(String),
 }
@@ -117,6 +136,12 @@ async fn remind(engine: &Engine, store: &dyn TaskStore, job: &LeasedJob) -> Resu
     let Some(task) =
         task.filter(|t| t.status == TaskStatus::Open && t.remind_at == reminder.remind_at)
     else {
+        let age = crate::now(engine)
+            .duration_since(job.job.created_at)
+            .unsigned_abs();
+        if age < SAVE_GRACE.as_std() {
+            return Err(Refused::NotYetSaved);
+        }
         return Ok(false);
     };
     let due = Due {

@@ -1,8 +1,10 @@
 //! Task operations: each keeps the task and its reminder job in step. A reminder is
 //! scheduled before the task that needs it is saved, and an old one cancelled after: a
 //! crash in between leaves at most an extra reminder, which the reminder worker finds
-//! stale (its task is gone or reminds at another time) and drops. Each remind time's job
-//! has a unique key, so a retried request never schedules two.
+//! stale (its task is gone or reminds at another time) and drops. A reminder leased
+//! before its task's save commits (one due at once, say) is not taken for stale: while
+//! it is young the worker looks again shortly (`reminder.rs`, `SAVE_GRACE`). Each remind
+//! time's job has a unique key, so a retried request never schedules two.
 
 use crate::Tasks;
 use crate::model::{Task, TaskPage, TaskPatch, TaskQuery, TaskRequest, TaskStatus};

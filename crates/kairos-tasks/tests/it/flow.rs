@@ -224,6 +224,48 @@ async fn a_reminder_that_runs_twice_makes_one_notification() {
 }
 
 #[tokio::test]
+async fn a_reminder_leased_before_its_task_is_saved_still_reminds() {
+    // What `create` does, with the two writes held apart: the reminder first (it is due
+    // at once, so the worker leases it), the task only once the worker has looked.
+    let s = Running::start(Backend::Sqlite).await.unwrap();
+    let mut stream = s.stream("/v1/notifications/stream", None).await;
+    let now: kairos_core::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    let request: kairos_tasks::model::TaskRequest =
+        serde_json::from_value(json!({"title": "saved late", "due_at": "2020-01-01T00:00:00Z"}))
+            .unwrap();
+    let task = request.validate(uuid::Uuid::now_v7(), now).unwrap();
+    let (status, job) = s
+        .post("/v1/jobs", serde_json::to_value(task.reminder()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, j) = s.get(&format!("/v1/jobs/{id}")).await;
+        assert_ne!(
+            j["state"], "completed",
+            "dropped as stale before its task was saved: {j}"
+        );
+        if j["failures"].as_u64() >= Some(1) {
+            assert!(
+                j["errors"][0]["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not saved yet"),
+                "{j}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never leased: {j}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    s.tasks().insert_task(&task).await.unwrap();
+    let (_, n) = stream.next().await;
+    assert_eq!(n["task_id"], task.id.to_string());
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn bad_input_is_refused_naming_the_field() {
     let s = Running::start(Backend::Sqlite).await.unwrap();
     for (body, field) in [

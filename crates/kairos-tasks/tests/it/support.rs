@@ -116,6 +116,11 @@ impl Running {
         }
     }
 
+    /// The feature's store under the server (to make what a request would, out of turn).
+    pub fn tasks(&self) -> &Arc<dyn TaskStore> {
+        &self._place.tasks
+    }
+
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self
             .client
