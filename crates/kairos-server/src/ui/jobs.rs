@@ -348,10 +348,9 @@ pub async fn act(
 
 /// Where to go after an action: `next` when it is a dashboard path.
 fn back(form: &Form, default: &str) -> String {
-    match form.get("next") {
-        Some(n) if n.starts_with("/ui") && !n.starts_with("//") => n.to_string(),
-        _ => default.to_string(),
-    }
+    page::dashboard_path(form.get("next"))
+        .unwrap_or(default)
+        .to_string()
 }
 
 /// `POST /ui/jobs/bulk` with `action` and up to [`MAX_SELECTED`] `id`s: each job in turn;

@@ -135,12 +135,9 @@ pub struct Next {
     next: Option<String>,
 }
 
-/// Only a path of the dashboard itself (never another site, never `//host`).
+/// Where to go once signed in: `next` when it is a dashboard path, else the overview.
 fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n) if n.starts_with("/ui") && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/ui",
-    }
+    page::dashboard_path(next).unwrap_or("/ui")
 }
 
 fn login_form(viewer: &Viewer, next: &str, refusal: Option<maud::Markup>) -> maud::Markup {

@@ -256,6 +256,12 @@ pub fn pretty(json: &str) -> String {
         .unwrap_or_else(|| json.to_string())
 }
 
+/// `next` when it is a path of the dashboard itself: where a login or an action may send
+/// the browser after (never another site, never `//host` or a backslash trick).
+pub fn dashboard_path(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| n.starts_with("/ui") && !n.starts_with("//") && !n.contains('\\'))
+}
+
 /// `text` percent-encoded for a query string.
 pub fn encode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
