@@ -148,32 +148,14 @@ pub fn why_not_running(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backoff::Backoff;
-    use crate::duration::Duration;
-    use crate::job::{Lease, NewJob};
-    use serde_json::value::RawValue;
+    use crate::job::Lease;
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
     }
 
     fn job(run_in: i64) -> Job {
-        let spec = NewJob {
-            queue: "q".into(),
-            kind: "k".into(),
-            payload: RawValue::from_string("{}".into()).unwrap(),
-            priority: 0,
-            run_at: Some(t(run_in)),
-            delay: None,
-            max_attempts: 3,
-            backoff: Backoff::default(),
-            timeout: Duration::from_secs(30),
-            unique_key: None,
-            tags: vec![],
-            schedule_id: None,
-            scheduled_for: None,
-            trace: None,
-        };
+        let spec = crate::job::test_spec(3, Some(t(run_in)));
         Job::new(spec, uuid::Uuid::now_v7(), t(0))
     }
 

@@ -329,6 +329,28 @@ impl Job {
     }
 }
 
+/// A plain job spec for the core's tests: queue `default`, kind `k`, payload `{}`, a 30 s
+/// timeout, the default backoff.
+#[cfg(test)]
+pub(crate) fn test_spec(max_attempts: u32, run_at: Option<Timestamp>) -> NewJob {
+    NewJob {
+        queue: "default".into(),
+        kind: "k".into(),
+        payload: RawValue::from_string("{}".into()).unwrap(),
+        priority: 0,
+        run_at,
+        delay: None,
+        max_attempts,
+        backoff: Backoff::default(),
+        timeout: Duration::from_secs(30),
+        unique_key: None,
+        tags: vec![],
+        schedule_id: None,
+        scheduled_for: None,
+        trace: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,6 @@
 //! Unit and property tests of the state machine.
 
 use super::*;
-use crate::backoff::Backoff;
-use crate::job::NewJob;
 use proptest::prelude::*;
 
 fn t(secs: i64) -> Timestamp {
@@ -10,23 +8,11 @@ fn t(secs: i64) -> Timestamp {
 }
 
 fn job(max_attempts: u32) -> Job {
-    let spec = NewJob {
-        queue: "default".into(),
-        kind: "k".into(),
-        payload: RawValue::from_string("{}".into()).unwrap(),
-        priority: 0,
-        run_at: None,
-        delay: None,
-        max_attempts,
-        backoff: Backoff::default(),
-        timeout: Duration::from_secs(30),
-        unique_key: None,
-        tags: vec![],
-        schedule_id: None,
-        scheduled_for: None,
-        trace: None,
-    };
-    Job::new(spec, Uuid::now_v7(), t(0))
+    Job::new(
+        crate::job::test_spec(max_attempts, None),
+        Uuid::now_v7(),
+        t(0),
+    )
 }
 
 fn failed(retry: bool) -> Outcome {
