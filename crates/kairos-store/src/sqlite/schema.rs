@@ -349,6 +349,8 @@ mod tests {
             (&*crate::sqlite::writer::DUE_WAITING, "jobs_due"),
             (&*crate::sqlite::ops::PRUNE_FINISHED, "jobs_finished"),
             (&*crate::sqlite::read::OLDEST_AVAILABLE, "jobs_lease"),
+            (&*crate::sqlite::ops::LEASE_CANDIDATES, "jobs_lease"),
+            (&*crate::sqlite::ops::LEASE_ROWS, "jobs_lease"),
         ] {
             let plan = explained("EXPLAIN QUERY PLAN", sql, 3);
             assert!(
