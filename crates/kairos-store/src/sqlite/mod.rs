@@ -12,6 +12,7 @@
 
 mod events;
 mod files;
+mod leased;
 mod ops;
 mod read;
 mod rows;

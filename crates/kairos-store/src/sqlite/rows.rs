@@ -96,6 +96,7 @@ fn raw(text: String, col: usize) -> rusqlite::Result<Box<RawValue>> {
 
 /// A job row: its internal key, the job, and the state as stored (the job's `state`
 /// field may be changed by transitions before it is saved).
+#[derive(Clone)]
 pub(crate) struct StoredJob {
     pub seq: i64,
     pub stored_state: JobState,

@@ -160,6 +160,8 @@ struct Effects {
     next_due_exact: Option<Option<Timestamp>>,
     /// The id of the last event the batch wrote.
     last_event: Option<u64>,
+    /// Job rows written, for the cache of running jobs.
+    leased: super::leased::LeasedChanges,
 }
 
 impl Effects {
@@ -170,6 +172,7 @@ impl Effects {
         self.buckets.extend(other.buckets);
         self.held.extend(other.held);
         self.new_queues.extend(other.new_queues);
+        self.leased.extend(other.leased);
         if other.next_due_exact.is_some() {
             self.next_due_exact = other.next_due_exact;
         }
@@ -185,6 +188,7 @@ struct Caches {
     buckets: HashMap<String, Bucket>,
     known_queues: HashSet<String>,
     timetables: super::timetables::Timetables,
+    leased: super::leased::Leased,
 }
 
 /// The transaction context an operation runs in.
@@ -213,8 +217,35 @@ impl Batch<'_> {
         &self.caches.timetables
     }
 
-    /// Loads a job by its public id.
+    /// Loads a job by its public id: a running job read without its payload from the
+    /// cache of running jobs when it is there (as this batch has written it so far).
     pub fn load(&self, id: Uuid, read: Read) -> Result<Option<StoredJob>, StoreError> {
+        if read == Read::WithoutPayload {
+            let kept = match self.op.leased.get(&id).or_else(|| self.all.leased.get(&id)) {
+                Some(written) => written.as_deref(),
+                None => self.caches.leased.get(&id),
+            };
+            if let Some(kept) = kept {
+                let kept = kept.clone();
+                // Tests run debug builds: every read from the cache is checked there
+                // against the row itself.
+                #[cfg(debug_assertions)]
+                {
+                    let row = rows::job_by_id(self.conn, id, read)?.expect("a kept job has a row");
+                    assert_eq!(
+                        (row.seq, row.stored_state, &row.job.lease),
+                        (kept.seq, kept.stored_state, &kept.job.lease),
+                        "the cache of running jobs holds the row as it stands"
+                    );
+                    assert_eq!(
+                        serde_json::to_string(&row.job)?,
+                        serde_json::to_string(&kept.job)?,
+                        "the cache of running jobs holds the row as it stands"
+                    );
+                }
+                return Ok(Some(kept));
+            }
+        }
         rows::job_by_id(self.conn, id, read)
     }
 
@@ -226,6 +257,7 @@ impl Batch<'_> {
     /// Inserts a new job and accounts for it (its `job.enqueued` event included).
     pub fn insert(&mut self, job: &Job) -> Result<(), StoreError> {
         self.ensure_queue(&job.queue)?;
+        // A new job is not running, so the cache of running jobs has nothing to learn.
         rows::insert_job(self.conn, job)?;
         self.account(&job.queue, None, Some(job));
         self.op.changes.enqueued(job, self.now);
@@ -236,6 +268,10 @@ impl Batch<'_> {
     /// events the transition made.
     pub fn save(&mut self, stored: &StoredJob, happened: Happened) -> Result<(), StoreError> {
         rows::save_job(self.conn, stored.seq, &stored.job)?;
+        self.op.leased.insert(
+            stored.job.id,
+            super::leased::change(stored.seq, &stored.job),
+        );
         self.account(
             &stored.job.queue,
             Some(stored.stored_state),
@@ -250,6 +286,7 @@ impl Batch<'_> {
         self.conn
             .prepare_cached("DELETE FROM jobs WHERE seq = ?1")?
             .execute([stored.seq])?;
+        self.op.leased.insert(stored.job.id, None);
         self.account(&stored.job.queue, Some(stored.stored_state), None);
         self.op.changes.happened(happened, &stored.job, self.now);
         Ok(())
@@ -613,6 +650,7 @@ impl Writer {
     /// Post-commit: caches and signals.
     fn apply(&mut self, e: Effects) {
         self.caches.known_queues.extend(e.new_queues);
+        self.caches.leased.apply(e.leased);
         for (queue, paused) in e.paused {
             if paused {
                 self.caches.paused.insert(queue);
