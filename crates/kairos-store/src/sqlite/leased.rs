@@ -3,8 +3,8 @@
 //! about two fifths of an ack's work. The writer is the only connection that writes, and
 //! every write of a job row passes through [`super::writer::Batch`]: a save or a removal
 //! tells this cache of it (an insert need not: a new job is never running). Only
-//! committed batches change it, so a rolled back batch leaves it as the rows are. Jobs running before a restart, or past
-//! [`MAX_LEASED`], are read from their rows as before.
+//! committed batches change it, so a rolled back batch leaves it as the rows are. Jobs
+//! running before a restart, or past [`MAX_LEASED`], are read from their rows as before.
 
 use super::rows::StoredJob;
 use kairos_core::{Job, JobState, RawValue};
