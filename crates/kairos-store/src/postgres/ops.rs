@@ -40,11 +40,15 @@ const LOCK_LIMITED: &str = "SELECT name, concurrency, rate, rate_tokens, rate_at
 statement!(
     /// Running jobs of the leased queues that have a `concurrency`, read after their
     /// lock (a statement of its own, so its snapshot holds every lease committed before).
+    /// The uncorrelated `EXISTS` is a one-time filter: when no leased queue has a
+    /// `concurrency` (the common case) the counts and their deltas are never scanned,
+    /// which every lease otherwise paid (about 0.6 ms of the database's CPU under W2).
     RUNNING_LIMITED = "SELECT queue, sum(n)::bigint FROM \
      (SELECT queue, n FROM queue_counts WHERE state = {running} AND queue = ANY($1) \
       UNION ALL SELECT queue, n FROM queue_count_deltas WHERE state = {running} \
       AND queue = ANY($1)) AS c \
      WHERE queue IN (SELECT name FROM queues WHERE name = ANY($1) AND concurrency IS NOT NULL) \
+     AND EXISTS (SELECT 1 FROM queues WHERE name = ANY($1) AND concurrency IS NOT NULL) \
      GROUP BY queue"
 );
 /// The rate buckets as spent by a lease.
