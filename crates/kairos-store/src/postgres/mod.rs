@@ -92,7 +92,9 @@ pub(crate) struct Inner {
     pub(crate) channel: String,
     /// What this node's commits announced, for the notification sender.
     announcements: Arc<notify::Announcements>,
-    /// The listener and the notification sender.
+    /// Woken when this node's commits wrote events: the numbering pass runs soon.
+    numbering: Arc<tokio::sync::Notify>,
+    /// The listener, the notification sender and the numbering pass.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The listener's verdict: the database answers.
     reachable: Arc<tokio::sync::watch::Sender<bool>>,
@@ -130,6 +132,7 @@ impl PostgresStore {
             node: Uuid::now_v7(),
             channel: listen::channel(&options.schema),
             announcements: Arc::new(notify::Announcements::default()),
+            numbering: Arc::new(tokio::sync::Notify::new()),
             tasks: Mutex::new(Vec::new()),
             reachable: Arc::new(tokio::sync::watch::Sender::new(true)),
             closed: AtomicBool::new(false),
@@ -147,7 +150,14 @@ impl PostgresStore {
             inner.node,
             inner.announcements.clone(),
         ));
-        *inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = vec![listener, sender];
+        let numbering = tokio::spawn(events::run(
+            inner.pool.clone(),
+            inner.numbering.clone(),
+            inner.signals.clone(),
+            inner.announcements.clone(),
+            POLL,
+        ));
+        *inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = vec![listener, sender, numbering];
         // Whatever was due or leased before this start is looked at by the first tick.
         inner.signals.due_at(now);
         Ok(PostgresStore { inner })
@@ -340,10 +350,9 @@ impl Inner {
     /// Post-commit announcements.
     pub(crate) fn announce(&self, e: Effects) {
         self.announcements.add(&e);
-        // Every event up to the head is committed (see postgres/events.rs).
-        if let Some(head) = e.events_head {
-            self.signals.events_committed(head);
-            self.announcements.add_events(head);
+        // Its events are read once numbered (see postgres/events.rs).
+        if e.wrote_events {
+            self.numbering.notify_one();
         }
         if !e.new_queues.is_empty() {
             self.known_queues

@@ -215,6 +215,24 @@ SELECT public_id, public_id, at, 1::bigint << type,
 FROM events;
 DROP TABLE events;
 "#,
+    r#"
+-- Batches are inserted unnumbered and numbered after their commit (see
+-- postgres/events.rs): a commit that numbered its own batch held event_head's row lock
+-- through its WAL flush, so commits could not share one. `seq` (CACHE 1: handed out in
+-- the order asked, across sessions) is the numbering order, `n` the batch's event count;
+-- first_id and last_id stay NULL until a numbering pass sets them under the head's lock.
+-- The rows kept are all numbered already.
+ALTER TABLE event_batches ADD COLUMN n bigint;
+UPDATE event_batches SET n = last_id - first_id + 1;
+ALTER TABLE event_batches ALTER COLUMN n SET NOT NULL;
+ALTER TABLE event_batches ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY (CACHE 1);
+ALTER TABLE event_batches DROP CONSTRAINT event_batches_pkey;
+ALTER TABLE event_batches ALTER COLUMN last_id DROP NOT NULL,
+    ALTER COLUMN first_id DROP NOT NULL;
+ALTER TABLE event_batches ADD PRIMARY KEY (seq);
+CREATE UNIQUE INDEX event_batches_numbered ON event_batches (last_id);
+CREATE INDEX event_batches_unnumbered ON event_batches (seq) WHERE last_id IS NULL;
+"#,
 ];
 
 /// The advisory lock key under which migrations run ("kairos" in ASCII).

@@ -40,8 +40,8 @@ pub(crate) struct Effects {
     pub changes: Changes,
     pub resumed: Vec<String>,
     pub new_queues: Vec<String>,
-    /// The event head after this commit's events (`None`: it wrote none).
-    pub events_head: Option<u64>,
+    /// The commit wrote events (they wait to be numbered).
+    pub wrote_events: bool,
 }
 
 /// An open transaction.
@@ -258,19 +258,16 @@ impl Tx {
             };
             let events_f = async {
                 match &events {
-                    None => Ok(None),
-                    Some(batch) => {
-                        let row = c.query_one(&insert_events, &batch.params()).await?;
-                        row.try_get::<_, Option<i64>>(0)
-                    }
+                    None => Ok(0),
+                    Some(batch) => c.execute(&insert_events, &batch.params()).await,
                 }
             };
             tokio::try_join!(save_f, count_f, events_f, c.execute(&commit, &[]))
         };
         match result {
-            Ok((_, _, head, _)) => {
+            Ok(_) => {
                 let mut effects = std::mem::take(&mut self.effects);
-                effects.events_head = head.map(|h| h.max(0) as u64);
+                effects.wrote_events = events.is_some();
                 effects.changes.commit = Some((started.elapsed().as_secs_f64(), 1));
                 Ok(effects)
             }
