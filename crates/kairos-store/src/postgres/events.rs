@@ -308,6 +308,15 @@ mod tests {
     use crate::postgres::{Options, PostgresStore};
     use kairos_core::event::{EventQuery, EventType, NewEvent};
 
+    /// A store on `db`'s schema.
+    async fn open(db: &TestDatabase) -> PostgresStore {
+        let options = Options {
+            schema: db.schema.clone(),
+            ..Options::default()
+        };
+        PostgresStore::connect(&db.url, options).await.unwrap()
+    }
+
     /// A log written by the version before batches: its rows move into batches, the
     /// numbered ones with their ids and the unnumbered ones after them in `seq` order,
     /// each read back as written, and new events number after them all.
@@ -346,15 +355,7 @@ mod tests {
         ));
         client.batch_execute(&sql).await.unwrap();
 
-        let store = PostgresStore::connect(
-            &db.url,
-            Options {
-                schema: db.schema.clone(),
-                ..Options::default()
-            },
-        )
-        .await
-        .unwrap();
+        let store = open(&db).await;
         let all = EventQuery::default().validate().unwrap();
         let page = store.events(all.clone()).await.unwrap();
         let seen: Vec<_> = page
@@ -423,23 +424,15 @@ mod tests {
         assert_eq!(ids, [2, 4]);
     }
 
-    /// A batch its node committed but never numbered (it died before its pass) is
-    /// numbered by the next read anywhere, after the ones numbered before it and before
-    /// what commits next; the ids stay dense.
+    /// A batch its node committed but never numbered (it died before its pass) is read
+    /// at once by the next read anywhere (which numbers it), after the ones numbered
+    /// before it and before what commits next; the ids stay dense.
     #[tokio::test]
     async fn a_batch_left_unnumbered_is_read_at_once_in_order() {
         let Some(db) = TestDatabase::create().await else {
             return;
         };
-        let store = PostgresStore::connect(
-            &db.url,
-            Options {
-                schema: db.schema.clone(),
-                ..Options::default()
-            },
-        )
-        .await
-        .unwrap();
+        let store = open(&db).await;
         let due = |task: &str| {
             NewEvent::feature(
                 EventType::TaskDue,
